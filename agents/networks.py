@@ -1,0 +1,231 @@
+"""Actor and critic networks: MTPPO, Mixture of Experts, MOORE and single-task PPO.
+
+Every network maps ``obs`` (uint8 or float, shape ``[B, 3, 7, 7]``, MiniGrid's integer
+codes, channels first, not rescaled) and ``task`` (int64 ``[B]``, the task index) to
+``[B, n_out]``: 7 logits for an actor, 1 value for a critic. Actor and critic are separate
+networks, each with its own trunk (PROTOCOL.md, "Networks").
+
+* ``mtppo`` / ``single``: one conv trunk (ReLU, ReLU, Tanh) shared by all tasks, then the
+  sample's own task head ``Linear(1024, 128) Tanh Linear(128, n_out)``.
+* ``moe``: k conv experts without the final Tanh; a task encoder ``Linear(T, k, bias=False)``
+  on the one-hot task id gives k mixing weights (no softmax); ``tanh(sum_j w_j e_j)`` feeds
+  the task head.
+* ``moore``: as ``moe``, but the k expert outputs of each sample are orthonormalised by
+  Gram-Schmidt before mixing.
+
+``forward(..., record=acts)`` fills ``acts`` with the post-activation outputs of every
+hidden layer (names below) for the plasticity metrics; ``features`` returns the shared
+feature extractor's output (the input of the task heads).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+OBS_SHAPE = (3, 7, 7)
+N_ACTIONS = 7
+TRUNK_FEATURES = 64 * 4 * 4
+
+GRAM_SCHMIDT_EPS = 1e-6
+"""Residuals with a norm at or below this are treated as zero vectors (output zero, not NaN)."""
+
+
+class ConvTrunk(nn.Module):
+    """Conv2d(3,16,2) ReLU Conv2d(16,32,2) ReLU Conv2d(32,64,2) [Tanh], flattened to 1024."""
+
+    def __init__(self, final_tanh: bool = True) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 2)
+        self.conv2 = nn.Conv2d(16, 32, 2)
+        self.conv3 = nn.Conv2d(32, 64, 2)
+        self.final_tanh = final_tanh
+
+    def forward(self, x: torch.Tensor, record: dict | None = None, prefix: str = "trunk") -> torch.Tensor:
+        h1 = F.relu(self.conv1(x))
+        h2 = F.relu(self.conv2(h1))
+        h3 = self.conv3(h2)
+        if self.final_tanh:
+            h3 = torch.tanh(h3)
+        if record is not None:
+            record[f"{prefix}.conv1"] = h1
+            record[f"{prefix}.conv2"] = h2
+            record[f"{prefix}.conv3"] = h3
+        return h3.flatten(1)
+
+
+class TaskHead(nn.Module):
+    """Linear(in, hidden) Tanh Linear(hidden, n_out): one per task."""
+
+    def __init__(self, in_features: int, hidden: int, n_out: int) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(in_features, hidden)
+        self.out = nn.Linear(hidden, n_out)
+
+    def forward(self, x: torch.Tensor, record: dict | None = None, prefix: str = "") -> torch.Tensor:
+        h = torch.tanh(self.hidden(x))
+        if record is not None:
+            record[f"{prefix}.hidden"] = h
+        return self.out(h)
+
+
+def gram_schmidt(vectors: torch.Tensor, eps: float = GRAM_SCHMIDT_EPS) -> torch.Tensor:
+    """Orthonormalise ``vectors[b, 0..k-1, :]`` in order, for every sample ``b``.
+
+    Differentiable. Unlike MOORE's layer, a vector whose residual is (near) zero, e.g. an
+    expert fully pruned or dead on this input, becomes the zero vector instead of NaN; the
+    other outputs stay orthonormal. Shape ``[B, k, D] -> [B, k, D]``.
+    """
+    basis: list[torch.Tensor] = []
+    for i in range(vectors.shape[1]):
+        w = vectors[:, i, :]
+        for b in basis:
+            w = w - (w * b).sum(-1, keepdim=True) * b
+        sq_norm = (w * w).sum(-1, keepdim=True)
+        # where() on both the denominator and the result keeps gradients finite at zero.
+        nonzero = sq_norm > eps * eps
+        norm = torch.sqrt(torch.where(nonzero, sq_norm, torch.ones_like(sq_norm)))
+        basis.append(torch.where(nonzero, w / norm, torch.zeros_like(w)))
+    return torch.stack(basis, dim=1)
+
+
+class MultiTaskNetwork(nn.Module):
+    """One actor or critic of any architecture; see the module docstring.
+
+    Hidden layers recorded by ``forward(record=...)`` (post-activation):
+
+    * ``mtppo``/``single``: ``trunk.conv1``, ``trunk.conv2`` (ReLU), ``trunk.conv3`` (Tanh),
+      ``heads.<t>.hidden`` (Tanh, only the samples of task ``t``).
+    * ``moe``/``moore``: ``experts.<j>.conv1``, ``experts.<j>.conv2`` (ReLU),
+      ``experts.<j>.conv3`` (no activation: experts are linear before mixing),
+      ``features`` (the Tanh of the mixed features, ``[B, 1024]``), ``heads.<t>.hidden``.
+    """
+
+    def __init__(self, arch: str, n_tasks: int, n_out: int, n_experts: int = 1, hidden: int = 128) -> None:
+        super().__init__()
+        if arch not in ("mtppo", "single", "moe", "moore"):
+            raise ValueError(f"unknown architecture {arch!r}")
+        self.arch = arch
+        self.n_tasks = n_tasks
+        self.n_out = n_out
+        self.n_experts = n_experts if arch in ("moe", "moore") else 0
+        if self.n_experts:
+            # Each expert gets its own independent initialisation, as in MOORE.
+            self.experts = nn.ModuleList(ConvTrunk(final_tanh=False) for _ in range(n_experts))
+            self.task_encoder = nn.Linear(n_tasks, n_experts, bias=False)
+        else:
+            self.trunk = ConvTrunk(final_tanh=True)
+        self.heads = nn.ModuleList(TaskHead(TRUNK_FEATURES, hidden, n_out) for _ in range(n_tasks))
+
+    def features(self, obs: torch.Tensor, task: torch.Tensor, record: dict | None = None) -> torch.Tensor:
+        """The shared feature extractor's output ``[B, 1024]`` (input of the task heads)."""
+        x = obs.float()
+        if not self.n_experts:
+            return self.trunk(x, record, "trunk")
+        expert_out = torch.stack(
+            [expert(x, record, f"experts.{j}") for j, expert in enumerate(self.experts)], dim=1
+        )  # [B, k, 1024]
+        if self.arch == "moore":
+            expert_out = gram_schmidt(expert_out)
+        weights = self.task_encoder(F.one_hot(task, self.n_tasks).to(expert_out.dtype))  # [B, k]
+        mixed = torch.tanh(torch.einsum("bk,bkd->bd", weights, expert_out))
+        if record is not None:
+            record["features"] = mixed
+        return mixed
+
+    def forward(self, obs: torch.Tensor, task: torch.Tensor, record: dict | None = None) -> torch.Tensor:
+        feats = self.features(obs, task, record)
+        if self.n_tasks == 1:
+            return self.heads[0](feats, record, "heads.0")
+        out = feats.new_empty(feats.shape[0], self.n_out)
+        for t in range(self.n_tasks):
+            idx = (task == t).nonzero(as_tuple=True)[0]
+            if idx.numel():
+                out[idx] = self.heads[t](feats[idx], record, f"heads.{t}")
+        return out
+
+    def output_layers(self) -> list[nn.Linear]:
+        """The task heads' output layers (never recycled by ReDo; the target of Reset)."""
+        return [head.out for head in self.heads]
+
+    # --- structure maps for the treatments and plasticity metrics (no effect on forward) ---
+    def weight_layers(self) -> dict[str, nn.Module]:
+        """Every ``Conv2d`` and ``Linear`` by module name, in definition order.
+
+        Their ``weight`` tensors are the prunable ones (``<name>.weight``; biases never are);
+        the MoE/MOORE ``task_encoder`` is among them, callers decide whether to prune it.
+        """
+        return {name: module for name, module in self.named_modules()
+                if isinstance(module, (nn.Conv2d, nn.Linear))}
+
+    def neuron_layers(self) -> list["NeuronLayer"]:
+        """The hidden layers whose units count as neurons (dormancy, ReDo), in forward order.
+
+        ``mtppo``/``single``: ``trunk.conv1``, ``trunk.conv2`` (ReLU), ``trunk.conv3`` (Tanh,
+        64 channels feeding every head through the flatten) and ``heads.<t>.hidden`` (Tanh).
+        ``moe``/``moore``: ``experts.<j>.conv1``/``conv2`` (ReLU), then ``features``: the Tanh
+        of the mixed expert outputs, seen as 64 channels of 4x4 positions like ``trunk.conv3``
+        (the experts' ``conv3`` has no activation of its own and its outgoing connections are
+        shared by all experts through the mixture, so it is not a neuron layer, and
+        ``features`` has no weights of its own, so ReDo cannot recycle it), and the heads.
+        The heads' output layers are never neuron layers.
+        """
+        positions = TRUNK_FEATURES // 64  # a conv3 channel feeds 16 flattened head inputs
+        head_inputs = tuple((f"heads.{t}.hidden", positions) for t in range(self.n_tasks))
+        layers: list[NeuronLayer] = []
+        if self.n_experts:
+            for j in range(self.n_experts):
+                layers.append(NeuronLayer(f"experts.{j}.conv1", 16, (f"experts.{j}.conv1",),
+                                          ((f"experts.{j}.conv2", 1),)))
+                layers.append(NeuronLayer(f"experts.{j}.conv2", 32, (f"experts.{j}.conv2",),
+                                          ((f"experts.{j}.conv3", 1),)))
+            layers.append(NeuronLayer("features", 64, tuple(f"experts.{j}.conv3" for j in range(self.n_experts)),
+                                      head_inputs, recyclable=False))
+        else:
+            layers.append(NeuronLayer("trunk.conv1", 16, ("trunk.conv1",), (("trunk.conv2", 1),)))
+            layers.append(NeuronLayer("trunk.conv2", 32, ("trunk.conv2",), (("trunk.conv3", 1),)))
+            layers.append(NeuronLayer("trunk.conv3", 64, ("trunk.conv3",), head_inputs))
+        for t, head in enumerate(self.heads):
+            layers.append(NeuronLayer(f"heads.{t}.hidden", head.hidden.out_features, (f"heads.{t}.hidden",),
+                                      ((f"heads.{t}.out", 1),), task=t))
+        return layers
+
+    def features_from_record(self, record: dict) -> torch.Tensor:
+        """The output of :meth:`features` ``[B, 1024]`` out of a ``forward(record=...)`` dict."""
+        return (record["features"] if self.n_experts else record["trunk.conv3"]).flatten(1)
+
+
+@dataclass(frozen=True)
+class NeuronLayer:
+    """One hidden layer of neurons: where its values are recorded and which weights touch it.
+
+    ``forward(record=r)`` stores its post-activation values as ``r[name]``, shaped
+    ``[B, n_neurons, ...]`` or ``[B, n_neurons * positions]`` (channel-major flatten); a
+    neuron's score averages ``|value|`` over the batch and over any spatial positions.
+    """
+
+    name: str
+    """Key in the ``record`` dict of :meth:`MultiTaskNetwork.forward`."""
+    n_neurons: int
+    """Output channels (conv) or units (linear)."""
+    producers: tuple[str, ...]
+    """Modules whose output channel/row ``i`` feeds neuron ``i`` (its incoming weights)."""
+    consumers: tuple[tuple[str, int], ...]
+    """``(module, positions)``: neuron ``i`` feeds input channels ``i`` (conv consumer) or
+    input columns ``i*positions .. (i+1)*positions - 1`` (linear consumer after a flatten)."""
+    task: int | None = None
+    """Only this task's samples reach the layer (a task head); ``None``: every sample."""
+    recyclable: bool = True
+    """Whether ReDo may re-initialise its neurons (it needs a single producer of its own)."""
+
+
+def build_network(arch: str, n_tasks: int, n_out: int, n_experts: int = 1, hidden: int = 128) -> MultiTaskNetwork:
+    """Registry entry point: an actor (``n_out=7``) or critic (``n_out=1``) of ``arch``."""
+    return MultiTaskNetwork(arch, n_tasks, n_out, n_experts=n_experts, hidden=hidden)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

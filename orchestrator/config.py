@@ -1,0 +1,170 @@
+"""`TrialConfig`: everything one training run depends on, frozen and serialisable.
+
+Defaults are the draft paper's protocol (Table 2 and Table 4; `PROTOCOL.md`). A sweep file
+or the `mtrl trial` flags override them; the published (TMLR) protocol is a sweep file that
+overrides a handful of fields.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from envs.benchmarks import benchmark_names, get_benchmark
+
+ARCHITECTURES = ("mtppo", "moe", "moore", "single")
+"""Names accepted for ``arch`` (see :mod:`agents.networks`)."""
+
+
+class TrialConfig(BaseModel):
+    """One trial of the grid: a benchmark, an architecture, a treatment and a seed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    # --- identity -----------------------------------------------------------------
+    benchmark: str
+    """``MT3``, ``MT5``, ``MT7`` or a single task name such as ``DoorKey-6x6-v0``."""
+    arch: str
+    """Network family: ``mtppo`` (shared trunk), ``moe``, ``moore`` or ``single``."""
+    treatment: str = "dense"
+    """Registered treatment name (``dense``, ``gmp95``, ``redo``, ...; see agents.treatments)."""
+    treatment_params: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of the treatment's own defaults, e.g. ``{"tau": 0.001}`` for ReDo."""
+    seed: int = 0
+    """The one seed behind torch, numpy, Python and every environment."""
+    sweep: str = "adhoc"
+    """Name of the sweep this trial belongs to (a column of every Parquet row)."""
+
+    # --- budget -------------------------------------------------------------------
+    total_steps: int = 200_000
+    """Lock-step training steps; each step advances every task's environment once."""
+    steps_per_epoch: int = 2_000
+    """Steps collected between two PPO updates (2000 per task, 2000*T samples in all)."""
+    eval_interval_steps: int = 2_000
+    """Evaluate every this many steps (and once before training)."""
+    eval_episodes: int = 25
+    """Evaluation episodes per task and evaluation point (MOORE used 16, the paper 25)."""
+    checkpoint_interval_steps: int = 10_000
+    """Write Parquet segments and a checkpoint every this many steps (and at the end)."""
+
+    # --- PPO (MOORE's semantics) --------------------------------------------------
+    gamma: float = 0.99
+    """Discount factor for GAE."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    clip_eps: float = 0.2
+    """PPO clipping epsilon of the surrogate objective."""
+    ent_coef: float = 0.01
+    """Entropy bonus coefficient."""
+    actor_lr: float = 1e-3
+    """Adam learning rate of the actor."""
+    critic_lr: float = 1e-3
+    """Adam learning rate of the critic."""
+    policy_epochs: int = 8
+    """Passes over the epoch's samples for the policy."""
+    policy_batch_per_task: int = 256
+    """Minibatch size per task for the policy (the minibatch mixes tasks: 256*T)."""
+    critic_epochs: int = 1
+    """Critic passes per update; MOORE does one full-batch Adam step."""
+    critic_batch_size: int = 0
+    """Critic minibatch size; 0 means the full batch, as MOORE does."""
+    hidden_size: int = 128
+    """Width of each task head's hidden layer."""
+    n_experts: int = 0
+    """Experts for MoE/MOORE; 0 takes the benchmark's k (2/3/4 for MT3/MT5/MT7)."""
+
+    # --- plasticity metrics (paper appendix C) ------------------------------------
+    measure_plasticity: bool = True
+    """Compute dormancy, srank and Fisher trace at every evaluation point."""
+    plasticity_buffer_size: int = 100_000
+    """Training observations kept for the metrics (the most recent ones)."""
+    metric_batch_size: int = 1024
+    """Samples drawn from the buffer for each metric."""
+    dormant_tau: float = 0.01
+    """Threshold on the normalised activation below which a neuron is dormant."""
+    srank_delta: float = 0.01
+    """Tolerance delta of the effective rank srank_delta."""
+
+    # --- execution ----------------------------------------------------------------
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto`` uses a GPU when one is visible to the process, else the CPU."""
+    torch_threads: int = 1
+    """Intra-op threads for torch; one trial is one CPU by default."""
+
+    @field_validator("benchmark")
+    @classmethod
+    def _known_benchmark(cls, value: str) -> str:
+        get_benchmark(value)  # raises a one-line ValueError naming the choices
+        return value
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str) -> str:
+        if value not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {value!r}; choose one of: {', '.join(ARCHITECTURES)}")
+        return value
+
+    @field_validator("treatment")
+    @classmethod
+    def _known_treatment(cls, value: str) -> str:
+        from agents.treatments import treatment_names
+
+        if value not in treatment_names():
+            raise ValueError(f"unknown treatment {value!r}; choose one of: {', '.join(treatment_names())}")
+        return value
+
+    @field_validator("seed")
+    @classmethod
+    def _non_negative_seed(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"seed must be >= 0, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent_budget(self) -> "TrialConfig":
+        for name in ("total_steps", "steps_per_epoch", "eval_interval_steps", "eval_episodes",
+                     "checkpoint_interval_steps", "policy_epochs", "policy_batch_per_task",
+                     "critic_epochs", "hidden_size", "metric_batch_size", "torch_threads"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.total_steps % self.steps_per_epoch:
+            raise ValueError(
+                f"steps_per_epoch={self.steps_per_epoch} must divide total_steps={self.total_steps}")
+        for name in ("eval_interval_steps", "checkpoint_interval_steps"):
+            interval = getattr(self, name)
+            if interval % self.steps_per_epoch or self.total_steps % interval:
+                raise ValueError(
+                    f"{name}={interval} must be a multiple of steps_per_epoch={self.steps_per_epoch}"
+                    f" and divide total_steps={self.total_steps}")
+        if self.arch == "single" and get_benchmark(self.benchmark).n_tasks != 1:
+            raise ValueError(f"arch 'single' needs a single-task benchmark, got {self.benchmark!r}")
+        if self.arch in ("moe", "moore") and self.experts < 1:
+            raise ValueError(f"{self.arch} needs n_experts >= 1")
+        from agents.treatments import build_treatment
+
+        build_treatment(self.treatment, self.treatment_params, total_steps=self.total_steps)
+        return self
+
+    # --- derived ------------------------------------------------------------------
+    @property
+    def run_key(self) -> str:
+        """Stable trial name: names the Tune trial, its folders and every Parquet row."""
+        return f"{self.benchmark}-{self.arch}-{self.treatment}-s{self.seed:02d}"
+
+    @property
+    def experts(self) -> int:
+        return self.n_experts or get_benchmark(self.benchmark).n_experts
+
+    @property
+    def n_epochs(self) -> int:
+        return self.total_steps // self.steps_per_epoch
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys): equal configs give equal strings."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrialConfig":
+        return cls.model_validate(json.loads(text))

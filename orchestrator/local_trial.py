@@ -1,0 +1,147 @@
+"""`mtrl trial`: one trial in this process, no Ray, into an ad-hoc results folder.
+
+Layout: ``<results>/mtrl-results.json``, ``<results>/trials/<run_key>/config.json``,
+``<results>/trials/<run_key>/checkpoints/step-*.pt`` and the Parquet datasets under
+``<results>/metrics/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import yaml
+from pydantic import ValidationError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from envs.benchmarks import benchmark_names
+from orchestrator.checkpoint import DirectoryCheckpointer
+from orchestrator.config import ARCHITECTURES, TrialConfig
+from orchestrator.results_dir import ResultsDirError, claim
+from orchestrator.sink import ParquetSink
+from orchestrator.trial import run_trial
+
+
+class UsageError(ValueError):
+    """Bad input on the command line: reported as one line, exit code 2."""
+
+
+def config_error_message(exc: ValidationError) -> str:
+    """pydantic's multi-line report as one line: ``field: message; field: message``."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
+def parse_assignments(pairs: list[str], what: str) -> dict:
+    """``["a=1", "b=[1, 2]"]`` -> ``{"a": 1, "b": [1, 2]}`` (values parsed as YAML)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{what} expects key=value, got {pair!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("trial", help="run one trial in this process (no Ray)",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--benchmark", required=True, help=f"one of {', '.join(benchmark_names())}")
+    p.add_argument("--arch", required=True, help=f"one of {', '.join(ARCHITECTURES)}")
+    p.add_argument("--treatment", default="dense", help="registered treatment name (default dense)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--results", required=True, help="results folder (created if missing)")
+    p.add_argument("--total-steps", type=int, help="lock-step training steps (default 200000)")
+    p.add_argument("--steps-per-epoch", type=int, help="steps between PPO updates (default 2000)")
+    p.add_argument("--eval-interval", type=int, help="evaluate every this many steps (default 2000)")
+    p.add_argument("--eval-episodes", type=int, help="evaluation episodes per task (default 25)")
+    p.add_argument("--checkpoint-interval", type=int, help="checkpoint every this many steps")
+    p.add_argument("--treatment-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a treatment parameter, e.g. tau=0.001 (repeatable)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override any TrialConfig field, e.g. gamma=0.95 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue this trial from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=main)
+
+
+def build_config(args: argparse.Namespace) -> TrialConfig:
+    fields = {"benchmark": args.benchmark, "arch": args.arch, "treatment": args.treatment, "seed": args.seed}
+    flag_fields = {"total_steps": args.total_steps, "steps_per_epoch": args.steps_per_epoch,
+                   "eval_interval_steps": args.eval_interval, "eval_episodes": args.eval_episodes,
+                   "checkpoint_interval_steps": args.checkpoint_interval}
+    fields.update({k: v for k, v in flag_fields.items() if v is not None})
+    fields.update(parse_assignments(args.set, "--set"))
+    if args.treatment_param:
+        fields["treatment_params"] = parse_assignments(args.treatment_param, "--treatment-param")
+    budget = fields.get("total_steps", TrialConfig.model_fields["total_steps"].default)
+    # Shrinking the budget alone should just work: intervals default to divisors of it.
+    for name in ("eval_interval_steps", "checkpoint_interval_steps", "steps_per_epoch"):
+        default = TrialConfig.model_fields[name].default
+        if name not in fields and isinstance(budget, int) and budget > 0 and budget % default:
+            fields[name] = budget if name != "steps_per_epoch" else min(default, budget)
+    try:
+        return TrialConfig(**fields)
+    except ValidationError as exc:
+        raise UsageError(config_error_message(exc)) from None
+
+
+def prepare_results(results: str, config: TrialConfig, resume: bool) -> str:
+    """Check ``results`` may hold this trial; returns the trial's own folder."""
+    claim(results, layout="trial")
+    trials_dir = os.path.join(results, "trials")
+    others = sorted(set(os.listdir(trials_dir)) - {config.run_key}) if os.path.isdir(trials_dir) else []
+    if others:
+        raise ResultsDirError(
+            f"{results} holds another trial's data ({others[0]}); use a separate --results folder per trial")
+    trial_dir = os.path.join(trials_dir, config.run_key)
+    config_path = os.path.join(trial_dir, "config.json")
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            stored = json.load(f)
+        mine = json.loads(config.to_json())
+        diff = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
+        if diff:
+            shown = ", ".join(f"{k}: {stored.get(k)!r} -> {mine.get(k)!r}" for k in diff[:4])
+            raise ResultsDirError(f"{results} holds {config.run_key} with a different configuration ({shown})")
+        if not resume:
+            raise ResultsDirError(
+                f"{results} already holds {config.run_key}; pass --resume to continue it")
+    else:
+        os.makedirs(trial_dir, exist_ok=True)
+        with open(config_path, "w") as f:
+            f.write(config.to_json())
+    return trial_dir
+
+
+def main(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    trial_dir = prepare_results(args.results, config, args.resume)
+    checkpoints = os.path.join(trial_dir, "checkpoints")
+    sink = ParquetSink.for_config(args.results, config)
+    if args.quiet:
+        result = run_trial(config, sink, DirectoryCheckpointer(checkpoints))
+    else:
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("steps  return {task.fields[ret]}"), TimeElapsedColumn())
+        with Progress(*columns) as progress:
+            bar = progress.add_task(config.run_key, total=config.total_steps, ret="-")
+            start = DirectoryCheckpointer(checkpoints).latest_step() or 0
+            progress.update(bar, completed=start)
+
+            def on_report(metrics: dict) -> None:
+                ret = metrics.get("eval/normalised_return")
+                update = {"completed": metrics["step"]}
+                if ret == ret:  # not NaN
+                    update["ret"] = f"{ret:.3f}"
+                progress.update(bar, **update)
+
+            result = run_trial(config, sink, DirectoryCheckpointer(checkpoints, on_report=on_report))
+    resumed = f" (resumed from step {result.resumed_from_step})" if result.resumed_from_step is not None else ""
+    print(f"{config.run_key}: {result.steps} steps, {result.epochs} epochs{resumed}; rows in {args.results}/metrics")
+    return 0

@@ -1,0 +1,102 @@
+"""The Parquet contract between trials (writers) and the analysis stage (readers).
+
+Layout under a results folder::
+
+    metrics/evals/benchmark=<b>/arch=<a>/treatment=<t>/<run_key>__<first>-<last>.parquet
+    metrics/train/benchmark=<b>/arch=<a>/treatment=<t>/<run_key>__<first>-<last>.parquet
+
+``benchmark``, ``arch`` and ``treatment`` are Hive partition columns: they live in the
+directory names, not inside the files, and pyarrow/pandas add them back on read, so
+``pandas.read_parquet("results/x/metrics/evals", filters=[("arch", "==", "moe")])`` works.
+
+Rules every reader may rely on:
+
+* a segment file appears atomically (written as ``*.parquet.tmp``, then renamed);
+* rows are unique on :data:`EVAL_KEYS` / :data:`TRAIN_KEYS` across all files of a run
+  (readers still deduplicate on those keys as a safety net);
+* columns whose name starts with :data:`WALL_CLOCK_PREFIX` depend on the machine and the
+  clock; every other column is a deterministic function of the trial config and seed.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+"""Bumped whenever a column changes meaning or type; readers refuse unknown versions."""
+
+PARTITION_COLUMNS = ("benchmark", "arch", "treatment")
+WALL_CLOCK_PREFIX = "perf/"
+
+EVALS_DIR = "metrics/evals"
+TRAIN_DIR = "metrics/train"
+
+EVAL_KEYS = ("run_key", "step", "task")
+TRAIN_KEYS = ("run_key", "step")
+
+_IDENTITY_FIELDS = [
+    pa.field("schema_version", pa.int32()),
+    pa.field("sweep", pa.string()),
+    pa.field("run_key", pa.string()),
+    pa.field("seed", pa.int32()),
+    pa.field("step", pa.int64()),  # lock-step training steps done when the row was taken
+    pa.field("epoch", pa.int32()),  # training epochs done (0 = before training)
+]
+
+EVALS_SCHEMA = pa.schema(
+    _IDENTITY_FIELDS
+    + [
+        pa.field("task", pa.string()),  # e.g. "LavaGapS7-v0"
+        pa.field("task_index", pa.int32()),  # position of the task in its benchmark
+        pa.field("episodes", pa.int32()),
+        pa.field("return_mean", pa.float64()),  # undiscounted raw return
+        pa.field("return_std", pa.float64()),
+        pa.field("normalised_return_mean", pa.float64()),  # raw / best achievable (Table 3)
+        pa.field("success_rate", pa.float64()),  # fraction of episodes with reward > 0
+        pa.field("episode_length_mean", pa.float64()),
+    ]
+)
+"""One row per (run_key, step, task): an evaluation point of one task."""
+
+TRAIN_METRIC_COLUMNS = (
+    # PPO update of the epoch that ended at `step`
+    "losses/policy_loss",
+    "losses/value_loss",
+    "losses/entropy",
+    "losses/approx_kl",
+    "losses/clip_fraction",
+    "losses/explained_variance",
+    # training episodes that ended during the epoch
+    "charts/train_return_mean",
+    "charts/train_episodes",
+    "charts/env_steps",  # transitions collected so far, all tasks together (step * T)
+    # fraction of prunable weights that are exactly masked
+    "sparsity/actor",
+    "sparsity/critic",
+    # plasticity metrics: only at evaluation points, null elsewhere
+    "plasticity/dormant_actor",
+    "plasticity/dormant_critic",
+    "plasticity/srank_actor",
+    "plasticity/srank_critic",
+    "plasticity/fisher_trace",
+    # cumulative intervention counters
+    "interventions/prune_events",
+    "interventions/neurons_recycled",
+    "interventions/resets_done",
+    "interventions/set_rewires",
+    # wall clock (excluded from determinism comparisons)
+    "perf/wall_seconds",  # seconds of this trial so far, summed over resumed runs
+    "perf/env_seconds",  # of which inside env.step/reset (training and evaluation)
+    "perf/env_fraction",  # env_seconds / wall_seconds
+    "perf/steps_per_second",  # lock-step training steps per second in this epoch
+)
+
+TRAIN_SCHEMA = pa.schema(
+    _IDENTITY_FIELDS + [pa.field(name, pa.float64()) for name in TRAIN_METRIC_COLUMNS]
+)
+"""One row per (run_key, step) at the end of every training epoch."""
+
+
+def deterministic_columns(columns) -> list[str]:
+    """The columns that must be equal between two runs with the same config and seed."""
+    return [c for c in columns if not c.startswith(WALL_CLOCK_PREFIX)]

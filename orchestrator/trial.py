@@ -1,0 +1,285 @@
+"""`run_trial`: one training run of the paper, start to finish, resumable. No Ray here.
+
+An epoch is: collect ``steps_per_epoch`` lock-step steps (every task's environment once per
+step, treatments' step hooks after each), one PPO update, then at evaluation points an
+evaluation of every task and the plasticity metrics, then a ``train`` row; at checkpoint
+points the buffered rows go to Parquet and only then the full state to the checkpointer.
+
+Determinism: the trial seed fixes torch's global RNG (initialisation, treatments), and
+derives independent numpy/torch streams for episode layouts, minibatch order, action
+sampling, evaluation and metric batches. Every stream is part of the checkpoint, and
+evaluation and metric streams are re-derived from ``(seed, step)``, so a resumed trial
+produces the same rows as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from agents.agent import ActorCritic, build_agent
+from agents.metrics import measure_plasticity
+from agents.plasticity_buffer import PlasticityBuffer
+from agents.ppo import Rollout, ppo_update
+from agents.treatments import COUNTER_NAMES, build_treatment
+from envs.benchmarks import get_benchmark
+from envs.evaluator import BatchedEvaluator
+from envs.multitask import EnvClock, LockStepEnv
+from orchestrator import schema
+from orchestrator.checkpoint import Checkpointer
+from orchestrator.config import TrialConfig
+from orchestrator.sink import ParquetSink
+
+CHECKPOINT_FORMAT = 1
+SMALL_BATCH = 32
+"""Below this many samples a CPU forward pass runs faster without oneDNN."""
+
+# Stream ids for numpy SeedSequence([seed, stream, ...]): never reorder.
+_ENV_STREAM, _UPDATE_STREAM, _COLLECT_STREAM, _EVAL_STREAM, _METRIC_STREAM = range(5)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    run_key: str
+    steps: int
+    epochs: int
+    resumed_from_step: int | None
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _torch_generator(seed: int, *stream: int) -> torch.Generator:
+    seq = np.random.SeedSequence([seed, *stream])
+    return torch.Generator().manual_seed(int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+
+
+@contextlib.contextmanager
+def onednn(enabled: bool):
+    """Switch oneDNN (mkldnn) convolutions on or off for a block, restoring the setting."""
+    previous = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = enabled
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = previous
+
+
+def make_policy(actor, device: torch.device, generator: torch.Generator):
+    """Stochastic policy over numpy batches: one forward pass, actions sampled on the CPU."""
+
+    @torch.inference_mode()
+    def policy(obs: np.ndarray, task: np.ndarray) -> np.ndarray:
+        # oneDNN's per-call setup costs ~6x the convolution itself at these batch sizes.
+        with onednn(enabled=len(task) >= SMALL_BATCH):
+            logits = actor(torch.from_numpy(obs).to(device), torch.from_numpy(task).to(device))
+        probs = torch.softmax(logits.float().cpu(), dim=-1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1).numpy()
+
+    return policy
+
+
+class _Trial:
+    """The mutable state of one trial; ``run_trial`` drives it."""
+
+    def __init__(self, config: TrialConfig) -> None:
+        self.config = config
+        self.benchmark = get_benchmark(config.benchmark)
+        self.tasks = self.benchmark.tasks
+        torch.set_num_threads(config.torch_threads)
+        self.device = resolve_device(config.device)
+        seed = config.seed
+        random.seed(seed)
+        torch.manual_seed(seed)
+        self.treatment = build_treatment(config.treatment, config.treatment_params, total_steps=config.total_steps)
+        self.agent: ActorCritic = build_agent(
+            config.arch, self.benchmark.n_tasks, config.experts, config.hidden_size,
+            config.actor_lr, config.critic_lr, self.treatment, self.device)
+        self.treatment.setup(self.agent)
+        self.clock = EnvClock()
+        self.env_rng = np.random.default_rng([seed, _ENV_STREAM])
+        self.update_rng = np.random.default_rng([seed, _UPDATE_STREAM])
+        self.collect_gen = _torch_generator(seed, _COLLECT_STREAM)
+        self.env = LockStepEnv(self.tasks, self.env_rng, self.clock)
+        self.evaluator = BatchedEvaluator(self.tasks, config.eval_episodes, self.clock)
+        self.buffer = PlasticityBuffer(config.plasticity_buffer_size)
+        self.step = 0
+        self.epoch = 0
+        self.wall_seconds = 0.0
+        self.env.reset()
+
+    # --- checkpoint state ---------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config.to_json(),
+            "progress": {"step": self.step, "epoch": self.epoch, "wall_seconds": self.wall_seconds,
+                         "env_seconds": self.clock.seconds},
+            "agent": self.agent.state_dict(),
+            "treatment": self.treatment.state_dict(),
+            "envs": self.env.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+                "python": json.dumps(random.getstate()),
+                "env": json.dumps(self.env_rng.bit_generator.state),
+                "update": json.dumps(self.update_rng.bit_generator.state),
+                "collect": self.collect_gen.get_state(),
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}")
+        if TrialConfig.from_json(state["config"]) != self.config:
+            raise ValueError(f"checkpoint belongs to a different configuration of {self.config.run_key}")
+        progress = state["progress"]
+        self.step, self.epoch = int(progress["step"]), int(progress["epoch"])
+        self.wall_seconds = float(progress["wall_seconds"])
+        self.clock.seconds = float(progress["env_seconds"])
+        self.agent.load_state_dict(state["agent"])
+        self.treatment.load_state_dict(state["treatment"])
+        self.buffer.load_state_dict(state["buffer"])
+        rng = state["rng"]
+        self.env_rng.bit_generator.state = json.loads(rng["env"])
+        self.update_rng.bit_generator.state = json.loads(rng["update"])
+        self.collect_gen.set_state(rng["collect"])
+        python_state = json.loads(rng["python"])
+        random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
+        # Replaying the environments must not disturb the restored streams: it uses none.
+        self.env.load_state_dict(state["envs"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"]:
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    # --- one epoch ----------------------------------------------------------------
+    def collect(self) -> tuple[Rollout, list[tuple[int, float, int]]]:
+        N, T = self.config.steps_per_epoch, self.benchmark.n_tasks
+        obs = np.empty((N, T, 3, 7, 7), dtype=np.uint8)
+        next_obs = np.empty_like(obs)
+        actions = np.empty((N, T), dtype=np.int64)
+        rewards = np.empty((N, T), dtype=np.float32)
+        terminated = np.empty((N, T), dtype=bool)
+        truncated = np.empty((N, T), dtype=bool)
+        task_ids = np.arange(T, dtype=np.int64)
+        policy = make_policy(self.agent.actor, self.device, self.collect_gen)
+        finished = []
+        for n in range(N):
+            obs[n] = self.env.observations()
+            actions[n] = policy(obs[n], task_ids)
+            out = self.env.step(actions[n])
+            next_obs[n], rewards[n] = out["next_obs"], out["reward"]
+            terminated[n], truncated[n] = out["terminated"], out["truncated"]
+            finished.extend(out["finished"])
+            self.buffer.add(obs[n], task_ids)
+            self.step += 1
+            self.treatment.on_step(self.step, self.agent, self.buffer)
+        return Rollout(obs, actions, rewards, next_obs, terminated, truncated), finished
+
+    def evaluate(self) -> list[dict]:
+        cfg = self.config
+        seeds = np.random.default_rng([cfg.seed, _EVAL_STREAM, self.step]).integers(
+            2**31 - 1, size=(self.benchmark.n_tasks, cfg.eval_episodes))
+        policy = make_policy(self.agent.actor, self.device, _torch_generator(cfg.seed, _EVAL_STREAM, self.step))
+        rows = []
+        for result in self.evaluator.evaluate(policy, seeds):
+            rows.append({
+                **self._identity(),
+                "task": result.task,
+                "task_index": result.task_index,
+                "episodes": result.episodes,
+                "return_mean": float(np.mean(result.returns)),
+                "return_std": float(np.std(result.returns)),
+                "normalised_return_mean": result.normalised_return_mean,
+                "success_rate": result.success_rate,
+                "episode_length_mean": float(np.mean(result.lengths)),
+            })
+        return rows
+
+    def plasticity(self) -> dict[str, float]:
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, _METRIC_STREAM, self.step])
+        obs, task = self.buffer.sample(cfg.metric_batch_size, rng)
+        return measure_plasticity(
+            self.agent, self.treatment,
+            torch.from_numpy(obs).to(self.device), torch.from_numpy(task).to(self.device),
+            dormant_tau=cfg.dormant_tau, srank_delta=cfg.srank_delta,
+            generator=_torch_generator(cfg.seed, _METRIC_STREAM, self.step))
+
+    def _identity(self) -> dict:
+        return {"schema_version": schema.SCHEMA_VERSION, "sweep": self.config.sweep,
+                "run_key": self.config.run_key, "seed": self.config.seed,
+                "step": self.step, "epoch": self.epoch}
+
+
+def run_trial(config: TrialConfig, sink: ParquetSink, checkpointer: Checkpointer) -> TrialResult:
+    """Train ``config`` to its budget, resuming from ``checkpointer`` when it holds a state.
+
+    Rows go to ``sink`` in segments written right before each checkpoint; the checkpointer
+    receives ``save(state, metrics)`` at checkpoint points and ``report(metrics)`` after
+    every other epoch.
+    """
+    trial = _Trial(config)
+    resumed_from = None
+    state = checkpointer.load()
+    eval_rows: list[dict] = []
+    train_rows: list[dict] = []
+    if state is not None:
+        trial.load_state_dict(state)
+        resumed_from = trial.step
+    else:
+        eval_rows.extend(trial.evaluate())
+    segment_start = trial.step
+    run_started = time.perf_counter() - trial.wall_seconds
+
+    while trial.step < config.total_steps:
+        epoch_started = time.perf_counter()
+        rollout, finished = trial.collect()
+        losses = ppo_update(trial.agent, rollout, config, trial.update_rng, trial.treatment)
+        trial.epoch += 1
+        metrics: dict[str, float] = dict(losses)
+        if trial.step % config.eval_interval_steps == 0:
+            eval_rows.extend(trial.evaluate())
+            if config.measure_plasticity:
+                metrics.update(trial.plasticity())
+        returns = [ret for _, ret, _ in finished]
+        metrics["charts/train_return_mean"] = float(np.mean(returns)) if returns else math.nan
+        metrics["charts/train_episodes"] = float(len(returns))
+        metrics["charts/env_steps"] = float(trial.step * trial.benchmark.n_tasks)
+        metrics.update({f"sparsity/{k}": v for k, v in trial.treatment.sparsity(trial.agent).items()})
+        counters = trial.treatment.counters()
+        metrics.update({f"interventions/{k}": float(counters[k]) for k in COUNTER_NAMES})
+        trial.wall_seconds = time.perf_counter() - run_started
+        metrics["perf/wall_seconds"] = trial.wall_seconds
+        metrics["perf/env_seconds"] = trial.clock.seconds
+        metrics["perf/env_fraction"] = trial.clock.seconds / trial.wall_seconds
+        metrics["perf/steps_per_second"] = config.steps_per_epoch / (time.perf_counter() - epoch_started)
+        train_rows.append({**trial._identity(), **{c: metrics.get(c) for c in schema.TRAIN_METRIC_COLUMNS}})
+
+        report = {"step": trial.step, "epoch": trial.epoch, "run_key": config.run_key,
+                  "eval/normalised_return": _mean_normalised(eval_rows, trial.step), **metrics}
+        if trial.step % config.checkpoint_interval_steps == 0 or trial.step == config.total_steps:
+            sink.write_segment(eval_rows, train_rows, segment_start, trial.step)
+            eval_rows, train_rows, segment_start = [], [], trial.step
+            if trial.step == config.total_steps:
+                sink.compact()
+            checkpointer.save(trial.state_dict(), report)
+        else:
+            checkpointer.report(report)
+    return TrialResult(config.run_key, trial.step, trial.epoch, resumed_from)
+
+
+def _mean_normalised(eval_rows: list[dict], step: int) -> float:
+    values = [r["normalised_return_mean"] for r in eval_rows if r["step"] == step]
+    return float(np.mean(values)) if values else math.nan
