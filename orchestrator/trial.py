@@ -230,6 +230,7 @@ def run_trial(config: TrialConfig, sink: ParquetSink, checkpointer: Checkpointer
     receives ``save(state, metrics)`` at checkpoint points and ``report(metrics)`` after
     every other epoch.
     """
+    run_started = time.perf_counter()
     trial = _Trial(config)
     resumed_from = None
     state = checkpointer.load()
@@ -241,7 +242,7 @@ def run_trial(config: TrialConfig, sink: ParquetSink, checkpointer: Checkpointer
     else:
         eval_rows.extend(trial.evaluate())
     segment_start = trial.step
-    run_started = time.perf_counter() - trial.wall_seconds
+    run_started -= trial.wall_seconds  # wall clock adds up over resumed runs
 
     while trial.step < config.total_steps:
         epoch_started = time.perf_counter()

@@ -1,0 +1,102 @@
+"""Trial speed: env-step throughput, time inside MiniGrid, batched vs sequential evaluation, memory.
+
+Every architecture runs the same short MT3 trial (the paper's epoch shape: 2000 lock-step
+steps per epoch, evaluation of 25 episodes per task every 2000 steps), each in its own
+process so that peak RSS is its own, and the figures are printed side by side:
+
+    python bench/bench_trial.py            # 2 epochs per architecture (a few minutes)
+    python bench/bench_trial.py --small    # CI-sized smoke run of the same code
+
+Targets (issue 2): batched evaluation >= 3x faster than one episode at a time; a trial
+spends >= 50% of its wall time inside env.step/reset; peak RSS < 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+ARCHS = ("mtppo", "moe", "moore")
+
+
+def one_trial(arch: str, total_steps: int, steps_per_epoch: int, episodes: int) -> dict:
+    import numpy as np
+    import pandas as pd
+
+    from envs.evaluator import BatchedEvaluator, evaluate_sequentially
+    from orchestrator.checkpoint import DirectoryCheckpointer
+    from orchestrator.config import TrialConfig
+    from orchestrator.sink import ParquetSink
+    from orchestrator.trial import _Trial, make_policy, run_trial
+
+    config = TrialConfig(benchmark="MT3", arch=arch, seed=0, total_steps=total_steps,
+                         steps_per_epoch=steps_per_epoch, eval_interval_steps=steps_per_epoch,
+                         checkpoint_interval_steps=total_steps, eval_episodes=episodes)
+    with tempfile.TemporaryDirectory() as results:
+        started = time.perf_counter()
+        run_trial(config, ParquetSink.for_config(results, config), DirectoryCheckpointer(os.path.join(results, "ck")))
+        wall = time.perf_counter() - started
+        train = pd.read_parquet(os.path.join(results, "metrics", "train")).sort_values("step")
+    last = train.iloc[-1]
+
+    # Evaluation alone, untrained policy (the longest episodes), both ways, same seeds.
+    import torch
+
+    trial = _Trial(config)
+    seeds = np.random.default_rng(0).integers(2**31 - 1, size=(3, episodes))
+    evaluator = BatchedEvaluator(trial.tasks, episodes)
+    t0 = time.perf_counter()
+    batched = evaluator.evaluate(make_policy(trial.agent.actor, trial.device, torch.Generator().manual_seed(0)), seeds)
+    t_batched = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sequential = evaluate_sequentially(
+        trial.tasks, make_policy(trial.agent.actor, trial.device, torch.Generator().manual_seed(0)), seeds)
+    t_sequential = time.perf_counter() - t0
+    eval_steps = sum(int(r.lengths.sum()) for r in batched)
+    seq_steps = sum(int(r.lengths.sum()) for r in sequential)
+    return {
+        "arch": arch,
+        "wall_s": wall,
+        "env_steps_per_s": total_steps * 3 / wall,
+        "env_fraction": float(last["perf/env_fraction"]),
+        "eval_batched_s": t_batched,
+        "eval_sequential_s": t_sequential,
+        "eval_speedup": (t_sequential / seq_steps) / (t_batched / eval_steps),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="tiny budget: checks the script runs")
+    parser.add_argument("--arch", help=argparse.SUPPRESS)  # child-process mode
+    args = parser.parse_args()
+    total, epoch, episodes = (600, 300, 3) if args.small else (4000, 2000, 25)
+    if args.arch:
+        print(json.dumps(one_trial(args.arch, total, epoch, episodes)))
+        return
+    rows = []
+    for arch in ARCHS:
+        cmd = [sys.executable, __file__, "--arch", arch] + (["--small"] if args.small else [])
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    print(f"MT3, {total} lock-step steps ({total // epoch} epochs of {epoch}), eval {episodes} episodes/task "
+          f"every {epoch} steps, 1 torch thread\n")
+    header = (f"{'arch':7} {'wall s':>8} {'env steps/s':>12} {'in env.step':>12} "
+              f"{'eval batched s':>15} {'eval 1-by-1 s':>14} {'batched speedup':>16} {'peak RSS MB':>12}")
+    print(header)
+    for r in rows:
+        print(f"{r['arch']:7} {r['wall_s']:8.1f} {r['env_steps_per_s']:12.0f} {r['env_fraction']:12.1%} "
+              f"{r['eval_batched_s']:15.2f} {r['eval_sequential_s']:14.2f} {r['eval_speedup']:15.1f}x "
+              f"{r['peak_rss_mb']:12.0f}")
+    print("\nbatched speedup = (sequential s per env step) / (batched s per env step), same policy and seeds")
+
+
+if __name__ == "__main__":
+    main()

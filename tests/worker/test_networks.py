@@ -1,0 +1,80 @@
+"""Network shapes, parameter counts (PROTOCOL.md) and the safe Gram-Schmidt."""
+
+import pytest
+import torch
+
+from agents.networks import ConvTrunk, build_network, count_parameters, gram_schmidt
+
+
+@pytest.mark.parametrize("n_tasks,expected", [(3, 406_853), (5, 671_059), (7, 935_265)])
+def test_mtppo_actor_parameter_counts(n_tasks, expected):
+    assert count_parameters(build_network("mtppo", n_tasks, 7)) == expected
+
+
+def test_trunk_and_head_counts():
+    assert count_parameters(ConvTrunk()) == 10_544
+    actor = build_network("mtppo", 3, 7)
+    assert count_parameters(actor.heads[0]) == 132_103
+
+
+@pytest.mark.parametrize("arch", ["moe", "moore"])
+def test_mixture_routes_tasks_through_k_experts(arch):
+    torch.manual_seed(0)
+    net = build_network(arch, n_tasks=5, n_out=7, n_experts=3)
+    assert len(net.experts) == 3
+    assert net.task_encoder.weight.shape == (3, 5) and net.task_encoder.bias is None
+    # k trunks without the final Tanh + encoder + 5 heads.
+    assert count_parameters(net) == 3 * 10_544 + 15 + 5 * 132_103
+    obs = torch.randint(0, 11, (8, 3, 7, 7), dtype=torch.uint8)
+    task = torch.zeros(8, dtype=torch.long)
+    base = net.features(obs, task)
+    # Task 0's features depend on expert j exactly through the encoder weight w[j, 0].
+    with torch.no_grad():
+        net.task_encoder.weight[:, 0] = torch.tensor([1.0, 0.0, 0.0])
+    only_first = net.features(obs, task)
+    with torch.no_grad():
+        net.experts[1].conv3.weight.mul_(3.0)
+    assert torch.equal(net.features(obs, task), only_first)  # expert 1 has weight 0 for task 0
+    assert not torch.equal(base, only_first)
+
+
+def test_each_sample_goes_through_its_own_head():
+    torch.manual_seed(0)
+    net = build_network("mtppo", 3, 7)
+    obs = torch.randint(0, 11, (6, 3, 7, 7), dtype=torch.uint8)
+    task = torch.tensor([0, 1, 2, 2, 1, 0])
+    out = net(obs, task)
+    feats = net.features(obs, task)
+    for i, t in enumerate(task.tolist()):
+        assert torch.allclose(out[i], net.heads[t](feats[i:i + 1])[0])
+
+
+def test_gram_schmidt_is_orthonormal_per_sample():
+    torch.manual_seed(0)
+    basis = gram_schmidt(torch.randn(16, 4, 1024, dtype=torch.float64))
+    gram = basis @ basis.transpose(1, 2)
+    assert torch.allclose(gram, torch.eye(4, dtype=torch.float64).expand(16, 4, 4), atol=1e-10)
+
+
+def test_gram_schmidt_is_finite_with_a_zero_expert():
+    vectors = torch.randn(5, 3, 64, requires_grad=True)
+    zeroed = vectors * torch.tensor([1.0, 0.0, 1.0])[None, :, None]
+    basis = gram_schmidt(zeroed)
+    assert torch.isfinite(basis).all()
+    assert torch.equal(basis[:, 1], torch.zeros(5, 64))
+    assert torch.allclose(basis[:, 0] @ basis[:, 2].T * torch.eye(5), torch.zeros(5, 5), atol=1e-6)
+    basis.sum().backward()
+    assert torch.isfinite(vectors.grad).all()
+
+
+def test_moore_with_a_fully_zero_expert_trains_finite():
+    torch.manual_seed(0)
+    net = build_network("moore", 3, 7, n_experts=2)
+    with torch.no_grad():
+        for p in net.experts[0].parameters():
+            p.zero_()
+    obs = torch.randint(0, 11, (12, 3, 7, 7), dtype=torch.uint8)
+    out = net(obs, torch.arange(12) % 3)
+    out.sum().backward()
+    assert torch.isfinite(out).all()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)

@@ -1,0 +1,138 @@
+"""A trial end to end: determinism, SIGKILL and resume, and refused bad input."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from orchestrator.checkpoint import DirectoryCheckpointer
+from orchestrator.cli import main as mtrl
+from orchestrator.config import TrialConfig
+from orchestrator.sink import ParquetSink
+from orchestrator.trial import run_trial
+
+TINY = dict(benchmark="MT3", arch="moore", total_steps=600, steps_per_epoch=300, eval_interval_steps=300,
+            checkpoint_interval_steps=300, eval_episodes=2, plasticity_buffer_size=2000, metric_batch_size=64)
+
+
+def _run(config: TrialConfig, results: str, checkpointer=None) -> None:
+    checkpointer = checkpointer or DirectoryCheckpointer(os.path.join(results, "ck"))
+    run_trial(config, ParquetSink.for_config(results, config), checkpointer)
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """One uninterrupted tiny MOORE trial on MT3, shared by the determinism tests."""
+    results = str(tmp_path_factory.mktemp("straight"))
+    config = TrialConfig(seed=3, **TINY)
+    _run(config, results)
+    return config, results
+
+
+def test_same_seed_gives_identical_rows(tmp_path, rows, straight_run):
+    config, reference = straight_run
+    _run(config, str(tmp_path))
+    for dataset in ("evals", "train"):
+        a, b = rows(reference, dataset), rows(str(tmp_path), dataset)
+        assert len(a) == (3 * 3 if dataset == "evals" else 2)
+        assert a.equals(b)
+
+
+def test_resume_after_a_checkpoint_gives_the_same_rows(tmp_path, rows, straight_run):
+    config, reference = straight_run
+    results = str(tmp_path)
+
+    class Stop(Exception):
+        pass
+
+    class StopAfterFirst(DirectoryCheckpointer):
+        def save(self, state, metrics):
+            super().save(state, metrics)
+            raise Stop
+
+    with pytest.raises(Stop):  # the process "dies" right after its first checkpoint
+        _run(config, results, StopAfterFirst(os.path.join(results, "ck")))
+    _run(config, results)  # fresh objects, state only from the checkpoint
+    for dataset in ("evals", "train"):
+        assert rows(results, dataset).equals(rows(reference, dataset))
+
+
+def _mtrl_trial(results, *extra):
+    return [sys.executable, "-m", "orchestrator.cli", "trial", "--benchmark", "MT3", "--arch", "mtppo",
+            "--seed", "7", "--results", results, "--total-steps", "2000", "--steps-per-epoch", "500",
+            "--eval-interval", "500", "--eval-episodes", "2", "--checkpoint-interval", "1000", "--quiet", *extra]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path, rows):
+    straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+    reference = subprocess.Popen(_mtrl_trial(straight))
+    victim = subprocess.Popen(_mtrl_trial(killed))
+    checkpoints = os.path.join(killed, "trials", "MT3-mtppo-dense-s07", "checkpoints")
+    deadline = time.time() + 300
+    while not os.path.exists(os.path.join(checkpoints, "step-000001000.pt")):
+        assert victim.poll() is None and time.time() < deadline, "the trial ended before its first checkpoint"
+        time.sleep(0.05)
+    time.sleep(0.5)  # somewhere inside the next checkpoint interval
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not os.path.exists(os.path.join(checkpoints, "step-000002000.pt"))
+    assert subprocess.run(_mtrl_trial(killed, "--resume")).returncode == 0
+    assert reference.wait() == 0
+    for dataset in ("evals", "train"):
+        a, b = rows(straight, dataset), rows(killed, dataset)
+        assert len(a) == (5 * 3 if dataset == "evals" else 4)
+        assert not a.duplicated(["run_key", "step"] + (["task"] if dataset == "evals" else [])).any()
+        assert a.equals(b)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--benchmark", "MT4"], "unknown benchmark 'MT4'"),
+    (["--arch", "transformer"], "unknown architecture 'transformer'"),
+    (["--treatment", "gmp42"], "unknown treatment 'gmp42'"),
+    (["--total-steps", "0"], "total_steps must be positive"),
+    (["--eval-episodes", "-1"], "eval_episodes must be positive"),
+    (["--total-steps", "4000", "--eval-interval", "3000"], "eval_interval_steps=3000 must be a multiple"),
+    (["--set", "gamma"], "--set expects key=value"),
+    (["--set", "learning_rate=0.1"], "learning_rate: Extra inputs are not permitted"),
+    (["--treatment-param", "tau=0.1"], "treatment 'dense' has no parameter(s) ['tau']"),
+])
+def test_bad_input_is_one_line_before_any_work(tmp_path, capsys, argv, message):
+    results = tmp_path / "r"
+    base = {"--benchmark": "MT3", "--arch": "mtppo"}
+    args = ["trial", "--results", str(results)]
+    for flag, value in base.items():
+        if flag not in argv:
+            args += [flag, value]
+    assert mtrl(args + argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not results.exists()  # nothing was created
+
+
+def test_results_folder_of_another_trial_or_foreign_data_is_refused(tmp_path, capsys):
+    results = tmp_path / "r"
+    args = ["trial", "--benchmark", "Empty-5x5-v0", "--arch", "single", "--results", str(results),
+            "--total-steps", "200", "--steps-per-epoch", "100", "--eval-episodes", "1", "--quiet"]
+    assert mtrl(args) == 0
+    before = sorted(p.name for p in (results / "metrics" / "evals").rglob("*.parquet"))
+
+    assert mtrl(args[:-1] + ["--seed", "1"]) == 2
+    assert "holds another trial's data (Empty-5x5-v0-single-dense-s00)" in capsys.readouterr().err
+    assert mtrl(args + ["--eval-episodes", "2"]) == 2
+    assert "with a different configuration (eval_episodes: 1 -> 2)" in capsys.readouterr().err
+    assert mtrl(args) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert mtrl(args + ["--resume"]) == 0  # finished: nothing to do, nothing rewritten
+    assert sorted(p.name for p in (results / "metrics" / "evals").rglob("*.parquet")) == before
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    args[args.index(str(results))] = str(foreign)
+    assert mtrl(args) == 2
+    assert "not a results folder of this tool" in capsys.readouterr().err
+    assert sorted(os.listdir(foreign)) == ["notes.txt"]
