@@ -1,0 +1,99 @@
+"""The ``analyze`` command: ``mtrl analyze RESULTS_DIR [--out DIR] [--reps N] [--at-step S]``.
+
+Wire it into another argparse CLI with :func:`register`::
+
+    from analysis.cli import register as register_analyze
+    register_analyze(subparsers)          # adds "analyze", sets args.func
+    ...
+    args = parser.parse_args(argv)
+    return args.func(args)                # 0 on success, 2 on bad input
+
+``python -m analysis RESULTS_DIR ...`` runs the same command on its own (:func:`main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from analysis.aggregate import DEFAULT_BAND_REPS, DEFAULT_REPS
+from analysis.errors import AnalysisError
+
+DESCRIPTION = ("Turn a results folder into the paper's Table 1 (IQM with 95% stratified bootstrap CIs), "
+               "learning curves, plasticity curves, performance profiles and an index.md report.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``analyze`` arguments to ``parser``."""
+    parser.add_argument("results_dir", metavar="RESULTS_DIR",
+                        help="results folder holding metrics/evals (and metrics/train, sweep.yaml)")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="output folder (default: RESULTS_DIR/analysis)")
+    parser.add_argument("--reps", metavar="N", type=int, default=DEFAULT_REPS,
+                        help=f"bootstrap repetitions for Table 1 and P(improvement) (default {DEFAULT_REPS})")
+    parser.add_argument("--band-reps", metavar="N", type=int, default=DEFAULT_BAND_REPS,
+                        help=f"bootstrap repetitions for curve bands and profiles (default {DEFAULT_BAND_REPS})")
+    parser.add_argument("--at-step", metavar="S", type=int, default=None,
+                        help="take final scores at step S instead of each run's last evaluation")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--jobs", metavar="N", type=int, default=None,
+                        help="worker processes for the bootstraps (default: one per CPU, at most 8; "
+                             "results do not depend on it)")
+    parser.add_argument("--paper", dest="paper_compare", action=argparse.BooleanOptionalAction, default=None,
+                        help="show the draft paper's Table 1 beside ours (default: when the sweep follows "
+                             "the draft protocol)")
+    parser.add_argument("--no-figures", dest="figures", action="store_false",
+                        help="write the tables and index.md only")
+    parser.add_argument("--quiet", action="store_true", help="print only the path of index.md")
+    return parser
+
+
+def register(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
+    """Add the ``analyze`` sub-command to an argparse ``subparsers`` object; sets ``func=run``."""
+    parser = subparsers.add_parser("analyze", help="tables, figures and a report from a results folder",
+                                   description=DESCRIPTION)
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``analyze`` for parsed arguments; print a summary; return the exit status (2 on bad input)."""
+    from analysis.pipeline import compute, write_outputs
+    from analysis.summary import print_summary
+
+    console = None
+    if not args.quiet:
+        from rich.console import Console
+
+        console = Console(log_path=False)
+    try:
+        out_dir = args.out
+        if out_dir is None:
+            if "://" in str(args.results_dir):
+                raise AnalysisError(f"give an output folder (--out) for the remote results folder {args.results_dir}")
+            out_dir = Path(args.results_dir) / "analysis"
+        if "://" not in str(args.results_dir) and not Path(args.results_dir).is_dir():
+            raise AnalysisError(f"results folder {args.results_dir} does not exist")
+        progress = (lambda msg: console.log(msg)) if console is not None else None
+        result = compute(args.results_dir, reps=args.reps, at_step=args.at_step, seed=args.seed,
+                         band_reps=args.band_reps, paper_compare=args.paper_compare, progress=progress,
+                         jobs=args.jobs)
+        index = write_outputs(result, out_dir, figures=args.figures)
+    except AnalysisError as exc:
+        print(f"mtrl analyze: error: {exc}", file=sys.stderr)
+        return 2
+    if console is not None:
+        print_summary(result, index, console)
+    else:
+        print(index)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m analysis RESULTS_DIR [--out DIR] [--reps N] [--at-step S]``."""
+    parser = argparse.ArgumentParser(prog="python -m analysis", description=DESCRIPTION)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

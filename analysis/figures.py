@@ -1,0 +1,341 @@
+"""The paper's figures with matplotlib's Agg canvas (no pyplot, no global backend change).
+
+Every function returns a :class:`matplotlib.figure.Figure` (display it in a notebook, or save
+it with :func:`save`). Sizes are fixed by the grid, so a figure of ``rows x cols`` panels is
+always :func:`figure_pixels` pixels: fixed panel sizes, margins and gaps (:data:`LAYOUTS`) and
+no layout engine, which also keeps drawing fast.
+
+* :func:`learning_curves_figure` — paper Figures 3/4: IQM normalised score over training steps
+  with 95% bootstrap bands, rows = architectures, columns = benchmarks, the final IQM of
+  single-task PPO on the benchmark's tasks as a dashed horizontal line.
+* :func:`plasticity_figure` — paper Figures 5-10: dormant neurons (actor, critic), effective
+  rank, Fisher trace and sparsity over training, rows = architectures, one figure per benchmark.
+* :func:`single_task_curves_figure` — the single-task PPO runs, one panel per task.
+* :func:`profiles_figure` — performance profiles (fraction of runs x tasks above each score).
+* :func:`poi_figure` — probability of improvement over the Dense agent with 95% CIs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from analysis.aggregate import Band, Interval
+from analysis.coverage import Cell
+from analysis.paper import arch_name, arch_sort_key, task_sort_key, treatment_name, treatment_sort_key
+from analysis.plasticity import PLASTICITY_METRICS, Metric
+
+DPI = 100
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Fixed geometry of a figure kind, in inches (no layout engine: drawing stays fast)."""
+
+    panel: tuple[float, float]
+    """Width and height each panel adds to the figure (axes plus its share of the gaps)."""
+    left: float
+    right: float
+    top: float
+    """Room for the title."""
+    bottom: float
+    """Room for the x label and the legend."""
+    wgap: float
+    hgap: float
+
+
+LAYOUTS = {
+    "curves": Layout(panel=(4.2, 3.1), left=0.75, right=0.2, top=0.75, bottom=1.3, wgap=0.55, hgap=0.55),
+    "plasticity": Layout(panel=(3.4, 2.6), left=0.7, right=0.2, top=0.75, bottom=1.2, wgap=0.65, hgap=0.55),
+    "profiles": Layout(panel=(4.2, 3.2), left=0.75, right=0.2, top=0.75, bottom=1.3, wgap=0.45, hgap=0.5),
+    "poi": Layout(panel=(3.6, 0.3), left=2.4, right=0.25, top=0.8, bottom=0.6, wgap=0.3, hgap=0.0),
+}
+
+TREATMENT_COLORS = {
+    "dense": "#222222",
+    "gmp80": "#74add1",
+    "gmp95": "#2166ac",
+    "gmp99": "#053061",
+    "set95": "#1a9850",
+    "redo": "#d73027",
+    "reset": "#f46d43",
+    "wd": "#8e44ad",
+}
+_SPARE_COLORS = ["#b8860b", "#17becf", "#e377c2", "#7f7f7f", "#bcbd22", "#8c564b"]
+SINGLE_TASK_STYLE = {"color": "#555555", "linestyle": "--", "linewidth": 1.5}
+
+
+def treatment_color(treatment: str) -> str:
+    """A fixed colour per treatment, the same in every figure."""
+    if treatment in TREATMENT_COLORS:
+        return TREATMENT_COLORS[treatment]
+    return _SPARE_COLORS[sum(map(ord, treatment)) % len(_SPARE_COLORS)]
+
+
+def figure_inches(kind: str, rows: int, cols: int) -> tuple[float, float]:
+    """``(width, height)`` in inches of a figure of ``kind`` with ``rows x cols`` panels."""
+    layout = LAYOUTS[kind]
+    return (layout.left + layout.right + layout.panel[0] * cols,
+            layout.top + layout.bottom + layout.panel[1] * rows)
+
+
+def figure_pixels(kind: str, rows: int, cols: int) -> tuple[int, int]:
+    """``(width, height)`` in pixels of a figure of ``kind`` with ``rows x cols`` panels."""
+    width, height = figure_inches(kind, rows, cols)
+    return int(round(width * DPI)), int(round(height * DPI))
+
+
+def _figure(kind: str, rows: int, cols: int) -> tuple[Figure, np.ndarray]:
+    layout = LAYOUTS[kind]
+    width, height = figure_inches(kind, rows, cols)
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    # Each panel's share includes one gap; the outer margins absorb the missing last gap.
+    axes_w = layout.panel[0] - layout.wgap * (cols - 1) / cols
+    axes_h = layout.panel[1] - layout.hgap * (rows - 1) / rows
+    fig.subplots_adjust(left=layout.left / width, right=1 - layout.right / width,
+                        bottom=layout.bottom / height, top=1 - layout.top / height,
+                        wspace=layout.wgap / axes_w if cols > 1 else 0.0,
+                        hspace=layout.hgap / axes_h if rows > 1 else 0.0)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    return fig, axes
+
+
+def save(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG of exactly :func:`figure_pixels` size."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
+    return path
+
+
+def _title(fig: Figure, text: str) -> None:
+    """A figure title that fits the width (smaller font for long titles on narrow figures)."""
+    fits = 0.95 * fig.get_figwidth() * 72 / (0.55 * max(len(text), 1))  # ~0.55 em per character
+    fig.suptitle(text, y=1.0 - 0.12 / fig.get_figheight(), va="top", fontsize=max(7.0, min(12.0, fits)))
+
+
+def _steps_formatter(value: float, _pos: int) -> str:
+    if abs(value) >= 1000:
+        return f"{value / 1000:g}k"
+    return f"{value:g}"
+
+
+def _legend(fig: Figure, handles_labels: dict[str, object], ncol: int | None = None) -> None:
+    if not handles_labels:
+        return
+    labels = list(handles_labels)
+    fits = max(1, int(fig.get_figwidth() / 2.4))  # entries of ~2.4 inches side by side
+    fig.legend([handles_labels[k] for k in labels], labels, loc="lower center", bbox_to_anchor=(0.5, 0.01),
+               ncol=ncol or min(len(labels), fits), frameon=False, fontsize=10)
+
+
+def _sorted_archs(cells) -> list[str]:
+    return sorted({c.arch for c in cells if c.arch != "single"}, key=arch_sort_key)
+
+
+def _sorted_benchmarks(cells) -> list[str]:
+    order = ["MT3", "MT5", "MT7"]
+    names = {c.benchmark for c in cells if c.arch != "single"}
+    return sorted(names, key=lambda b: (order.index(b), b) if b in order else (len(order), b))
+
+
+def learning_curves_figure(bands: Mapping[Cell, Band], treatments: Sequence[str],
+                           single_task: Mapping[str, Interval] | None = None, title: str = "") -> Figure:
+    """IQM learning curves, rows = architectures, columns = benchmarks (paper Figures 3 and 4).
+
+    Args:
+        bands: cell -> IQM band over steps (:func:`analysis.aggregate.iqm_curves_with_ci`).
+        treatments: which treatments to draw, in legend order (others are ignored).
+        single_task: benchmark -> final single-task PPO IQM (dashed line), where available.
+        title: the figure title.
+    """
+    cells = [c for c in bands if c.treatment in treatments and c.arch != "single"]
+    archs, benchmarks = _sorted_archs(cells), _sorted_benchmarks(cells)
+    fig, axes = _figure("curves", max(len(archs), 1), max(len(benchmarks), 1))
+    legend: dict[str, object] = {}
+    for i, arch in enumerate(archs):
+        for j, benchmark in enumerate(benchmarks):
+            ax = axes[i, j]
+            for treatment in treatments:
+                band = bands.get(Cell(benchmark, arch, treatment))
+                if band is None:
+                    continue
+                color = treatment_color(treatment)
+                (line,) = ax.plot(band.x, band.point, color=color, linewidth=1.8)
+                ax.fill_between(band.x, band.low, band.high, color=color, alpha=0.18, linewidth=0)
+                legend.setdefault(treatment_name(treatment), line)
+            if single_task and benchmark in single_task:
+                line = ax.axhline(single_task[benchmark].point, **SINGLE_TASK_STYLE)
+                legend.setdefault("Single-task PPO (final IQM)", line)
+            ax.set_title(f"{arch_name(arch)} — {benchmark}", fontsize=11)
+            ax.set_ylim(0.0, 1.0)
+            ax.grid(alpha=0.3)
+            ax.xaxis.set_major_formatter(FuncFormatter(_steps_formatter))
+            if i == len(archs) - 1:
+                ax.set_xlabel("Training steps per task")
+            if j == 0:
+                ax.set_ylabel("IQM normalised score")
+    if not cells:
+        axes[0, 0].text(0.5, 0.5, "no data", ha="center", va="center", transform=axes[0, 0].transAxes)
+    if title:
+        _title(fig, title)
+    _legend(fig, legend)
+    return fig
+
+
+def single_task_grid(n_tasks: int) -> tuple[int, int]:
+    """``(rows, cols)`` of :func:`single_task_curves_figure` for ``n_tasks`` panels."""
+    cols = min(max(n_tasks, 1), 4)
+    return -(-max(n_tasks, 1) // cols), cols
+
+
+def single_task_curves_figure(bands: Mapping[Cell, Band], title: str = "") -> Figure:
+    """IQM learning curves of the single-task runs (``arch == "single"``), one panel per task."""
+    cells = [c for c in bands if c.arch == "single"]
+    tasks = sorted({c.benchmark for c in cells}, key=task_sort_key)
+    treatments = sorted({c.treatment for c in cells}, key=treatment_sort_key)
+    rows, cols = single_task_grid(len(tasks))
+    fig, axes = _figure("curves", rows, cols)
+    legend: dict[str, object] = {}
+    for k, ax in enumerate(axes.ravel()):
+        if k >= len(tasks):
+            ax.set_visible(False)
+            continue
+        for treatment in treatments:
+            band = bands.get(Cell(tasks[k], "single", treatment))
+            if band is None:
+                continue
+            color = treatment_color(treatment)
+            (line,) = ax.plot(band.x, band.point, color=color, linewidth=1.8)
+            ax.fill_between(band.x, band.low, band.high, color=color, alpha=0.18, linewidth=0)
+            legend.setdefault(f"Single-task PPO, {treatment_name(treatment)}", line)
+        ax.set_title(tasks[k], fontsize=11)
+        ax.set_ylim(0.0, 1.0)
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_formatter(FuncFormatter(_steps_formatter))
+        if k + cols >= len(tasks):  # no panel below this one
+            ax.set_xlabel("Training steps")
+        if k % cols == 0:
+            ax.set_ylabel("IQM normalised score")
+    _title(fig, title or "Single-task PPO learning curves (IQM over runs, 95% stratified bootstrap CI)")
+    _legend(fig, legend)
+    return fig
+
+
+def plasticity_figure(curves: pd.DataFrame, benchmark: str, treatments: Sequence[str],
+                      metrics: Sequence[Metric] = PLASTICITY_METRICS, title: str = "") -> Figure:
+    """Plasticity metrics of one benchmark over training: rows = architectures, columns = metrics.
+
+    Args:
+        curves: the frame of :func:`analysis.plasticity.plasticity_curves`.
+        benchmark: which benchmark to draw.
+        treatments: treatments to draw, in legend order.
+    """
+    data = curves[(curves["benchmark"] == benchmark) & curves["treatment"].isin(list(treatments))
+                  & (curves["arch"] != "single")]
+    archs = sorted(data["arch"].unique(), key=arch_sort_key)
+    fig, axes = _figure("plasticity", max(len(archs), 1), len(metrics))
+    legend: dict[str, object] = {}
+    groups = {key: g for key, g in data.groupby(["arch", "treatment", "metric"], sort=False)}
+    for i, arch in enumerate(archs):
+        for j, metric in enumerate(metrics):
+            ax = axes[i, j]
+            drew = False
+            for treatment in treatments:
+                g = groups.get((arch, treatment, metric.column))
+                if g is None or g.empty:
+                    continue
+                color = treatment_color(treatment)
+                (line,) = ax.plot(g["step"], g["mean"], color=color, linewidth=1.5)
+                ax.fill_between(g["step"], g["low"], g["high"], color=color, alpha=0.18, linewidth=0)
+                legend.setdefault(treatment_name(treatment), line)
+                drew = True
+            if not drew:
+                ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="#888888")
+            ax.set_title(f"{arch_name(arch)}: {metric.label}", fontsize=9)
+            ax.grid(alpha=0.3)
+            ax.xaxis.set_major_formatter(FuncFormatter(_steps_formatter))
+            ax.set_ylabel(metric.unit, fontsize=9)
+            ax.tick_params(labelsize=8)
+            if i == len(archs) - 1:
+                ax.set_xlabel("Training steps per task", fontsize=9)
+    if not archs:
+        axes[0, 0].text(0.5, 0.5, "no data", ha="center", va="center", transform=axes[0, 0].transAxes)
+    _title(fig, title or f"Plasticity metrics on {benchmark} (mean over runs, 95% CI)")
+    _legend(fig, legend)
+    return fig
+
+
+def profiles_figure(profiles: Mapping[Cell, Band], benchmark: str, title: str = "") -> Figure:
+    """Performance profiles of one benchmark: one panel per architecture, one line per treatment."""
+    cells = [c for c in profiles if c.benchmark == benchmark and c.arch != "single"]
+    archs = _sorted_archs(cells)
+    treatments = sorted({c.treatment for c in cells}, key=treatment_sort_key)
+    fig, axes = _figure("profiles", 1, max(len(archs), 1))
+    legend: dict[str, object] = {}
+    for j, arch in enumerate(archs):
+        ax = axes[0, j]
+        for treatment in treatments:
+            band = profiles.get(Cell(benchmark, arch, treatment))
+            if band is None:
+                continue
+            color = treatment_color(treatment)
+            (line,) = ax.plot(band.x, band.point, color=color, linewidth=1.6)
+            ax.fill_between(band.x, band.low, band.high, color=color, alpha=0.15, linewidth=0)
+            legend.setdefault(treatment_name(treatment), line)
+        ax.set_title(f"{arch_name(arch)} — {benchmark}", fontsize=11)
+        ax.set_xlim(0.0, 1.0)
+        ax.set_ylim(0.0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel(r"Normalised score $\tau$")
+        if j == 0:
+            ax.set_ylabel(r"Fraction of runs $\times$ tasks > $\tau$")
+    _title(fig, title or f"Performance profiles on {benchmark} (final scores, 95% CI)")
+    _legend(fig, legend)
+    return fig
+
+
+def poi_rows(poi: Mapping[Cell, Interval]) -> list[tuple[str, str]]:
+    """The (arch, treatment) rows of :func:`poi_figure`, top to bottom."""
+    pairs = sorted({(c.arch, c.treatment) for c in poi}, key=lambda p: (arch_sort_key(p[0]), treatment_sort_key(p[1])))
+    return pairs
+
+
+def poi_figure(poi: Mapping[Cell, Interval], title: str = "") -> Figure:
+    """Probability of improvement over Dense: one panel per benchmark, one row per arch x treatment."""
+    benchmarks = _sorted_benchmarks(poi)
+    pairs = poi_rows(poi)
+    fig, axes = _figure("poi", max(len(pairs), 1), max(len(benchmarks), 1))
+    gs = axes[0, 0].get_subplotspec().get_gridspec()
+    for ax in axes.ravel():
+        ax.remove()
+    for j, benchmark in enumerate(benchmarks):
+        ax = fig.add_subplot(gs[:, j])
+        for k, (arch, treatment) in enumerate(pairs):
+            est = poi.get(Cell(benchmark, arch, treatment))
+            y = len(pairs) - 1 - k
+            if est is None:
+                continue
+            color = treatment_color(treatment)
+            ax.plot([est.low, est.high], [y, y], color=color, linewidth=5, alpha=0.45, solid_capstyle="butt")
+            ax.plot([est.point], [y], marker="|", color=color, markersize=12, markeredgewidth=2)
+        ax.axvline(0.5, color="#888888", linestyle=":", linewidth=1)
+        ax.set_xlim(0.0, 1.0)
+        ax.set_ylim(-0.7, len(pairs) - 0.3)
+        ax.set_yticks(range(len(pairs)))
+        ax.set_yticklabels([f"{arch_name(a)}: {treatment_name(t)}" for a, t in reversed(pairs)] if j == 0 else [])
+        ax.set_title(benchmark, fontsize=11)
+        ax.set_xlabel("P(treatment > Dense)")
+        ax.grid(axis="x", alpha=0.3)
+    if not benchmarks:
+        fig.text(0.5, 0.5, "no data", ha="center", va="center")
+    _title(fig, title or "Probability of improvement over the architecture's Dense agent (95% CI)")
+    return fig

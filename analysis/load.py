@@ -1,0 +1,255 @@
+"""Read the ``evals`` and ``train`` Parquet datasets of a results folder into pandas.
+
+A results folder holds Hive-partitioned segments (see :mod:`orchestrator.schema`)::
+
+    <results>/metrics/evals/benchmark=MT3/arch=moe/treatment=dense/<run_key>__<first>-<last>.parquet
+    <results>/metrics/evals/benchmark=MT3/arch=moe/treatment=dense/<run_key>.parquet   (compacted)
+
+The readers here
+
+* list the ``*.parquet`` files themselves (``*.parquet.tmp`` files still being written, and
+  names starting with ``.`` or ``_``, are skipped), in sorted order, so a read is repeatable;
+* push ``filters`` (pandas/pyarrow DNF tuples or a ``pyarrow.compute.Expression``) and the
+  column projection down to pyarrow, so partition filters prune whole directories;
+* refuse rows whose ``schema_version`` is not :data:`orchestrator.schema.SCHEMA_VERSION`, and
+  unreadable files, with an :class:`~analysis.errors.AnalysisError` naming the file;
+* drop duplicate rows on the dataset's keys (a compacted file beside its segments, a segment
+  rewritten after a resume) and record what they dropped in ``DataFrame.attrs``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence, Union
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from analysis.errors import AnalysisError
+from orchestrator.schema import (
+    EVAL_KEYS,
+    EVALS_DIR,
+    EVALS_SCHEMA,
+    PARTITION_COLUMNS,
+    SCHEMA_VERSION,
+    TRAIN_DIR,
+    TRAIN_KEYS,
+    TRAIN_SCHEMA,
+    deterministic_columns,
+)
+
+PathLike = Union[str, os.PathLike]
+Filters = Union[Sequence[tuple], Sequence[Sequence[tuple]], pc.Expression, None]
+
+IDENTITY_COLUMNS = ("schema_version", "sweep", "run_key", "benchmark", "arch", "treatment", "seed", "step", "epoch")
+"""Columns every loaded frame carries whatever ``columns`` asks for."""
+
+_PARTITION_SCHEMA = pa.schema([pa.field(name, pa.string()) for name in PARTITION_COLUMNS])
+_KINDS = {
+    "evals": (EVALS_DIR, EVALS_SCHEMA, EVAL_KEYS),
+    "train": (TRAIN_DIR, TRAIN_SCHEMA, TRAIN_KEYS),
+}
+
+
+def load_evals(results_dir: PathLike, filters: Filters = None, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """Evaluation rows of a results folder: one row per ``(run_key, step, task)``.
+
+    Args:
+        results_dir: the results folder (local path or a ``pyarrow.fs`` URI such as ``s3://b/x``);
+            the rows are read from ``<results_dir>/metrics/evals``.
+        filters: pushed down to pyarrow, e.g. ``[("arch", "==", "moe"), ("step", ">", 0)]``.
+        columns: columns to read besides :data:`IDENTITY_COLUMNS` and ``task`` (default: all).
+
+    Returns:
+        A frame with the columns of :data:`orchestrator.schema.EVALS_SCHEMA` plus the partition
+        columns ``benchmark``/``arch``/``treatment``, deduplicated on ``(run_key, step, task)``.
+        ``df.attrs`` holds ``files``, ``rows_read``, ``duplicates_dropped`` and
+        ``conflicting_duplicates`` (duplicates whose deterministic columns differ).
+
+    Raises:
+        AnalysisError: an unreadable file or an unknown ``schema_version`` (naming the file).
+    """
+    return _load(results_dir, "evals", filters, columns)
+
+
+def load_train(results_dir: PathLike, filters: Filters = None, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """Training rows of a results folder: one row per ``(run_key, step)``.
+
+    Same arguments and guarantees as :func:`load_evals`, for ``<results_dir>/metrics/train``
+    and :data:`orchestrator.schema.TRAIN_SCHEMA`; a folder without training rows gives an
+    empty frame with the schema's columns.
+    """
+    return _load(results_dir, "train", filters, columns)
+
+
+def dataset_files(results_dir: PathLike, kind: str = "evals") -> list[str]:
+    """The Parquet files of one dataset (``"evals"`` or ``"train"``), sorted; ``.tmp`` files skipped."""
+    fs, base = _filesystem(results_dir, kind)
+    return _list_files(fs, base)
+
+
+# --------------------------------------------------------------------------------------
+
+
+def _filesystem(results_dir: PathLike, kind: str) -> tuple[pafs.FileSystem, str]:
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
+    subdir = _KINDS[kind][0]
+    text = os.fspath(results_dir)
+    if "://" in text:
+        try:
+            fs, root = pafs.FileSystem.from_uri(text)
+        except (pa.ArrowException, OSError) as exc:
+            raise AnalysisError(f"cannot open results folder {text}: {exc}") from exc
+        return fs, f"{root.rstrip('/')}/{subdir}"
+    return pafs.LocalFileSystem(), str(Path(text).resolve() / subdir)
+
+
+def _list_files(fs: pafs.FileSystem, base: str) -> list[str]:
+    infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    files = []
+    for info in infos:
+        if info.type != pafs.FileType.File or not info.path.endswith(".parquet"):
+            continue
+        relative = info.path[len(base):].lstrip("/")
+        if any(part.startswith((".", "_")) for part in relative.split("/")):
+            continue
+        files.append(info.path)
+    return sorted(files)
+
+
+def _to_expression(filters: Filters) -> pc.Expression | None:
+    if filters is None or isinstance(filters, pc.Expression):
+        return filters
+    if len(filters) == 0:
+        return None
+    try:
+        return pq.filters_to_expression(list(filters))
+    except (TypeError, ValueError, pa.ArrowException) as exc:
+        raise AnalysisError(f"bad filters {filters!r}: {exc}") from exc
+
+
+def _empty_frame(schema: pa.Schema, columns: list[str]) -> pd.DataFrame:
+    return schema.empty_table().select(columns).to_pandas()
+
+
+def _load(results_dir: PathLike, kind: str, filters: Filters, columns: Iterable[str] | None) -> pd.DataFrame:
+    fs, base = _filesystem(results_dir, kind)
+    _subdir, file_schema, keys = _KINDS[kind]
+    full_schema = pa.schema(list(file_schema) + list(_PARTITION_SCHEMA))
+    wanted = _wanted_columns(full_schema, keys, columns)
+    expression = _to_expression(filters)
+    files = _list_files(fs, base)
+    if not files:
+        frame = _empty_frame(full_schema, wanted)
+        frame.attrs.update(files=0, rows_read=0, duplicates_dropped=0, conflicting_duplicates=0, source=base)
+        return frame
+
+    dataset = ds.dataset(files, schema=full_schema, format="parquet", filesystem=fs,
+                         partitioning=ds.partitioning(_PARTITION_SCHEMA, flavor="hive"),
+                         partition_base_dir=base)
+    try:  # binding the filter to the schema happens here, before any file is read
+        scanner = dataset.scanner(columns=wanted, filter=expression)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise AnalysisError(f"bad filters {filters!r}: {_one_line(exc)}") from exc
+    try:
+        table = scanner.to_table()
+    except (pa.ArrowException, OSError) as exc:
+        _raise_for_bad_file(fs, base, files, file_schema, exc)
+    _check_schema_version(dataset, table, expression)
+
+    frame = table.to_pandas()
+    rows_read = len(frame)
+    duplicated = frame.duplicated(subset=list(keys), keep="first")
+    n_duplicates = int(duplicated.sum())
+    conflicting = 0
+    if n_duplicates:
+        comparable = [c for c in deterministic_columns(frame.columns) if c not in ("schema_version",)]
+        conflicting = len(frame.drop_duplicates(subset=comparable)) - (rows_read - n_duplicates)
+        frame = frame.loc[~duplicated].reset_index(drop=True)
+    frame.attrs.update(files=len(files), rows_read=rows_read, duplicates_dropped=n_duplicates,
+                       conflicting_duplicates=int(max(conflicting, 0)), source=base)
+    return frame
+
+
+def _wanted_columns(schema: pa.Schema, keys: Sequence[str], columns: Iterable[str] | None) -> list[str]:
+    names = schema.names
+    if columns is None:
+        return names
+    requested = list(columns)
+    unknown = [c for c in requested if c not in names]
+    if unknown:
+        raise AnalysisError(f"unknown column(s) {unknown}; the dataset has: {', '.join(names)}")
+    keep = set(IDENTITY_COLUMNS) | set(keys) | set(requested)
+    return [c for c in names if c in keep]
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _raise_for_bad_file(fs: pafs.FileSystem, base: str, files: list[str], file_schema: pa.Schema,
+                        exc: BaseException) -> None:
+    """Find the file that makes the scan fail and raise an AnalysisError naming it."""
+    for path in files:
+        try:
+            ds.dataset(path, schema=file_schema, format="parquet", filesystem=fs).to_table()
+        except (pa.ArrowException, OSError) as file_exc:
+            raise AnalysisError(f"cannot read Parquet file {path}: {_one_line(file_exc)}") from file_exc
+    raise AnalysisError(f"cannot read the Parquet dataset under {base}: {_one_line(exc)}") from exc
+
+
+def _check_schema_version(dataset: ds.Dataset, table: pa.Table, expression: pc.Expression | None) -> None:
+    if table.num_rows == 0:
+        return
+    versions = table["schema_version"]
+    n_ok = pc.sum(pc.equal(versions, SCHEMA_VERSION)).as_py() or 0  # nulls are not counted
+    n_bad = len(versions) - n_ok
+    if n_bad == 0:
+        return
+    bad = ~(ds.field("schema_version") == SCHEMA_VERSION) | ds.field("schema_version").is_null()
+    fragments = dataset.get_fragments(filter=expression) if expression is not None else dataset.get_fragments()
+    for fragment in fragments:
+        rows = fragment.to_table(schema=dataset.schema, columns=["schema_version"], filter=bad)
+        if rows.num_rows:
+            found = sorted({v for v in rows["schema_version"].to_pylist()}, key=lambda v: (v is None, v))
+            shown = ", ".join("missing" if v is None else str(v) for v in found)
+            raise AnalysisError(
+                f"{fragment.path}: unknown schema_version {shown}; this analysis reads schema_version "
+                f"{SCHEMA_VERSION} only (re-run the trial or use a matching version of the tool)")
+    raise AnalysisError(f"unknown schema_version in {n_bad} rows; this analysis reads version {SCHEMA_VERSION}")
+
+
+def read_sweep_meta(results_dir: PathLike) -> dict[str, Any]:
+    """``name`` and ``protocol`` from ``<results_dir>/sweep.yaml`` when present and readable.
+
+    Returns an empty dict when the file is absent (ad-hoc trials) or unreadable; the analysis
+    works without it.
+    """
+    text = os.fspath(results_dir)
+    try:
+        if "://" in text:
+            fs, root = pafs.FileSystem.from_uri(text)
+            with fs.open_input_stream(f"{root.rstrip('/')}/sweep.yaml") as handle:
+                raw = handle.read().decode("utf-8")
+        else:
+            path = Path(text) / "sweep.yaml"
+            if not path.is_file():
+                return {}
+            raw = path.read_text(encoding="utf-8")
+    except (OSError, pa.ArrowException, UnicodeDecodeError):
+        return {}
+    try:
+        import yaml
+
+        spec = yaml.safe_load(raw)
+    except Exception:  # noqa: BLE001 - a broken sweep.yaml must not stop the analysis
+        return {}
+    if not isinstance(spec, dict):
+        return {}
+    return {key: spec[key] for key in ("name", "protocol") if key in spec}

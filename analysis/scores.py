@@ -1,0 +1,182 @@
+"""Normalised scores and the matrices the aggregates are computed on.
+
+Shapes used throughout (rliable's convention):
+
+* a final-score matrix is ``[n_runs, n_tasks]``: one row per run (seed), one column per task
+  of the benchmark in the benchmark's order;
+* a curve matrix is ``[n_runs, n_tasks, n_steps]`` with NaN where a run has no evaluation.
+
+The normalised score of a task is the raw evaluation return divided by the best reward
+achievable on that task (paper Table 3, :data:`envs.benchmarks.TASKS`), so an optimal agent
+scores 1.0 and a failing one 0.0. It is recomputed here from ``return_mean`` rather than read
+from ``normalised_return_mean``, and the two are compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from analysis.coverage import SINGLE, Cell, benchmark_tasks
+from analysis.errors import AnalysisError
+from envs.benchmarks import TASKS
+
+NORMALISATION_TOLERANCE = 1e-6
+"""Largest accepted difference between the stored and the recomputed normalised return."""
+
+
+@dataclass
+class ScoreMatrix:
+    """Final scores of one cell: ``scores[i, j]`` is run ``run_keys[i]`` on task ``tasks[j]``."""
+
+    scores: np.ndarray
+    """``[n_runs, n_tasks]`` normalised scores."""
+    run_keys: list[str]
+    seeds: list[int]
+    tasks: tuple[str, ...]
+    steps: np.ndarray
+    """``[n_runs]``: the evaluation step each run's scores were taken at."""
+    excluded: list[tuple[str, str]] = field(default_factory=list)
+    """(run_key, reason) for runs of the cell that could not be scored."""
+
+
+@dataclass
+class CurveMatrix:
+    """All evaluation points of one cell: ``scores[i, j, k]`` is run i, task j at ``steps[k]``."""
+
+    scores: np.ndarray
+    """``[n_runs, n_tasks, n_steps]`` normalised scores, NaN where a point is missing."""
+    steps: np.ndarray
+    """``[n_steps]`` evaluation steps, ascending."""
+    run_keys: list[str]
+    seeds: list[int]
+    tasks: tuple[str, ...]
+
+
+def normalise(evals: pd.DataFrame) -> pd.Series:
+    """``return_mean / best_reward(task)`` for every row (paper Table 3).
+
+    Raises:
+        AnalysisError: a task that :data:`envs.benchmarks.TASKS` does not know.
+    """
+    best = {name: spec.best_reward for name, spec in TASKS.items()}
+    unknown = sorted(set(evals["task"].unique()) - set(best))
+    if unknown:
+        raise AnalysisError(f"unknown task(s) {unknown} in the evaluation rows; known: {', '.join(best)}")
+    return (evals["return_mean"] / evals["task"].map(best).astype(float)).rename("score")
+
+
+def add_scores(evals: pd.DataFrame, tolerance: float = NORMALISATION_TOLERANCE) -> pd.DataFrame:
+    """A copy of ``evals`` with a ``score`` column (:func:`normalise`).
+
+    ``attrs["normalisation_mismatches"]`` counts rows whose stored ``normalised_return_mean``
+    differs from the recomputed score by more than ``tolerance``; ``attrs["normalisation_max_diff"]``
+    is the largest difference.
+    """
+    out = evals.copy()
+    out["score"] = normalise(evals)
+    if "normalised_return_mean" in out:
+        diff = (out["score"] - out["normalised_return_mean"]).abs()
+        out.attrs["normalisation_mismatches"] = int((diff > tolerance).sum())
+        out.attrs["normalisation_max_diff"] = float(diff.max()) if diff.notna().any() else 0.0
+    return out
+
+
+def score_curves(evals: pd.DataFrame) -> dict[Cell, CurveMatrix]:
+    """Every cell's ``[runs, tasks, steps]`` score array.
+
+    ``evals`` needs ``benchmark``, ``arch``, ``treatment``, ``run_key``, ``seed``, ``step``,
+    ``task`` and either ``score`` or ``return_mean``. Runs are ordered by seed, tasks in the
+    benchmark's order; rows for tasks outside the benchmark are ignored (the coverage report
+    lists them).
+    """
+    if "score" not in evals:
+        evals = evals.assign(score=normalise(evals))
+    curves: dict[Cell, CurveMatrix] = {}
+    for (benchmark, arch, treatment), group in evals.groupby(["benchmark", "arch", "treatment"], sort=True):
+        tasks = benchmark_tasks(benchmark)
+        task_index = group["task"].map({t: i for i, t in enumerate(tasks)})
+        keep = task_index.notna().to_numpy()
+        if not keep.any():
+            continue
+        group = group.loc[keep]
+        task_codes = task_index.to_numpy()[keep].astype(np.int64)
+        runs = group[["run_key", "seed"]].drop_duplicates("run_key").sort_values(["seed", "run_key"])
+        run_keys = list(runs["run_key"])
+        run_codes = group["run_key"].map({k: i for i, k in enumerate(run_keys)}).to_numpy()
+        steps, step_codes = np.unique(group["step"].to_numpy(), return_inverse=True)
+        scores = np.full((len(run_keys), len(tasks), len(steps)), np.nan)
+        scores[run_codes, task_codes, step_codes] = group["score"].to_numpy(dtype=float)
+        curves[Cell(benchmark, arch, treatment)] = CurveMatrix(
+            scores=scores, steps=steps.astype(np.int64), run_keys=run_keys,
+            seeds=[int(s) for s in runs["seed"]], tasks=tasks)
+    return curves
+
+
+def final_from_curves(curves: Mapping[Cell, CurveMatrix], at_step: int | None = None) -> dict[Cell, ScoreMatrix]:
+    """Final scores of each cell from its curves (see :func:`final_scores`)."""
+    finals: dict[Cell, ScoreMatrix] = {}
+    for cell, curve in curves.items():
+        present = ~np.isnan(curve.scores)  # [runs, tasks, steps]
+        any_row = present.any(axis=1)  # [runs, steps]
+        rows, keys, seeds, steps, excluded = [], [], [], [], []
+        for i, key in enumerate(curve.run_keys):
+            if at_step is None:
+                k = int(np.flatnonzero(any_row[i])[-1])
+            else:
+                hits = np.flatnonzero(curve.steps == at_step)
+                if len(hits) == 0 or not any_row[i, hits[0]]:
+                    excluded.append((key, f"no evaluation at step {at_step:,}"))
+                    continue
+                k = int(hits[0])
+            if not present[i, :, k].all():
+                lacking = [t for j, t in enumerate(curve.tasks) if not present[i, j, k]]
+                excluded.append((key, f"no score for {', '.join(lacking)} at step {int(curve.steps[k]):,}"))
+                continue
+            rows.append(curve.scores[i, :, k])
+            keys.append(key)
+            seeds.append(curve.seeds[i])
+            steps.append(int(curve.steps[k]))
+        matrix = np.vstack(rows) if rows else np.empty((0, len(curve.tasks)))
+        finals[cell] = ScoreMatrix(scores=matrix, run_keys=keys, seeds=seeds, tasks=curve.tasks,
+                                   steps=np.asarray(steps, dtype=np.int64), excluded=excluded)
+    return finals
+
+
+def final_scores(evals: pd.DataFrame, at_step: int | None = None) -> dict[Cell, ScoreMatrix]:
+    """The final-score matrix ``[n_runs, n_tasks]`` of every cell.
+
+    A run's final score is taken at its own last evaluation step, or at ``at_step`` when given.
+    Runs with no evaluation at that step, or lacking a task there, are left out of the matrix
+    and listed in :attr:`ScoreMatrix.excluded` with the reason.
+    """
+    return final_from_curves(score_curves(evals), at_step)
+
+
+def single_task_baseline(finals: Mapping[Cell, ScoreMatrix], benchmark: str, treatment: str = "dense") -> ScoreMatrix | None:
+    """The single-task PPO runs of a benchmark's tasks as one ``[n_seeds, n_tasks]`` matrix.
+
+    Single-task runs have ``arch == "single"`` and the task as their benchmark; row ``i`` holds
+    the seed-``seeds[i]`` run of every task, for the seeds that every task has. ``None`` when
+    some task of the benchmark has no such run.
+    """
+    tasks = benchmark_tasks(benchmark)
+    parts = [finals.get(Cell(task, SINGLE, treatment)) for task in tasks]
+    if any(p is None or len(p.seeds) == 0 for p in parts):
+        return None
+    common = sorted(set.intersection(*(set(p.seeds) for p in parts)))
+    if not common:
+        return None
+    columns, keys = [], []
+    for part in parts:
+        index = [part.seeds.index(s) for s in common]
+        columns.append(part.scores[index, 0])
+        keys.append([part.run_keys[i] for i in index])
+    dropped = [(k, "seed missing for another task of the benchmark") for p in parts
+               for k, s in zip(p.run_keys, p.seeds) if s not in common]
+    return ScoreMatrix(scores=np.column_stack(columns), run_keys=[",".join(r) for r in zip(*keys)], seeds=common,
+                       tasks=tasks, steps=np.asarray([min(int(p.steps[p.seeds.index(s)]) for p in parts) for s in common]),
+                       excluded=dropped + [e for p in parts for e in p.excluded])

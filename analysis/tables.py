@@ -1,0 +1,284 @@
+"""Table 1 (and the smaller tables) as a tidy frame, Markdown, LaTeX and CSV.
+
+Marks follow the paper's Table 1 and are decided on the values as printed (two decimals):
+
+* **best**: the highest IQM of the architecture on the benchmark (ties all marked; gold in
+  the paper, bold in Markdown, ``\\best{}`` in LaTeX);
+* **improves on dense**: a higher IQM than the architecture's Dense cell on the benchmark (blue
+  in the paper, an arrow in Markdown, ``\\better{}`` in LaTeX).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import pandas as pd
+
+from analysis.aggregate import Interval
+from analysis.coverage import Cell
+from analysis.paper import (
+    ARCH_LONG_NAMES,
+    PAPER_TABLE_1,
+    arch_name,
+    arch_sort_key,
+    task_sort_key,
+    treatment_name,
+    treatment_sort_key,
+)
+
+DECIMALS = 2
+TABLE1_COLUMNS = ["arch", "treatment", "benchmark", "iqm", "ci_low", "ci_high", "n_runs", "expected_runs",
+                  "n_tasks", "best", "improves_on_dense", "paper_iqm", "paper_ci_low", "paper_ci_high"]
+BEST_MARK = "bold"
+BETTER_MARK = "↑"
+
+
+def _r(value: float) -> float:
+    return round(float(value), DECIMALS) if value is not None and not math.isnan(value) else math.nan
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.{DECIMALS}f}"
+
+
+def _ci(low: float, high: float) -> str:
+    return f"({_fmt(low)}, {_fmt(high)})"
+
+
+def table1_frame(results: Mapping[Cell, Interval], n_runs: Mapping[Cell, int], n_tasks: Mapping[Cell, int],
+                 expected_runs: int | None = None, paper: bool = False) -> pd.DataFrame:
+    """The long (tidy) form of Table 1: one row per architecture x treatment x benchmark.
+
+    Args:
+        results: cell -> IQM with its CI (multi-task cells; single-task cells are ignored).
+        n_runs, n_tasks: cell -> runs and tasks behind the estimate.
+        expected_runs: seeds each cell should have (for the ``[n=...]`` marks), if known.
+        paper: add the draft paper's numbers (:data:`analysis.paper.PAPER_TABLE_1`).
+
+    Every architecture x treatment present appears on every benchmark present; a combination
+    without runs has NaN in ``iqm``.
+    """
+    cells = [c for c in set(results) | set(n_runs) if c.arch != "single"]
+    benchmarks = sorted({c.benchmark for c in cells}, key=_benchmark_key)
+    pairs = sorted({(c.arch, c.treatment) for c in cells},
+                   key=lambda p: (arch_sort_key(p[0]), treatment_sort_key(p[1])))
+    rows = []
+    for arch, treatment in pairs:
+        for benchmark in benchmarks:
+            cell = Cell(benchmark, arch, treatment)
+            est = results.get(cell)
+            ref = PAPER_TABLE_1.get((arch, treatment, benchmark)) if paper else None
+            rows.append({
+                "arch": arch, "treatment": treatment, "benchmark": benchmark,
+                "iqm": est.point if est else math.nan,
+                "ci_low": est.low if est else math.nan,
+                "ci_high": est.high if est else math.nan,
+                "n_runs": int(n_runs.get(cell, 0)),
+                "expected_runs": expected_runs if expected_runs is not None else pd.NA,
+                "n_tasks": int(n_tasks.get(cell, 0)),
+                "paper_iqm": ref.point if ref else math.nan,
+                "paper_ci_low": ref.low if ref else math.nan,
+                "paper_ci_high": ref.high if ref else math.nan,
+            })
+    frame = pd.DataFrame(rows, columns=[c for c in TABLE1_COLUMNS if c not in ("best", "improves_on_dense")])
+    shown = frame["iqm"].map(_r)
+    best = shown.groupby([frame["arch"], frame["benchmark"]]).transform("max")
+    frame["best"] = shown.notna() & (shown == best)
+    dense = frame.loc[frame["treatment"] == "dense"].set_index(["arch", "benchmark"])["iqm"].map(_r)
+    dense_shown = pd.Series([dense.get((a, b), math.nan) for a, b in zip(frame["arch"], frame["benchmark"])])
+    frame["improves_on_dense"] = (frame["treatment"] != "dense") & shown.notna() & (shown > dense_shown)
+    if not paper:
+        frame = frame.drop(columns=["paper_iqm", "paper_ci_low", "paper_ci_high"])
+    columns = [c for c in TABLE1_COLUMNS if c in frame.columns]
+    return frame[columns]
+
+
+def _benchmark_key(name: str) -> tuple[int, str]:
+    order = ["MT3", "MT5", "MT7"]
+    return (order.index(name), name) if name in order else (len(order), name)
+
+
+def _layout(frame: pd.DataFrame) -> tuple[list[str], list[tuple[str, str]]]:
+    benchmarks = list(dict.fromkeys(frame["benchmark"]))
+    pairs = list(dict.fromkeys(zip(frame["arch"], frame["treatment"])))
+    return benchmarks, pairs
+
+
+def _n_note(row: pd.Series) -> str:
+    expected = row.get("expected_runs")
+    if expected is None or pd.isna(expected) or row["n_runs"] >= int(expected):
+        return ""
+    return f" [n={int(row['n_runs'])}]"
+
+
+def table1_markdown(frame: pd.DataFrame, caption: str | None = None) -> str:
+    """Table 1 in Markdown: one row per architecture x treatment, IQM and CI per benchmark."""
+    if frame.empty:
+        return (f"{caption}\n\n" if caption else "") + "_No multi-task runs: Table 1 has nothing to show._\n"
+    benchmarks, pairs = _layout(frame)
+    paper = "paper_iqm" in frame.columns
+    index = frame.set_index(["arch", "treatment", "benchmark"])
+    header = ["Architecture", "Treatment"]
+    for b in benchmarks:
+        header += [f"{b} IQM", f"{b} 95% CI"] + ([f"{b} paper IQM (95% CI)"] if paper else [])
+    lines = []
+    if caption:
+        lines += [caption, ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
+    for arch, treatment in pairs:
+        cells = [arch_name(arch), treatment_name(treatment)]
+        for b in benchmarks:
+            row = index.loc[(arch, treatment, b)]
+            if math.isnan(row["iqm"]):
+                cells += ["—", "missing"]
+            else:
+                value = _fmt(row["iqm"])
+                if row["best"]:
+                    value = f"**{value}**"
+                if row["improves_on_dense"]:
+                    value += f" {BETTER_MARK}"
+                cells += [value, _ci(row["ci_low"], row["ci_high"]) + _n_note(row)]
+            if paper:
+                cells.append("—" if math.isnan(row["paper_iqm"]) else
+                             f"{_fmt(row['paper_iqm'])} {_ci(row['paper_ci_low'], row['paper_ci_high'])}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"**Bold**: best IQM of the architecture on the benchmark (gold in the paper); {BETTER_MARK}: higher "
+              "IQM than the architecture's Dense agent (blue in the paper); both judged on the two-decimal values. "
+              "[n=K]: only K runs behind the estimate (fewer than the seeds expected)."]
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_PREAMBLE = r"""% Table 1. Needs \usepackage{booktabs} and \usepackage{xcolor} in the preamble.
+\providecommand{\best}[1]{\textbf{\textcolor[HTML]{B8860B}{#1}}}
+\providecommand{\better}[1]{\textbf{\textcolor[HTML]{1F6FB4}{#1}}}
+"""
+
+
+def _tex(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+                 ("$", r"\$"), ("{", r"\{"), ("}", r"\}")):
+        text = text.replace(a, b)
+    return text
+
+
+def table1_latex(frame: pd.DataFrame, caption: str | None = None) -> str:
+    """Table 1 as a LaTeX ``table`` (booktabs), grouped by architecture like the paper."""
+    if frame.empty:
+        return "% Table 1: no multi-task runs, nothing to show.\n"
+    benchmarks, pairs = _layout(frame)
+    paper = "paper_iqm" in frame.columns
+    per = 3 if paper else 2
+    index = frame.set_index(["arch", "treatment", "benchmark"])
+    ncols = 1 + per * len(benchmarks)
+    lines = [_LATEX_PREAMBLE.rstrip(), r"\begin{table}[t]", r"\centering"]
+    if caption:
+        text = caption.removeprefix("Table 1: ")  # LaTeX numbers the table itself
+        lines.append(r"\caption{" + _tex(text[:1].upper() + text[1:]) + "}")
+    lines.append(r"\begin{tabular}{l" + ("cc" + ("c" if paper else "")) * len(benchmarks) + "}")
+    lines.append(r"\toprule")
+    lines.append("Agent Treatment & " + " & ".join(rf"\multicolumn{{{per}}}{{c}}{{{_tex(b)}}}" for b in benchmarks) + r" \\")
+    lines.append(" ".join(rf"\cmidrule(lr){{{2 + per * i}-{1 + per * (i + 1)}}}" for i in range(len(benchmarks))))
+    sub = [r"IQM ($\uparrow$)", r"95\% CI"] + (["Paper"] if paper else [])
+    lines.append(" & " + " & ".join(sub * len(benchmarks)) + r" \\")
+    current = None
+    for arch, treatment in pairs:
+        if arch != current:
+            lines.append(r"\midrule")
+            lines.append(rf"\multicolumn{{{ncols}}}{{l}}{{\textit{{{_tex(ARCH_LONG_NAMES.get(arch, arch))}}}}} \\")
+            current = arch
+        cells = [_tex(treatment_name(treatment))]
+        for b in benchmarks:
+            row = index.loc[(arch, treatment, b)]
+            if math.isnan(row["iqm"]):
+                cells += ["--", "missing"]
+            else:
+                value = _fmt(row["iqm"])
+                if row["best"]:
+                    value = rf"\best{{{value}}}"
+                elif row["improves_on_dense"]:
+                    value = rf"\better{{{value}}}"
+                cells += [value, _ci(row["ci_low"], row["ci_high"]) + _tex(_n_note(row))]
+            if paper:
+                cells.append("--" if math.isnan(row["paper_iqm"]) else
+                             rf"\textcolor{{gray}}{{{_fmt(row['paper_iqm'])} {_ci(row['paper_ci_low'], row['paper_ci_high'])}}}")
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(frame: pd.DataFrame, path) -> None:
+    """CSV with a fixed float format, so equal inputs give byte-identical files."""
+    frame.to_csv(path, index=False, float_format="%.6f", lineterminator="\n")
+
+
+# --- smaller tables --------------------------------------------------------------------
+
+
+def poi_frame(results: Mapping[Cell, Interval], n_runs: Mapping[Cell, int]) -> pd.DataFrame:
+    """Probability that each treatment beats its architecture's Dense agent, per benchmark."""
+    rows = [{"benchmark": c.benchmark, "arch": c.arch, "treatment": c.treatment, "poi": v.point,
+             "ci_low": v.low, "ci_high": v.high, "n_runs": int(n_runs.get(c, 0)),
+             "n_dense_runs": int(n_runs.get(Cell(c.benchmark, c.arch, "dense"), 0))}
+            for c, v in results.items()]
+    frame = pd.DataFrame(rows, columns=["benchmark", "arch", "treatment", "poi", "ci_low", "ci_high",
+                                        "n_runs", "n_dense_runs"])
+    if frame.empty:
+        return frame
+    order = sorted(frame.index, key=lambda i: (_benchmark_key(frame.at[i, "benchmark"]),
+                                               arch_sort_key(frame.at[i, "arch"]),
+                                               treatment_sort_key(frame.at[i, "treatment"])))
+    return frame.loc[order].reset_index(drop=True)
+
+
+def poi_markdown(frame: pd.DataFrame) -> str:
+    """Rows architecture x treatment, one column per benchmark: ``P(X > Dense) (low, high)``."""
+    if frame.empty:
+        return "_No treatment has a Dense counterpart to compare with._\n"
+    benchmarks = sorted(frame["benchmark"].unique(), key=_benchmark_key)
+    pairs = list(dict.fromkeys(zip(frame["arch"], frame["treatment"])))
+    pairs.sort(key=lambda p: (arch_sort_key(p[0]), treatment_sort_key(p[1])))
+    index = frame.set_index(["arch", "treatment", "benchmark"])
+    lines = ["| Architecture | Treatment | " + " | ".join(f"{b} P(X > Dense) (95% CI)" for b in benchmarks) + " |",
+             "|---|---|" + "|".join(["---:"] * len(benchmarks)) + "|"]
+    for arch, treatment in pairs:
+        cells = [arch_name(arch), treatment_name(treatment)]
+        for b in benchmarks:
+            if (arch, treatment, b) in index.index:
+                row = index.loc[(arch, treatment, b)]
+                cells.append(f"{_fmt(row['poi'])} {_ci(row['ci_low'], row['ci_high'])}")
+            else:
+                cells.append("—")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def single_task_frame(per_task: Mapping[str, tuple[Interval, int]],
+                      per_benchmark: Mapping[str, tuple[Interval, int]]) -> pd.DataFrame:
+    """Single-task PPO final scores: per task, and per benchmark (its tasks together)."""
+    rows = [{"scope": "benchmark", "name": name, "iqm": v.point, "ci_low": v.low, "ci_high": v.high, "n_runs": n}
+            for name, (v, n) in sorted(per_benchmark.items(), key=lambda kv: _benchmark_key(kv[0]))]
+    rows += [{"scope": "task", "name": name, "iqm": v.point, "ci_low": v.low, "ci_high": v.high, "n_runs": n}
+             for name, (v, n) in sorted(per_task.items(), key=lambda kv: task_sort_key(kv[0]))]
+    return pd.DataFrame(rows, columns=["scope", "name", "iqm", "ci_low", "ci_high", "n_runs"])
+
+
+def single_task_markdown(frame: pd.DataFrame) -> str:
+    lines = ["| Scope | Benchmark or task | IQM | 95% CI | Runs |", "|---|---|---:|---:|---:|"]
+    for row in frame.itertuples(index=False):
+        scope = "all tasks of" if row.scope == "benchmark" else "task"
+        lines.append(f"| {scope} | {row.name} | {_fmt(row.iqm)} | {_ci(row.ci_low, row.ci_high)} | {row.n_runs} |")
+    return "\n".join(lines) + "\n"
+
+
+def counts(finals: Mapping[Cell, object]) -> tuple[dict[Cell, int], dict[Cell, int]]:
+    """Runs and tasks behind each cell's final-score matrix."""
+    n_runs = {c: int(m.scores.shape[0]) for c, m in finals.items()}
+    n_tasks = {c: int(m.scores.shape[1]) for c, m in finals.items()}
+    return n_runs, n_tasks
+
+
+__all__: Sequence[str] = [
+    "table1_frame", "table1_markdown", "table1_latex", "write_csv", "poi_frame", "poi_markdown",
+    "single_task_frame", "single_task_markdown", "counts",
+]
