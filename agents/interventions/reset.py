@@ -1,0 +1,56 @@
+"""Reset (Nikishin et al. 2022): re-initialise the task heads' output layers.
+
+At the chosen steps every task head's output layer of the chosen networks (actor and critic
+by default) is re-initialised with PyTorch's default initialiser (``reset_parameters``, the
+same draw as at construction) and its whole optimizer state is reset (moments and step
+count, so Adam's bias correction starts afresh for it).
+
+Draft protocol: ``steps=[60000, 120000]`` (the default). Published: every 100k steps, at
+most twice: ``{"every": 100000, "max_resets": 2}``. With ``every``, a reset falls on each
+multiple of it strictly before the end of training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.interventions.optimizer_state import reset_optimizer_state
+from agents.treatments import Treatment
+
+
+class OutputLayerReset(Treatment):
+    name = "reset"
+    defaults: dict[str, Any] = {"steps": [60000, 120000], "every": None, "max_resets": None,
+                                "networks": ["actor", "critic"]}
+
+    def __init__(self, total_steps: int, **params: Any) -> None:
+        super().__init__(total_steps, **params)
+        self.every = self._number("every", integer=True, low=0, low_open=True, optional=True)
+        self.max_resets = self._number("max_resets", integer=True, low=0, optional=True)
+        steps = self.params["steps"]
+        if self.every is not None and "steps" in self.given:
+            raise ValueError(f"treatment {self.name!r}: give either steps or every, not both")
+        if isinstance(steps, (str, bytes)) or not hasattr(steps, "__iter__") or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in steps):
+            raise ValueError(f"treatment {self.name!r}: steps must be a list of positive integers, got {steps!r}")
+        self.steps = frozenset(steps)
+        self.networks = self._networks()
+
+    def is_reset_step(self, step: int) -> bool:
+        done = self._counters["resets_done"]
+        if self.max_resets is not None and done >= self.max_resets:
+            return False
+        if self.every is not None:
+            return step % self.every == 0 and step < self.total_steps
+        return step in self.steps
+
+    def on_step(self, step: int, agent, buffer) -> None:
+        if not self.is_reset_step(step):
+            return
+        for name in self.networks:
+            optimizer = agent.optimizer_of(name)
+            for layer in agent.networks()[name].output_layers():
+                layer.reset_parameters()
+                for param in layer.parameters():
+                    reset_optimizer_state(optimizer, param)
+        self._counters["resets_done"] += 1

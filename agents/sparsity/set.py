@@ -1,0 +1,82 @@
+"""Sparse Evolutionary Training (Mocanu et al. 2018), as in the published paper.
+
+At ``setup`` each network's sparse layers get a random layout at ``sparsity`` whose per-layer
+densities follow ERK (or Mocanu's fixed-``epsilon`` Erdos-Renyi when ``epsilon`` is set, or
+``uniform``); every ``rewire_every`` steps each sparse layer drops the ``zeta`` fraction of its
+active weights with the smallest magnitude and regrows as many at random empty positions,
+at zero and with fresh optimizer state (:mod:`agents.sparsity.rewiring`). Layer sparsity
+never changes. By default only ``Linear`` layers are sparse (the published protocol); the
+task encoder is left dense unless ``prune_task_encoder``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from agents.sparsity.distribution import er_epsilon_densities, erk_densities, uniform_densities
+from agents.sparsity.masked import MaskedTreatment
+from agents.sparsity.masks import NETWORK_NAMES, prunable_weights
+from agents.sparsity.rewiring import random_mask, set_rewire
+
+LAYER_KINDS = {"linear": (nn.Linear,), "all": (nn.Conv2d, nn.Linear)}
+DISTRIBUTIONS = ("erk", "uniform")
+
+
+class SparseEvolutionaryTraining(MaskedTreatment):
+    name = "set"
+    defaults: dict[str, Any] = {
+        "sparsity": 0.95,
+        "zeta": 0.3,
+        "rewire_every": 2000,
+        "distribution": "erk",
+        "epsilon": None,
+        "layers": "linear",
+        "prune_task_encoder": False,
+    }
+
+    def __init__(self, total_steps: int, _fixed: dict | None = None, **params: Any) -> None:
+        super().__init__(total_steps, _fixed=_fixed, **params)
+        self.target = self._number("sparsity", low=0.0, high=1.0, high_open=True)
+        self.zeta = self._number("zeta", low=0.0, high=1.0)
+        self.rewire_every = self._number("rewire_every", integer=True, low=0, low_open=True)
+        self.distribution = self._choice("distribution", DISTRIBUTIONS)
+        self.epsilon = self._number("epsilon", low=0.0, low_open=True, optional=True)
+        if self.epsilon is not None and ("sparsity" in self.given or "sparsity" in (_fixed or {})):
+            raise ValueError(f"treatment {self.name!r}: give either sparsity or epsilon (epsilon sets the "
+                             "sparsity through Mocanu's Erdos-Renyi layout)")
+        self.layer_kinds = LAYER_KINDS[self._choice("layers", tuple(LAYER_KINDS))]
+        self.prune_task_encoder = self._flag("prune_task_encoder")
+
+    def _weights(self, agent, network_name: str) -> dict:
+        return prunable_weights(agent.networks()[network_name], self.prune_task_encoder, self.layer_kinds)
+
+    def densities(self, weights: dict) -> dict[str, float]:
+        shapes = {n: tuple(w.shape) for n, w in weights.items()}
+        if self.epsilon is not None:
+            return er_epsilon_densities(shapes, self.epsilon)
+        if self.distribution == "uniform":
+            return uniform_densities(shapes, self.target)
+        return erk_densities(shapes, self.target)
+
+    def setup(self, agent) -> None:
+        for network_name in NETWORK_NAMES:
+            weights = self._weights(agent, network_name)
+            densities = self.densities(weights)
+            masks = {n: random_mask(w.shape, int(round(densities[n] * w.numel())), w.device)
+                     for n, w in weights.items()}
+            self.install_masks(agent, network_name, masks)
+
+    def on_step(self, step: int, agent, buffer) -> None:
+        if step % self.rewire_every or self.zeta == 0.0:
+            return
+        for network_name in NETWORK_NAMES:
+            params = dict(agent.networks()[network_name].named_parameters())
+            new_masks = {}
+            for name, mask in self.masks_of(network_name).items():
+                if bool(mask.all()):
+                    continue  # an ERK-dense layer has nowhere to regrow
+                new_masks[name] = set_rewire(params[name].data, mask, self.zeta).mask
+            self.install_masks(agent, network_name, new_masks)
+        self._counters["set_rewires"] += 1
