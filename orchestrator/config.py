@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from envs.benchmarks import benchmark_names, get_benchmark
+from envs.benchmarks import get_benchmark
 
 ARCHITECTURES = ("mtppo", "moe", "moore", "single")
 """Names accepted for ``arch`` (see :mod:`agents.networks`)."""

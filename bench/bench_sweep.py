@@ -1,0 +1,216 @@
+"""Sweep overhead: N short trials on local Ray (`mtrl run`) against the same trials back to back
+without Ray, measured side by side in one run.
+
+    python bench/bench_sweep.py            # 8 MT3 trials of 4,000 steps (~8 minutes on 2 cores)
+    python bench/bench_sweep.py --small    # 4 trials of 1,000 steps: the same code, CI-sized
+
+Three runs of the same trials, each charged all the CPU time of its own process tree:
+
+1. back to back: one Python process running ``run_trial`` N times, no Ray;
+2. side by side: as many plain processes as cores, each running its share back to back, no
+   Ray (what running trials concurrently costs on this machine, Ray aside);
+3. ``mtrl run`` on local Ray: the driver, the Ray processes it starts (GCS, raylet, agents,
+   log monitor) and the trial workers.
+CPU time is each process's own time sampled from /proc every 0.2 s, or getrusage of the
+reaped children when larger (complete for the plain processes; Ray's daemons are not all
+reaped by the driver), so it counts only this benchmark's processes whatever else runs.
+
+Targets: scheduling overhead < 10% of the sweep's CPU time, and the sweep keeps both cores
+busy (CPU-seconds per wall-second of the sweep close to the core count). Overhead is printed
+against 1 and split into what 2 costs without Ray and what Ray itself adds (3 - 2); PASS
+judges Ray's part. Ray's cost is a fixed start-up (driver imports, Ray daemons: ~15 CPU-s
+here) plus ~0.1 core while it runs, so it shrinks as trials grow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import yaml
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def sweep_spec(trials: int, steps: int) -> dict:
+    return {
+        "name": "bench",
+        "benchmarks": ["MT3"],
+        "archs": ["mtppo"],
+        "treatments": ["dense"],
+        "seeds": trials,
+        "defaults": {"total_steps": steps, "steps_per_epoch": 500, "eval_interval_steps": 1000 if steps % 1000 == 0
+                     else steps, "eval_episodes": 3},
+        "resources": {"cpu": 1, "gpu": 0},
+        "checkpoint_interval_steps": 1000 if steps % 1000 == 0 else steps,
+        "max_failures": 0,
+    }
+
+
+# --- the baseline: one process, trials back to back -----------------------------------------
+def baseline_worker(spec_path: str, results: str, shard: int = 0, shards: int = 1) -> None:
+    """Run every ``shards``-th trial of the sweep (from ``shard``) back to back, without Ray."""
+    from orchestrator.checkpoint import DirectoryCheckpointer
+    from orchestrator.sink import ParquetSink
+    from orchestrator.spec import expand, load_spec
+    from orchestrator.trial import run_trial
+
+    for config in expand(load_spec(spec_path))[shard::shards]:
+        run_trial(config, ParquetSink.for_config(results, config),
+                  DirectoryCheckpointer(os.path.join(results, "checkpoints", config.run_key)))
+
+
+def parallel_baseline(spec_path: str, results: str, shards: int) -> None:
+    """``shards`` plain processes side by side, each running its share back to back (no Ray)."""
+    processes = [subprocess.Popen([sys.executable, __file__, "--baseline-worker", spec_path, results, str(i),
+                                   str(shards)]) for i in range(shards)]
+    if any(p.wait() for p in processes):
+        raise SystemExit("a baseline shard failed")
+
+
+# --- CPU accounting of a process tree -------------------------------------------------------
+def _stat(pid: int) -> tuple[int, float] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    ppid = int(fields[1])
+    utime, stime = int(fields[11]), int(fields[12])  # the process's own time: children are sampled themselves
+    return ppid, (utime + stime) / CLOCK_TICKS
+
+
+class TreeCpu:
+    """Samples the CPU seconds of a process and all its descendants (also re-parented ones)."""
+
+    def __init__(self, root: int, marks: tuple[str, ...], interval: float = 0.2) -> None:
+        self.root, self.marks, self.interval = root, marks, interval
+        self.seen: dict[int, float] = {}
+        self.members: set[int] = {root}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _marked(self, pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return False
+        return any(mark in text for mark in self.marks)
+
+    def sample(self) -> None:
+        stats = {int(p): _stat(int(p)) for p in os.listdir("/proc") if p.isdigit()}
+        grew = True
+        while grew:  # children of members are members
+            new = {pid for pid, s in stats.items() if s and s[0] in self.members and pid not in self.members}
+            new |= {pid for pid in stats if pid not in self.members and stats[pid] and self._marked(pid)}
+            self.members |= new
+            grew = bool(new)
+        for pid in self.members:
+            if stats.get(pid):
+                self.seen[pid] = max(self.seen.get(pid, 0.0), stats[pid][1])
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "TreeCpu":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.seen.values())
+
+
+def measured_run(cmd: list[str], env: dict, marks: tuple[str, ...], log_path: str) -> dict:
+    """Wall seconds and CPU seconds of ``cmd``'s whole process tree."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        with TreeCpu(process.pid, marks) as tree:
+            returncode = process.wait()
+            tree.sample()
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    reaped = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    if returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({returncode}); see {log_path}")
+    return {"wall": wall, "cpu": max(tree.seconds, reaped), "cpu_tree": tree.seconds, "cpu_reaped": reaped}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="4 trials of 1,000 steps")
+    parser.add_argument("--trials", type=int, help="number of trials (default 8, --small 4)")
+    parser.add_argument("--steps", type=int, help="lock-step steps per trial (default 4000, --small 1000)")
+    parser.add_argument("--baseline-worker", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--parallel-baseline", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.baseline_worker:
+        spec_path, results, shard, shards = args.baseline_worker
+        baseline_worker(spec_path, results, int(shard), int(shards))
+        return 0
+    if args.parallel_baseline:
+        spec_path, results, shards = args.parallel_baseline
+        parallel_baseline(spec_path, results, int(shards))
+        return 0
+
+    trials = args.trials or (4 if args.small else 8)
+    steps = args.steps or (1000 if args.small else 4000)
+    cores = os.cpu_count() or 1
+    work = tempfile.mkdtemp(prefix="bench-sweep-")
+    ray_tmp = tempfile.mkdtemp(prefix="bs-", dir="/tmp")  # short: Ray's socket paths are length-limited
+    try:
+        spec_path = os.path.join(work, "bench.yaml")
+        with open(spec_path, "w") as f:
+            yaml.safe_dump(sweep_spec(trials, steps), f)
+        env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+        env.pop("RAY_ADDRESS", None)
+        print(f"{trials} trials of MT3/mtppo/dense, {steps} steps each, on {cores} cores", flush=True)
+        base = measured_run([sys.executable, __file__, "--baseline-worker", spec_path, os.path.join(work, "base"),
+                             "0", "1"], env, (), os.path.join(work, "baseline.log"))
+        print(f"  back to back, no Ray:        {base['wall']:7.1f} s wall, {base['cpu']:7.1f} CPU-s", flush=True)
+        shards = min(cores, trials)
+        side = measured_run([sys.executable, __file__, "--parallel-baseline", spec_path, os.path.join(work, "side"),
+                             str(shards)], env, (), os.path.join(work, "parallel.log"))
+        print(f"  {shards} processes side by side: {side['wall']:7.1f} s wall, {side['cpu']:7.1f} CPU-s "
+              f"(no Ray)", flush=True)
+        sweep = measured_run([sys.executable, "-m", "orchestrator.cli", "run", spec_path, "--storage",
+                              os.path.join(work, "sweep")], env, (ray_tmp,), os.path.join(work, "sweep.log"))
+        print(f"  mtrl run, local Ray:         {sweep['wall']:7.1f} s wall, {sweep['cpu']:7.1f} CPU-s "
+              f"(tree {sweep['cpu_tree']:.1f}, reaped {sweep['cpu_reaped']:.1f})", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+    overhead = (sweep["cpu"] - base["cpu"]) / sweep["cpu"]
+    ray_only = (sweep["cpu"] - side["cpu"]) / sweep["cpu"]
+    busy = sweep["cpu"] / sweep["wall"]
+    print()
+    print(f"scheduling overhead: {overhead:6.1%} of the sweep's CPU time against back to back (target < 10%)")
+    print(f"  of which running {shards} trials at once costs {(side['cpu'] - base['cpu']) / sweep['cpu']:6.1%} "
+          f"without Ray, and Ray itself {ray_only:6.1%}")
+    print(f"cores busy during the sweep: {busy:4.2f} of {cores} (CPU-s per wall-s; the baseline uses "
+          f"{base['cpu'] / base['wall']:.2f})")
+    print(f"wall-clock speed-up over back to back: {base['wall'] / sweep['wall']:4.2f}x")
+    ok = ray_only < 0.10 and busy >= 0.8 * min(cores, trials)
+    print("PASS (Ray's own overhead < 10%, cores busy)" if ok else "MISS")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

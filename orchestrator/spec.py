@@ -1,0 +1,548 @@
+"""Sweep files: YAML -> a validated :class:`SweepSpec` -> the list of :class:`TrialConfig`.
+
+A sweep file names its grid axes (``benchmarks``, ``archs``, ``treatments``, ``seeds``),
+the :class:`TrialConfig` fields every trial shares (``defaults``), per-cell ``overrides``,
+optional single-task baselines, the resources of one trial, the checkpoint interval,
+retries and the default storage. Example (see ``sweeps/*.yaml`` and ``docs/orchestration.md``)::
+
+    name: smoke
+    benchmarks: [MT3]
+    archs: [mtppo, moe]
+    treatments: [dense, {redo: {tau: 0.001}}]
+    seeds: 2                      # seeds 0 and 1; or an explicit list [0, 4, 7]
+    single_task_baselines: false  # arch "single", treatment dense, on every task of the benchmarks
+    defaults: {total_steps: 2000, eval_interval_steps: 1000}
+    overrides:
+      - match: {arch: moe}
+        set: {n_experts: 3}
+    resources: {cpu: 1, gpu: 0}
+    checkpoint_interval_steps: 1000
+    max_failures: 3
+    storage: results
+
+Everything is checked before anything runs: unknown keys (with a suggestion), unknown axis
+values, impossible budgets, unknown treatment parameters. :func:`expand` builds every
+:class:`TrialConfig`, so each of its validators runs for every trial. Errors are
+:class:`SpecError`, one line each.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from envs.benchmarks import get_benchmark
+from orchestrator.config import ARCHITECTURES, TrialConfig
+
+GRID_FIELDS = ("benchmark", "arch", "treatment", "seed", "sweep")
+"""TrialConfig fields the grid itself sets: not allowed in ``defaults`` or ``overrides``."""
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class SpecError(ValueError):
+    """A sweep file that cannot run as written: reported as one line, nothing started."""
+
+
+# --- parts of a sweep file ------------------------------------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class Resources(_Strict):
+    """What Ray reserves for one trial."""
+
+    cpu: float = Field(1.0, gt=0)
+    """CPU cores per trial (torch uses ``defaults.torch_threads`` of them)."""
+    gpu: float = Field(0.0, ge=0)
+    """GPUs per trial; fractional values share one GPU (0.25 = four trials per GPU)."""
+
+    @field_validator("gpu")
+    @classmethod
+    def _whole_above_one(cls, value: float) -> float:
+        if value > 1 and value != int(value):
+            raise ValueError(f"a trial may use a fraction of one GPU or whole GPUs, not {value}")
+        return value
+
+
+class CellMatch(_Strict):
+    """Which cells an override applies to: every given field must match (omitted = any)."""
+
+    benchmark: str | None = None
+    arch: str | None = None
+    treatment: str | None = None
+
+    def matches(self, benchmark: str, arch: str, treatment: str) -> bool:
+        wanted = (self.benchmark, self.arch, self.treatment)
+        return all(w is None or w == got for w, got in zip(wanted, (benchmark, arch, treatment)))
+
+
+class Override(_Strict):
+    """TrialConfig fields set for the cells that ``match`` selects (applied in file order)."""
+
+    match: CellMatch
+    set: dict[str, Any]
+
+    @field_validator("set")
+    @classmethod
+    def _trial_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_trial_fields(value, allow_checkpoint_interval=True)
+        return value
+
+
+@dataclass(frozen=True)
+class TreatmentChoice:
+    """One value of the ``treatments`` axis: a registered name and parameter overrides."""
+
+    name: str
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A (benchmark, arch, treatment) combination: the unit of tables and status."""
+
+    benchmark: str
+    arch: str
+    treatment: str
+    baseline: bool = field(default=False, compare=False)
+    """A single-task baseline cell (``single_task_baselines``): no treatment parameters."""
+
+    def label(self) -> str:
+        return f"{self.benchmark} / {self.arch} / {self.treatment}"
+
+
+def cell_of(config: TrialConfig) -> Cell:
+    return Cell(config.benchmark, config.arch, config.treatment)
+
+
+# --- the sweep file -------------------------------------------------------------------
+class SweepSpec(_Strict):
+    """A validated sweep file (after ``--set`` overrides)."""
+
+    name: str
+    """Sweep name: the results folder ``<storage>/<name>`` and the ``sweep`` column."""
+    protocol: Literal["draft", "tmlr", "custom"] = "custom"
+    """Which protocol of the paper the file encodes (a label for reports)."""
+    description: str = ""
+    benchmarks: list[str] = Field(min_length=1)
+    """Grid axis: ``MT3``/``MT5``/``MT7`` or single task names."""
+    archs: list[str] = Field(min_length=1)
+    """Grid axis: ``mtppo``, ``moe``, ``moore`` (``single`` only with single-task benchmarks)."""
+    treatments: list[str | dict[str, dict[str, Any]]] = Field(min_length=1)
+    """Grid axis: treatment names, or ``{name: {param: value}}`` to override its parameters."""
+    seeds: int | list[int]
+    """A count ``n`` (seeds ``0 .. n-1``) or an explicit list of seeds."""
+    single_task_baselines: bool = False
+    """Also run arch ``single`` with treatment ``dense`` on every task of the benchmarks."""
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    """TrialConfig fields shared by every trial."""
+    overrides: list[Override] = Field(default_factory=list)
+    """Per-cell TrialConfig fields, applied after ``defaults`` in file order."""
+    resources: Resources = Field(default_factory=Resources)
+    checkpoint_interval_steps: int = Field(10_000, gt=0)
+    """Parquet segment + checkpoint every this many steps (an override may change it per cell)."""
+    max_failures: int = Field(3, ge=0)
+    """Retries of a failed trial, each from its last checkpoint."""
+    max_concurrent_trials: int | None = Field(None, ge=1)
+    """Cap on trials running at once (default: as many as the resources allow)."""
+    storage: str = "results"
+    """Where results go: a local/NFS path or ``s3://bucket/prefix`` (``--storage`` overrides)."""
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a folder-safe name (letters, digits, '.', '_', '-')")
+        return value
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _known_benchmarks(cls, value: list[str]) -> list[str]:
+        for name in value:
+            get_benchmark(name)  # raises with the list of choices
+        _unique(value, "benchmark")
+        return value
+
+    @field_validator("archs")
+    @classmethod
+    def _known_archs(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in ARCHITECTURES:
+                raise ValueError(f"unknown architecture {name!r}; choose one of: {', '.join(ARCHITECTURES)}")
+        _unique(value, "arch")
+        return value
+
+    @field_validator("treatments")
+    @classmethod
+    def _known_treatments(cls, value: list) -> list:
+        from agents.treatments import treatment_names
+
+        names = []
+        for entry in value:
+            if isinstance(entry, dict) and len(entry) != 1:
+                raise ValueError(f"a treatment with parameters is one mapping {{name: {{param: value}}}}, got {entry}")
+            name = entry if isinstance(entry, str) else next(iter(entry))
+            if name not in treatment_names():
+                raise ValueError(f"unknown treatment {name!r}; choose one of: {', '.join(treatment_names())}")
+            names.append(name)
+        _unique(names, "treatment")  # the run_key names the treatment only
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _valid_seeds(cls, value: int | list[int]) -> int | list[int]:
+        if isinstance(value, int):
+            if value < 1:
+                raise ValueError(f"must be a count >= 1 or a list of seeds, got {value}")
+            return value
+        if not value:
+            raise ValueError("must be a count >= 1 or a non-empty list of seeds")
+        if any(s < 0 for s in value):
+            raise ValueError(f"every seed must be >= 0, got {value}")
+        _unique(value, "seed")
+        return value
+
+    @field_validator("defaults")
+    @classmethod
+    def _default_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_trial_fields(value, allow_checkpoint_interval=False)
+        return value
+
+    @model_validator(mode="after")
+    def _devices_match_resources(self) -> "SweepSpec":
+        device = self.defaults.get("device", "auto")
+        if device == "cuda" and self.resources.gpu == 0:
+            raise ValueError("defaults.device is 'cuda' but resources.gpu is 0: give trials a GPU or use device 'auto'")
+        if device == "cpu" and self.resources.gpu > 0:
+            raise ValueError("resources.gpu > 0 but defaults.device is 'cpu': the GPU would sit idle")
+        return self
+
+    @model_validator(mode="after")
+    def _overrides_match_the_grid(self) -> "SweepSpec":
+        grid = cells(self)
+        for i, override in enumerate(self.overrides):
+            for axis in ("benchmark", "arch", "treatment"):
+                wanted = getattr(override.match, axis)
+                if wanted is not None and wanted not in {getattr(c, axis) for c in grid}:
+                    raise ValueError(f"overrides.{i}.match.{axis}: {wanted!r} is not in this sweep's grid")
+            if not any(override.match.matches(c.benchmark, c.arch, c.treatment) for c in grid):
+                raise ValueError(f"overrides.{i}.match selects no cell of this sweep")
+        return self
+
+    # --- derived ----------------------------------------------------------------------
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    @property
+    def treatment_choices(self) -> list[TreatmentChoice]:
+        out = []
+        for entry in self.treatments:
+            if isinstance(entry, str):
+                out.append(TreatmentChoice(entry, {}))
+            else:
+                name, params = next(iter(entry.items()))
+                out.append(TreatmentChoice(name, dict(params or {})))
+        return out
+
+    def baseline_tasks(self) -> list[str]:
+        """Tasks of the single-task baselines: every task of the benchmarks, in order, once."""
+        if not self.single_task_baselines:
+            return []
+        tasks: list[str] = []
+        for name in self.benchmarks:
+            tasks.extend(t for t in get_benchmark(name).tasks if t not in tasks)
+        return tasks
+
+    def resolved(self) -> dict[str, Any]:
+        """The spec as plain data, every default filled in (what ``sweep.yaml`` stores)."""
+        return self.model_dump(mode="json")
+
+
+def _unique(values: Sequence, what: str) -> None:
+    seen = set()
+    for v in values:
+        if v in seen:
+            raise ValueError(f"{what} {v!r} appears twice")
+        seen.add(v)
+
+
+def _check_trial_fields(fields: Mapping[str, Any], allow_checkpoint_interval: bool) -> None:
+    known = set(TrialConfig.model_fields) - set(GRID_FIELDS)
+    if not allow_checkpoint_interval:
+        known.discard("checkpoint_interval_steps")
+    for key in fields:
+        if key in GRID_FIELDS:
+            raise ValueError(f"{key!r} is set by the grid; use the {key}s axis instead")
+        if key == "checkpoint_interval_steps" and not allow_checkpoint_interval:
+            raise ValueError("set checkpoint_interval_steps at the top level of the sweep file")
+        if key not in known:
+            raise ValueError(f"unknown trial setting {key!r}{_suggest(key, known)}")
+
+
+def _suggest(key: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# --- loading --------------------------------------------------------------------------
+class _SweepLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but ``1e-6`` is a float (YAML 1.2) rather than a string."""
+
+
+_SweepLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                 |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                 |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                 |[-+]?\.(?:inf|Inf|INF)
+                 |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML as a sweep file reads it (safe, with YAML 1.2 floats)."""
+    return yaml.load(text, Loader=_SweepLoader)
+
+
+def parse_assignments(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["a.b=1", "seeds=[1, 2]"]`` -> ``{"a.b": 1, "seeds": [1, 2]}`` (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--set expects key=value, got {pair!r}")
+        try:
+            out[key.strip()] = parse_yaml(value)
+        except yaml.YAMLError:
+            raise SpecError(f"--set {key.strip()}: {value!r} is not a YAML value") from None
+    return out
+
+
+def read_sweep_file(path: str) -> dict[str, Any]:
+    """The YAML mapping of a sweep file; :class:`SpecError` if it is missing or malformed."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such sweep file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{path}: is a folder, not a sweep file") from None
+    try:
+        data = parse_yaml(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{path}: malformed YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a sweep file is a YAML mapping (name:, benchmarks:, ...), got {type(data).__name__}")
+    return data
+
+
+def apply_assignments(data: dict[str, Any], assignments: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with dotted paths set: ``{"defaults.total_steps": 4000}``.
+
+    Integer path parts index lists (``overrides.0.set.gamma``); missing mappings are created.
+    """
+    out = copy.deepcopy(data)
+    for path, value in assignments.items():
+        parts = path.split(".")
+        node: Any = out
+        for part in parts[:-1]:
+            node = _child(node, part, path)
+        last = parts[-1]
+        if isinstance(node, list):
+            node[_index(node, last, path)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise SpecError(f"--set {path}: {'.'.join(parts[:-1])} is not a mapping or list")
+    return out
+
+
+def _child(node: Any, part: str, path: str) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, path)]
+    if isinstance(node, dict):
+        if part not in node or node[part] is None:
+            node[part] = {}
+        return node[part]
+    raise SpecError(f"--set {path}: {part!r} is inside a value that is not a mapping or list")
+
+
+def _index(node: list, part: str, path: str) -> int:
+    try:
+        index = int(part)
+        node[index]
+    except (ValueError, IndexError):
+        raise SpecError(f"--set {path}: {part!r} is not an index of a list of {len(node)}") from None
+    return index
+
+
+def validate_spec(data: Mapping[str, Any], source: str) -> SweepSpec:
+    """:class:`SweepSpec` from plain data, or :class:`SpecError` naming ``source`` and the key."""
+    try:
+        return SweepSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"{source}: {_one_line(exc)}") from None
+
+
+def load_spec(path: str, assignments: Mapping[str, Any] | None = None) -> SweepSpec:
+    """Read, override (``--set``) and validate a sweep file."""
+    data = apply_assignments(read_sweep_file(path), assignments or {})
+    return validate_spec(data, path)
+
+
+_UNION_SHAPES = {
+    "treatments": "expected a list of treatment names or {name: {param: value}} mappings",
+    "seeds": "expected a count (seeds 0..n-1) or a list of seeds",
+}
+"""What a union-typed field accepts: pydantic would list one complaint per branch."""
+
+_TYPE_ERRORS = ("string_type", "dict_type", "int_type", "int_parsing", "list_type")
+
+
+def _one_line(exc: ValidationError) -> str:
+    """The problems pydantic found (at most three), phrased for a user; unknown keys get a suggestion."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        # A union (treatments entry: str | mapping) names its branches in the location.
+        loc = [p for p in loc if not p.startswith(("str", "dict[", "int", "list["))]
+        where = ".".join(loc)
+        if loc and loc[0] in _UNION_SHAPES and err["type"] in _TYPE_ERRORS:
+            parts.append(f"{loc[0]}: {_UNION_SHAPES[loc[0]]}")
+        elif err["type"] == "extra_forbidden":
+            parent_fields = _fields_at(loc[:-1])
+            parts.append(f"unknown key {where!r}{_suggest(loc[-1], parent_fields)}")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{where}: {msg}" if where else msg)
+    unique = list(dict.fromkeys(parts))
+    return "; ".join(unique[:3])
+
+
+def _fields_at(loc: list[str]) -> list[str]:
+    """Field names of the model at ``loc`` inside a sweep file (for "did you mean")."""
+    model: type[BaseModel] = SweepSpec
+    for part in loc:
+        if part.isdigit():
+            continue
+        info = model.model_fields.get(part)
+        nested = _model_in(info.annotation) if info is not None else None
+        if nested is None:
+            return []
+        model = nested
+    return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+# --- expansion ------------------------------------------------------------------------
+def cells(spec: SweepSpec) -> list[Cell]:
+    """Every cell of the grid in a stable order: multi-task cells, then baselines."""
+    out = [Cell(b, a, t.name) for b in spec.benchmarks for a in spec.archs for t in spec.treatment_choices]
+    out += [Cell(task, "single", "dense", baseline=True) for task in spec.baseline_tasks()]
+    return out
+
+
+def cell_fields(spec: SweepSpec, cell: Cell) -> dict[str, Any]:
+    """The TrialConfig fields of every trial of ``cell`` except the seed."""
+    params: dict[str, Any] = {}
+    for choice in spec.treatment_choices:
+        if choice.name == cell.treatment and not cell.baseline:
+            params = dict(choice.params)
+    fields: dict[str, Any] = {"checkpoint_interval_steps": spec.checkpoint_interval_steps, **spec.defaults}
+    for override in spec.overrides:
+        if override.match.matches(cell.benchmark, cell.arch, cell.treatment):
+            chosen = dict(override.set)
+            if "treatment_params" in chosen:
+                params = {**params, **chosen.pop("treatment_params")}
+            fields.update(chosen)
+    fields.update(benchmark=cell.benchmark, arch=cell.arch, treatment=cell.treatment,
+                  treatment_params=params, sweep=spec.name)
+    return fields
+
+
+def expand(spec: SweepSpec) -> list[TrialConfig]:
+    """Every trial of the sweep, each a validated TrialConfig; :class:`SpecError` on the first bad cell."""
+    trials: list[TrialConfig] = []
+    for cell in cells(spec):
+        fields = cell_fields(spec, cell)
+        for seed in spec.seed_list:
+            try:
+                trials.append(TrialConfig(**fields, seed=seed))
+            except ValidationError as exc:
+                raise SpecError(f"cell {cell.label()}: {_trial_error(exc)}") from None
+    if spec.resources.gpu == 0:
+        on_cuda = next((t for t in trials if t.device == "cuda"), None)
+        if on_cuda is not None:
+            raise SpecError(f"cell {cell_of(on_cuda).label()}: device 'cuda' but resources.gpu is 0")
+    keys = [t.run_key for t in trials]
+    if len(set(keys)) != len(keys):
+        duplicate = next(k for k in keys if keys.count(k) > 1)
+        raise SpecError(f"two trials share the run_key {duplicate!r}")
+    return trials
+
+
+def _trial_error(exc: ValidationError) -> str:
+    from orchestrator.local_trial import config_error_message
+
+    return config_error_message(exc)
+
+
+def trials_by_cell(trials: Iterable[TrialConfig]) -> dict[Cell, list[TrialConfig]]:
+    out: dict[Cell, list[TrialConfig]] = {}
+    for trial in trials:
+        out.setdefault(cell_of(trial), []).append(trial)
+    return out
+
+
+# --- comparing two specs ----------------------------------------------------------------
+RESUME_NEUTRAL_FIELDS = ("storage",)
+"""Fields that may differ between the stored and the given spec of one sweep."""
+
+
+def spec_differences(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
+    """``["defaults.total_steps: 2000 -> 4000", ...]`` between two resolved specs."""
+    a, b = _flatten(stored), _flatten(given)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if key.split(".")[0] in RESUME_NEUTRAL_FIELDS:
+            continue
+        if a.get(key, _MISSING) != b.get(key, _MISSING):
+            out.append(f"{key}: {_show(a.get(key, _MISSING))} -> {_show(b.get(key, _MISSING))}")
+    return out
+
+
+_MISSING = object()
+
+
+def _show(value: Any) -> str:
+    return "(absent)" if value is _MISSING else repr(value)
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict) and data:
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): data}

@@ -1,0 +1,202 @@
+"""`mtrl status`: per cell, trials done / running / failed / pending and Parquet rows written.
+
+Three sources, all read-only and safe while a sweep runs:
+
+* ``sweep.yaml``: the expected trials (the spec is expanded again);
+* the Parquet datasets: rows per run_key; a trial whose train rows reach its last step is
+  done, whatever Tune last recorded;
+* Tune's newest ``tune/experiment_state-*.json`` (plain JSON, nothing is unpickled): which
+  trials were running or had failed, and their retries, as of the time Tune saved it
+  (every few seconds while the driver lives; after a driver crash, "running" means "was
+  running when the driver died").
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator import estimate, schema
+from orchestrator.config import TrialConfig
+from orchestrator.results_dir import MARKER, ResultsDirError
+from orchestrator.spec import Cell, SweepSpec, cell_of, cells, expand
+from orchestrator.sweep_folder import SPEC_FILE, TUNE_DIR, SweepFolder, driver_running, is_uri
+
+STATES = ("done", "running", "failed", "pending")
+_FROM_TUNE = {"TERMINATED": "done", "RUNNING": "running", "ERROR": "failed", "PENDING": "pending",
+              "PAUSED": "pending"}
+
+
+@dataclass
+class TrialStatus:
+    """Where one trial stands."""
+
+    config: TrialConfig
+    state: str = "pending"
+    retries: int = 0
+    eval_rows: int = 0
+    train_rows: int = 0
+    last_step: int | None = None
+
+
+@dataclass
+class SweepStatus:
+    """Where a sweep stands: one :class:`TrialStatus` per expected trial."""
+
+    root: str
+    spec: SweepSpec
+    trials: list[TrialStatus]
+    tune_state_saved: float | None = None
+    """Modification time of the Tune state read (seconds since the epoch), if any."""
+    driver: str | None = None
+    """``"pid N on HOST"`` of the live ``mtrl run``, ``""`` if none, ``None`` if unknown."""
+    unknown_run_keys: list[str] = field(default_factory=list)
+    """Run keys with Parquet rows that the spec does not list (should stay empty)."""
+
+    def counts(self) -> Counter:
+        return Counter(t.state for t in self.trials)
+
+
+# --- reading ---------------------------------------------------------------------------------
+def read_status(root: str) -> SweepStatus:
+    """Status of the sweep folder ``root`` (a path or a URI); ``ResultsDirError`` if it is none."""
+    root = root.rstrip("/") if is_uri(root) else root
+    folder = SweepFolder(root if is_uri(root) else _absolute(root))
+    fs, path = folder.filesystem()
+    if fs.get_file_info(posixpath.join(path, MARKER)).type != pafs.FileType.File:
+        raise ResultsDirError(f"{root} is not a results folder of this tool (no {MARKER})")
+    spec = folder.stored_spec()
+    if spec is None:
+        raise ResultsDirError(f"{root} is not a sweep folder (no {SPEC_FILE}); `mtrl trial` folders have no status")
+    trials = {t.run_key: TrialStatus(t) for t in expand(spec)}
+    saved = _apply_tune_state(fs, posixpath.join(path, TUNE_DIR), trials)
+    driver = driver_running(folder)
+    if driver == "":  # nothing runs without a driver: the Tune state is from before it stopped
+        for status in trials.values():
+            if status.state == "running":
+                status.state = "pending"
+    rows = _parquet_rows(fs, path)
+    unknown = sorted(set(rows["train"]) - set(trials))
+    for run_key, status in trials.items():
+        status.eval_rows = rows["evals"].get(run_key, (0, None))[0]
+        status.train_rows, status.last_step = rows["train"].get(run_key, (0, None))
+        if status.last_step == status.config.total_steps:
+            status.state = "done"
+        elif status.state == "done":  # Tune says finished but the rows are not all there
+            status.state = "pending"
+    return SweepStatus(root, spec, list(trials.values()), saved, driver, unknown)
+
+
+def _absolute(path: str) -> str:
+    import os
+
+    return os.path.abspath(path)
+
+
+def _apply_tune_state(fs: pafs.FileSystem, tune_dir: str, trials: dict[str, TrialStatus]) -> float | None:
+    entries = fs.get_file_info(pafs.FileSelector(tune_dir, allow_not_found=True))
+    states = sorted((e for e in entries if e.base_name.startswith("experiment_state-")
+                     and e.base_name.endswith(".json")), key=lambda e: e.base_name)
+    if not states:
+        return None
+    newest = states[-1]
+    try:
+        with fs.open_input_stream(newest.path) as f:
+            data = json.loads(f.read().decode())
+    except (OSError, ValueError):
+        return None  # being rewritten; the Parquet still tells done trials
+    for trial_json, metadata_json in data.get("trial_data", []):
+        trial = json.loads(trial_json)
+        metadata = json.loads(metadata_json)
+        run_key = trial.get("custom_trial_name") or trial.get("custom_dirname")
+        if run_key in trials:
+            trials[run_key].state = _FROM_TUNE.get(trial.get("status"), "pending")
+            trials[run_key].retries = int(metadata.get("num_failures") or 0)
+    return newest.mtime.timestamp() if newest.mtime else None
+
+
+def _parquet_rows(fs: pafs.FileSystem, root: str, attempts: int = 3) -> dict[str, dict[str, tuple[int, int]]]:
+    """Per dataset, ``{run_key: (distinct rows, last step)}`` (segments and compacted files deduplicated)."""
+    for attempt in range(attempts):
+        try:
+            return {
+                "evals": _rows_per_run(fs, posixpath.join(root, schema.EVALS_DIR), list(schema.EVAL_KEYS)),
+                "train": _rows_per_run(fs, posixpath.join(root, schema.TRAIN_DIR), list(schema.TRAIN_KEYS)),
+            }
+        except FileNotFoundError:
+            if attempt == attempts - 1:  # a running sweep kept compacting under our feet
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
+def _rows_per_run(fs: pafs.FileSystem, directory: str, keys: list[str]) -> dict[str, tuple[int, int]]:
+    infos = fs.get_file_info(pafs.FileSelector(directory, recursive=True, allow_not_found=True))
+    tables = [pq.read_table(info.path, filesystem=fs, columns=keys) for info in infos
+              if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")
+              and not info.base_name.startswith((".", "_"))]
+    if not tables:
+        return {}
+    distinct = pa.concat_tables(tables).group_by(keys, use_threads=False).aggregate([])
+    per_run = distinct.group_by("run_key", use_threads=False).aggregate([("step", "count"), ("step", "max")])
+    return {key: (count, last) for key, count, last in zip(per_run["run_key"].to_pylist(),
+                                                           per_run["step_count"].to_pylist(),
+                                                           per_run["step_max"].to_pylist())}
+
+
+# --- rendering -------------------------------------------------------------------------------
+def render_status(status: SweepStatus) -> Group:
+    """A header line and the per-cell table."""
+    spec = status.spec
+    by_cell: dict[Cell, list[TrialStatus]] = {}
+    for trial in status.trials:
+        by_cell.setdefault(cell_of(trial.config), []).append(trial)
+    table = Table(title_justify="left")
+    table.add_column("cell (benchmark / arch / treatment)", no_wrap=True)
+    for name in ("trials", *STATES, "retries", "eval rows", "train rows"):
+        table.add_column(name, justify="right")
+    total_rows = [0, 0, 0, 0]
+    for cell in cells(spec):
+        group = by_cell.get(cell, [])
+        counts = Counter(t.state for t in group)
+        expected = [estimate.expected_rows(t.config) for t in group]
+        rows = [sum(t.eval_rows for t in group), sum(e for e, _ in expected),
+                sum(t.train_rows for t in group), sum(n for _, n in expected)]
+        total_rows = [a + b for a, b in zip(total_rows, rows)]
+        table.add_row(cell.label(), str(len(group)), *(str(counts[s]) for s in STATES),
+                      str(sum(t.retries for t in group)), f"{rows[0]:,}/{rows[1]:,}", f"{rows[2]:,}/{rows[3]:,}")
+    counts = status.counts()
+    table.add_section()
+    table.add_row("all", str(len(status.trials)), *(str(counts[s]) for s in STATES),
+                  str(sum(t.retries for t in status.trials)), f"{total_rows[0]:,}/{total_rows[1]:,}",
+                  f"{total_rows[2]:,}/{total_rows[3]:,}", style="bold")
+    if status.tune_state_saved is None:
+        tune_note = "no Tune state yet"
+    else:
+        age = max(0.0, time.time() - status.tune_state_saved)
+        tune_note = f"Tune state saved {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(status.tune_state_saved))} " \
+                    f"({age:,.0f} s ago)"
+    if status.driver is None:
+        driver_note = ""
+    elif status.driver:
+        driver_note = f"; driven by mtrl run ({status.driver})"
+    else:
+        driver_note = "; no mtrl run is driving it (rerun the command to continue)" \
+            if counts["done"] < len(status.trials) else ""
+    header = Text(f"sweep {spec.name} ({spec.protocol} protocol) in {status.root}: "
+                  f"{counts['done']}/{len(status.trials)} trials done; {tune_note}{driver_note}")
+    parts: list = [header, table]
+    if status.unknown_run_keys:
+        parts.append(Text(f"rows of {len(status.unknown_run_keys)} run(s) the spec does not list, e.g. "
+                          f"{status.unknown_run_keys[0]}", style="yellow"))
+    return Group(*parts)

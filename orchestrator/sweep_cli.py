@@ -1,0 +1,178 @@
+"""`mtrl run` (a sweep on Ray Tune, resumable) and `mtrl status` (progress of a sweep folder).
+
+``mtrl run SWEEP.yaml`` validates the whole grid, checks the storage, claims the sweep
+folder ``<storage>/<name>``, then starts a local Ray instance (or joins the cluster named by
+``--address`` / ``RAY_ADDRESS``) and runs every trial under Tune. Running the same command
+again resumes: finished trials are kept, unfinished and failed ones continue from their
+last checkpoint. Exit codes: 0 all trials done, 1 some trials failed (rerun to retry them),
+2 bad input (nothing started), 130 interrupted (rerun to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from rich.table import Table
+
+from orchestrator import estimate, faults
+from orchestrator.spec import SpecError, SweepSpec, cells, expand, load_spec, parse_assignments, trials_by_cell
+from orchestrator.sweep_folder import SweepFolder, check_writable, driver_lock, inspect, prepare
+from orchestrator.sweep_progress import make_console
+
+EXIT_OK, EXIT_FAILED_TRIALS, EXIT_INTERRUPTED = 0, 1, 130
+
+
+def register(subparsers) -> None:
+    run = subparsers.add_parser("run", help="run (or resume) a sweep on Ray Tune",
+                                description=__doc__.splitlines()[0])
+    run.add_argument("sweep", metavar="SWEEP.yaml", help="sweep file, e.g. sweeps/smoke.yaml")
+    run.add_argument("--storage", help="where the sweep folder goes: a path, NFS mount or s3://bucket/prefix "
+                     "(default: the file's storage)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a sweep file entry by dotted path, e.g. defaults.total_steps=4000 or "
+                     "seeds=2 (repeatable; a resume needs the same overrides)")
+    run.add_argument("--name", help="sweep name (and folder) instead of the file's: starts a new sweep")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print trials per cell and an estimate of core-hours; start nothing")
+    run.add_argument("--address", default=None,
+                     help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray instance)")
+    run.add_argument("--num-cpus", type=int, default=None,
+                     help="CPUs of the local Ray instance (default: all cores; ignored on a cluster)")
+    run.set_defaults(func=run_main)
+
+    status = subparsers.add_parser("status", help="trials done/running/failed/pending per cell of a sweep folder")
+    status.add_argument("results", metavar="RESULTS_DIR", help="a sweep folder, e.g. results/smoke")
+    status.set_defaults(func=status_main)
+
+
+# --- mtrl run ---------------------------------------------------------------------------
+def load(args: argparse.Namespace) -> SweepSpec:
+    assignments = parse_assignments(args.set)
+    if args.name is not None:
+        assignments["name"] = args.name
+    return load_spec(args.sweep, assignments)
+
+
+def run_main(args: argparse.Namespace) -> int:
+    spec = load(args)
+    try:
+        trials = expand(spec)  # every TrialConfig validator runs here, before anything starts
+    except SpecError as exc:
+        raise SpecError(f"{args.sweep}: {exc}") from None
+    storage = args.storage or spec.storage
+    folder = SweepFolder.for_spec(spec, storage)
+    if args.dry_run:
+        print_plan(spec, trials, folder)
+        return EXIT_OK
+    fault_spec = faults.faults_from_environment()
+    address = args.address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None and "://" not in storage and not os.path.isabs(storage):
+        raise SpecError(f"storage {storage!r} is relative: on a cluster give --storage as an absolute path on "
+                        f"storage every node mounts (NFS) or an s3:// URI")
+    check_writable(storage)
+    prepare(folder, spec)
+    with driver_lock(folder):
+        started_ray = connect_ray(address, args.num_cpus)
+        try:
+            return run_tune(spec, trials, folder, fault_spec)
+        finally:
+            if started_ray:
+                import ray
+
+                ray.shutdown()
+
+
+def connect_ray(address: str | None, num_cpus: int | None) -> bool:
+    """Join the cluster at ``address`` or, if None, start a local instance; True if this call started Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": True}
+    if address is None:
+        kwargs.update(address="local", num_cpus=num_cpus, include_dashboard=False)
+    else:
+        kwargs.update(address=address)
+    ray.init(**kwargs)
+    return True
+
+
+def run_tune(spec: SweepSpec, trials, folder: SweepFolder, fault_spec: str | None) -> int:
+    from orchestrator.tune_progress import ProgressTable
+    from orchestrator.tune_glue import build_tuner
+
+    # Tune's own console output stays off (verbose=0); the progress table replaces it, and
+    # the closing summary replaces Tune's advice (rerunning `mtrl run` is how to resume).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    # Short trials checkpoint often; Tune's hint about snapshot frequency is noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    progress = ProgressTable(spec.name, [cell.label() for cell in cells(spec)])
+    tuner, resumed = build_tuner(spec, trials, folder, callbacks=[progress], fault_spec=fault_spec)
+    print(f"sweep {spec.name}: {'resuming' if resumed else 'starting'} {len(trials)} trials in {folder.root}",
+          flush=True)
+    grid = tuner.fit()
+    return summarise(spec, trials, grid, folder)
+
+
+def summarise(spec: SweepSpec, trials, grid, folder: SweepFolder) -> int:
+    """Final message and exit code: trials count as done when their Parquet is complete."""
+    from orchestrator.sink import ParquetSink
+    from orchestrator.tune_glue import parquet_complete
+
+    done = sum(parquet_complete(ParquetSink.for_config(folder.root, t)) for t in trials)
+    failed = [r for r in grid if r.error is not None]
+    if done == len(trials):
+        print(f"sweep {spec.name}: all {done} trials done; rows in {folder.root}/metrics")
+        return EXIT_OK
+    if failed:
+        print(f"sweep {spec.name}: {len(failed)} trial(s) failed after {spec.max_failures} retries:", file=sys.stderr)
+        for result in failed[:10]:
+            text = str(result.error).strip()
+            last_line = text.splitlines()[-1] if text else repr(result.error)
+            print(f"  {result.config['trial']['run_key']}: {last_line[:200]} ({result.path}/error.txt)",
+                  file=sys.stderr)
+        print(f"{done}/{len(trials)} trials done; rerun the same command to retry the failed ones from their "
+              f"last checkpoint", file=sys.stderr)
+        return EXIT_FAILED_TRIALS
+    print(f"sweep {spec.name}: interrupted with {done}/{len(trials)} trials done; the state is saved: "
+          f"rerun the same command to resume", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def print_plan(spec: SweepSpec, trials, folder: SweepFolder) -> None:
+    """``--dry-run``: trials per cell, steps, and estimated core-hours."""
+    by_cell = trials_by_cell(trials)
+    table = Table(title=f"sweep {spec.name} ({spec.protocol} protocol): {len(trials):,} trials", title_justify="left")
+    table.add_column("cell (benchmark / arch / treatment)", no_wrap=True)
+    for name in ("trials", "steps", "eval points", "core-hours"):
+        table.add_column(name, justify="right")
+    for cell in cells(spec):
+        group = by_cell[cell]
+        first = group[0]
+        table.add_row(cell.label(), f"{len(group):,}", f"{first.total_steps:,}", f"{estimate.eval_points(first):,}",
+                      _hours(estimate.core_hours(group)))
+    total_hours = estimate.core_hours(trials)
+    table.add_section()
+    table.add_row("all", f"{len(trials):,}", "", "", _hours(total_hours), style="bold")
+    make_console().print(table)
+    per_trial = (f"{spec.resources.cpu:g} CPU" + (f" + {spec.resources.gpu:g} GPU" if spec.resources.gpu else ""))
+    print(f"{len(trials):,} trials, about {_hours(total_hours)} core-hours ({per_trial} per trial; "
+          f"cost model in orchestrator/estimate.py, +-30%)")
+    print(f"storage: {inspect(folder, spec)}; nothing started (--dry-run)")
+
+
+def _hours(hours: float) -> str:
+    return f"{hours:,.2f}" if hours < 10 else f"{hours:,.0f}"
+
+
+# --- mtrl status ------------------------------------------------------------------------
+def status_main(args: argparse.Namespace) -> int:
+    from orchestrator.status import read_status, render_status
+
+    report = read_status(args.results)
+    make_console().print(render_status(report))
+    return EXIT_OK

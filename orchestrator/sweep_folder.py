@@ -1,0 +1,248 @@
+"""A sweep's results folder on its storage: check it is writable, claim it, pin its spec.
+
+Layout of ``<storage>/<sweep name>/``::
+
+    mtrl-results.json   marker (see orchestrator.results_dir): layout "sweep"
+    sweep.yaml          the resolved spec, written once; a rerun must give the same spec
+    tune/               Ray Tune's experiment folder (state, per-trial checkpoints)
+    metrics/evals/...   Parquet (orchestrator.schema)
+    metrics/train/...
+
+Storage is a local or NFS path or a URI that ``pyarrow.fs`` understands (``s3://...``);
+every check here goes through ``pyarrow.fs`` for URIs and refuses before anything is
+written into a folder that is foreign, belongs to another sweep, or pins another spec.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import posixpath
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import yaml
+
+from orchestrator import schema
+from orchestrator.results_dir import MARKER, MARKER_KIND, ResultsDirError, claim
+from orchestrator.sink import resolve_filesystem
+from orchestrator.spec import SweepSpec, parse_yaml, spec_differences, validate_spec
+
+SPEC_FILE = "sweep.yaml"
+TUNE_DIR = "tune"
+LOCK_FILE = ".driver.lock"
+
+
+def is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def join(root: str, *parts: str) -> str:
+    """Join path parts for a local path or a URI alike."""
+    if is_uri(root):
+        return "/".join([root.rstrip("/"), *parts])
+    return os.path.join(os.path.abspath(root), *parts)
+
+
+@dataclass(frozen=True)
+class SweepFolder:
+    """Where one sweep lives: ``root`` is an absolute local path or a URI."""
+
+    root: str
+
+    @classmethod
+    def for_spec(cls, spec: SweepSpec, storage: str | None = None) -> "SweepFolder":
+        return cls(join(storage or spec.storage, spec.name))
+
+    @property
+    def tune_dir(self) -> str:
+        return join(self.root, TUNE_DIR)
+
+    @property
+    def spec_path(self) -> str:
+        return join(self.root, SPEC_FILE)
+
+    def filesystem(self) -> tuple[pafs.FileSystem, str]:
+        return resolve_filesystem(self.root)
+
+    def read_text(self, name: str) -> str | None:
+        """Contents of ``<root>/<name>``, or ``None`` when it does not exist."""
+        fs, path = self.filesystem()
+        target = posixpath.join(path, name)
+        if fs.get_file_info(target).type != pafs.FileType.File:
+            return None
+        with fs.open_input_stream(target) as f:
+            return f.read().decode()
+
+    def stored_spec(self) -> SweepSpec | None:
+        """The spec this folder was started with, or ``None`` for a new folder."""
+        text = self.read_text(SPEC_FILE)
+        if text is None:
+            return None
+        return validate_spec(parse_yaml(text), f"{self.root}/{SPEC_FILE}")
+
+
+def check_writable(storage: str) -> None:
+    """Create ``storage`` if needed and write then delete a probe file; ``PermissionError`` if not."""
+    probe = f".mtrl-probe-{uuid.uuid4().hex}"
+    try:
+        fs, path = resolve_filesystem(storage)
+        fs.create_dir(path, recursive=True)
+        target = posixpath.join(path, probe)
+        with fs.open_output_stream(target) as f:
+            f.write(b"probe")
+        fs.delete_file(target)
+    except (OSError, pa.ArrowException) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise PermissionError(f"storage {storage} is not writable ({reason})") from None
+
+
+def prepare(folder: SweepFolder, spec: SweepSpec) -> bool:
+    """Claim ``folder`` for ``spec``'s sweep; returns True when the sweep already existed.
+
+    Refuses (``ResultsDirError``) a foreign folder, a trial folder, another sweep's folder,
+    or this sweep's folder pinned to a different spec (showing what differs). Only a new
+    folder gets its marker and ``sweep.yaml`` written.
+    """
+    _refuse_nested(folder)
+    _claim(folder.root)
+    stored = folder.stored_spec()
+    if stored is None:
+        _write_spec(folder, spec)
+        return False
+    if stored.name != spec.name:
+        raise ResultsDirError(f"{folder.root} holds sweep {stored.name!r}, not {spec.name!r}")
+    differences = spec_differences(stored.resolved(), spec.resolved())
+    if differences:
+        shown = "; ".join(differences[:4]) + (f"; and {len(differences) - 4} more" if len(differences) > 4 else "")
+        raise ResultsDirError(
+            f"{folder.root} holds sweep {spec.name!r} with a different spec ({shown}); rerun the original "
+            f"spec to resume it, or start a new sweep with --name NEW_NAME or another --storage")
+    return True
+
+
+@contextlib.contextmanager
+def driver_lock(folder: SweepFolder) -> Iterator[None]:
+    """Hold the sweep's driver lock: one ``mtrl run`` per sweep folder at a time.
+
+    A ``flock`` on ``<root>/.driver.lock`` (local and NFS paths), released by the kernel
+    when the driver exits or is killed. Object stores (``s3://``) have no locks: there,
+    running one driver per sweep is the user's job.
+    """
+    if is_uri(folder.root):
+        yield
+        return
+    path = os.path.join(folder.root, LOCK_FILE)
+    with open(path, "a+") as handle:
+        if not _try_lock(handle, fcntl.LOCK_EX, patience_s=2.0):  # `mtrl status` peeks briefly
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ResultsDirError(f"{folder.root} is being run by another `mtrl run` ({holder}); "
+                                  f"wait for it to end or stop it first")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def driver_running(folder: SweepFolder) -> str | None:
+    """``"pid N on HOST"`` while an ``mtrl run`` drives the sweep, ``""`` when none does,
+    ``None`` when unknown (object stores have no locks)."""
+    if is_uri(folder.root):
+        return None
+    path = os.path.join(folder.root, LOCK_FILE)
+    if not os.path.exists(path):
+        return ""
+    with open(path) as handle:
+        if _try_lock(handle, fcntl.LOCK_SH, patience_s=0.0):
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return ""
+        return handle.read().strip() or "another process"
+
+
+def _try_lock(handle, kind: int, patience_s: float) -> bool:
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            fcntl.flock(handle, kind | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+
+def inspect(folder: SweepFolder, spec: SweepSpec) -> str:
+    """What ``mtrl run`` would do with ``folder`` (read-only; for ``--dry-run``)."""
+    try:
+        stored = folder.stored_spec()
+    except (OSError, ValueError) as exc:
+        return f"cannot read {folder.root}: {exc}"
+    if stored is None:
+        return f"new sweep in {folder.root}"
+    differences = spec_differences(stored.resolved(), spec.resolved())
+    if stored.name != spec.name or differences:
+        return f"refused: {folder.root} holds a different spec ({'; '.join(differences[:3])})"
+    return f"resumes the sweep in {folder.root}"
+
+
+def _refuse_nested(folder: SweepFolder) -> None:
+    """A sweep folder never goes inside another results folder (``--storage results/paper``)."""
+    fs, path = folder.filesystem()
+    parent = posixpath.dirname(path.rstrip("/"))
+    if fs.get_file_info(posixpath.join(parent, MARKER)).type == pafs.FileType.File:
+        storage = folder.root.rsplit("/", 1)[0]
+        raise ResultsDirError(f"storage {storage} is itself a results folder; give the folder that holds "
+                              f"sweep folders (e.g. results), not a sweep's own folder")
+
+
+def _claim(root: str) -> None:
+    if not is_uri(root):
+        claim(root, layout="sweep")
+        return
+    fs, path = resolve_filesystem(root)
+    marker_path = posixpath.join(path, MARKER)
+    info = fs.get_file_info(marker_path)
+    if info.type == pafs.FileType.File:
+        with fs.open_input_stream(marker_path) as f:
+            data = json.loads(f.read().decode() or "null")
+        if not isinstance(data, dict) or data.get("kind") != MARKER_KIND:
+            raise ResultsDirError(f"{root}/{MARKER} was not written by this tool")
+        if data.get("schema_version") != schema.SCHEMA_VERSION:
+            raise ResultsDirError(f"{root} holds results of schema version {data.get('schema_version')}")
+        if data.get("layout") != "sweep":
+            raise ResultsDirError(f"{root} is a {data.get('layout')} results folder, not a sweep folder")
+        return
+    existing = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    if existing:
+        raise ResultsDirError(f"{root} already holds files but is not a results folder of this tool "
+                              f"(no {MARKER}); choose an empty or new folder")
+    fs.create_dir(path, recursive=True)
+    with fs.open_output_stream(marker_path) as f:
+        f.write(json.dumps({"kind": MARKER_KIND, "schema_version": schema.SCHEMA_VERSION,
+                            "layout": "sweep"}).encode())
+
+
+def _write_spec(folder: SweepFolder, spec: SweepSpec) -> None:
+    fs, path = folder.filesystem()
+    text = yaml.safe_dump(spec.resolved(), sort_keys=False)
+    tmp = posixpath.join(path, f".{SPEC_FILE}.tmp")
+    with fs.open_output_stream(tmp) as f:
+        f.write(text.encode())
+    fs.move(tmp, posixpath.join(path, SPEC_FILE))
+
+
+__all__ = ["SweepFolder", "check_writable", "driver_lock", "driver_running", "inspect", "prepare"]

@@ -1,0 +1,62 @@
+"""docker/: cluster.yaml passes Ray's own cluster-config validation; the image pins what CI tests."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+
+import pytest
+import yaml
+from _sweep_testlib import REPO
+
+DOCKER = os.path.join(REPO, "docker")
+
+
+def pins() -> dict[str, str]:
+    out = {}
+    for line in open(os.path.join(REPO, "constraints.txt")):
+        if "==" in line and not line.startswith("#"):
+            name, version = line.strip().split("==")
+            out[name.lower()] = version
+    return out
+
+
+def prepared_cluster_config(config: dict) -> dict:
+    """What `ray up` does before it calls the cloud: fill defaults, pick the provider, validate."""
+    from ray.autoscaler._private.providers import _NODE_PROVIDERS
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    prepared = prepare_config(copy.deepcopy(config))
+    assert _NODE_PROVIDERS.get(prepared["provider"]["type"]) is not None
+    validate_config(prepared)
+    return prepared
+
+
+def test_cluster_yaml_passes_rays_validation():
+    config = yaml.safe_load(open(os.path.join(DOCKER, "cluster.yaml")))
+    prepared = prepared_cluster_config(config)
+    types = prepared["available_node_types"]
+    assert set(types) == {"head", "cpu_worker", "gpu_worker"}
+    assert prepared["head_node_type"] == "head"
+    assert "worker_image" in types["gpu_worker"]["docker"]
+    assert prepared["docker"]["image"] and "/mnt/shared:/mnt/shared" in " ".join(prepared["docker"]["run_options"])
+
+
+def test_validation_catches_a_typo():
+    import jsonschema
+
+    config = yaml.safe_load(open(os.path.join(DOCKER, "cluster.yaml")))
+    config["available_node_types"]["cpu_worker"]["max_wrkers"] = 3
+    with pytest.raises(jsonschema.ValidationError, match="max_wrkers"):
+        prepared_cluster_config(config)
+
+
+def test_dockerfile_pins_the_tested_versions():
+    text = open(os.path.join(DOCKER, "Dockerfile")).read()
+    versions = pins()
+    image = re.search(r"ARG RAY_IMAGE=rayproject/ray:(\S+)", text).group(1)
+    assert image == f"{versions['ray']}-py311-cpu"
+    assert f'"torch=={versions["torch"]}"' in text
+    assert "-c constraints.txt ." in text
+    assert text.index("torch==") < text.index("-c constraints.txt .")  # torch first
