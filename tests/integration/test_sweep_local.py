@@ -11,9 +11,11 @@ import logging
 import os
 
 import pytest
+from PIL import Image
 from _ray_testlib import (SWEEPS, assert_rows_exactly_once, parquet_files, read_dataset, tiny_sweep,
                           trials_of)
 
+from analysis.figures import figure_pixels
 from orchestrator.checkpoint import DirectoryCheckpointer
 from orchestrator.cli import main as mtrl
 from orchestrator.faults import ENV_VAR
@@ -51,6 +53,20 @@ def test_smoke_sweep_writes_exactly_the_expected_rows(tmp_path, capsys):
     assert mtrl(["run", smoke, "--storage", str(storage)]) == 0
     assert "all 4 trials done" in capsys.readouterr().out
     assert parquet_files(root) == before
+
+    # The analysis stage on this real sweep: every table and figure, one row per cell.
+    report = tmp_path / "report"
+    assert mtrl(["analyze", root, "--out", str(report), "--reps", "200", "--quiet"]) == 0
+    for name in ("table1.md", "table1.csv", "table1.tex", "index.md", "learning_curves_sparsity.png",
+                 "plasticity_MT3_sparsity.png", "profiles_MT3.png"):
+        assert (report / name).is_file() and (report / name).stat().st_size > 0, name
+    with Image.open(report / "learning_curves_sparsity.png") as image:
+        assert image.size == figure_pixels("curves", 2, 1)  # a row per architecture, a column per benchmark
+    table_rows = [line for line in (report / "table1.md").read_text().splitlines()
+                  if line.startswith("|") and "Dense" in line]
+    assert len(table_rows) == 2  # MTPPO/Dense and MoE/Dense
+    index = (report / "index.md").read_text()
+    assert "table1.md" in index and "learning_curves_sparsity.png" in index
 
 
 def test_crashed_trial_is_retried_from_its_checkpoint(tmp_path, monkeypatch):
