@@ -147,6 +147,17 @@ def _sorted_benchmarks(cells) -> list[str]:
     return sorted(names, key=lambda b: (order.index(b), b) if b in order else (len(order), b))
 
 
+def _plot_band(ax, band: Band | None, treatment: str, legend: dict[str, object], *,
+               linewidth: float, alpha: float) -> None:
+    """A treatment's point estimate with its shaded interval; the first line per treatment goes in the legend."""
+    if band is None:
+        return
+    color = treatment_color(treatment)
+    (line,) = ax.plot(band.x, band.point, color=color, linewidth=linewidth)
+    ax.fill_between(band.x, band.low, band.high, color=color, alpha=alpha, linewidth=0)
+    legend.setdefault(treatment_name(treatment), line)
+
+
 def learning_curves_figure(bands: Mapping[Cell, Band], treatments: Sequence[str],
                            single_task: Mapping[str, Interval] | None = None, title: str = "") -> Figure:
     """IQM learning curves, rows = architectures, columns = benchmarks (paper Figures 3 and 4).
@@ -165,13 +176,8 @@ def learning_curves_figure(bands: Mapping[Cell, Band], treatments: Sequence[str]
         for j, benchmark in enumerate(benchmarks):
             ax = axes[i, j]
             for treatment in treatments:
-                band = bands.get(Cell(benchmark, arch, treatment))
-                if band is None:
-                    continue
-                color = treatment_color(treatment)
-                (line,) = ax.plot(band.x, band.point, color=color, linewidth=1.8)
-                ax.fill_between(band.x, band.low, band.high, color=color, alpha=0.18, linewidth=0)
-                legend.setdefault(treatment_name(treatment), line)
+                _plot_band(ax, bands.get(Cell(benchmark, arch, treatment)), treatment, legend,
+                           linewidth=1.8, alpha=0.18)
             if single_task and benchmark in single_task:
                 line = ax.axhline(single_task[benchmark].point, **SINGLE_TASK_STYLE)
                 legend.setdefault("Single-task PPO (final IQM)", line)
@@ -284,13 +290,8 @@ def profiles_figure(profiles: Mapping[Cell, Band], benchmark: str, title: str = 
     for j, arch in enumerate(archs):
         ax = axes[0, j]
         for treatment in treatments:
-            band = profiles.get(Cell(benchmark, arch, treatment))
-            if band is None:
-                continue
-            color = treatment_color(treatment)
-            (line,) = ax.plot(band.x, band.point, color=color, linewidth=1.6)
-            ax.fill_between(band.x, band.low, band.high, color=color, alpha=0.15, linewidth=0)
-            legend.setdefault(treatment_name(treatment), line)
+            _plot_band(ax, profiles.get(Cell(benchmark, arch, treatment)), treatment, legend,
+                       linewidth=1.6, alpha=0.15)
         ax.set_title(f"{arch_name(arch)} — {benchmark}", fontsize=11)
         ax.set_xlim(0.0, 1.0)
         ax.set_ylim(0.0, 1.02)

@@ -20,6 +20,7 @@ import posixpath
 from collections.abc import Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -100,7 +101,7 @@ class ParquetSink:
         # Keep the last occurrence of each key: later files hold the newer copy of a row.
         table = table.append_column("__order", pa.array(range(table.num_rows), pa.int64()))
         last = table.group_by(keys, use_threads=False).aggregate([("__order", "max")])
-        keep = pa.compute.is_in(table["__order"], value_set=last["__order_max"])
+        keep = pc.is_in(table["__order"], value_set=last["__order_max"])
         table = table.filter(keep).drop_columns(["__order"])
         return table.sort_by([(k, "ascending") for k in keys])
 
