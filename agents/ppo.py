@@ -91,6 +91,34 @@ def _batched(fn, *tensors: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     return torch.cat([fn(*(t[i:i + chunk] for t in tensors)) for i in range(0, tensors[0].shape[0], chunk)])
 
 
+def _task_major(a: np.ndarray) -> np.ndarray:
+    """``[N, T, ...] -> [T * N, ...]``: a task's samples contiguous, in time order."""
+    return np.ascontiguousarray(a.swapaxes(0, 1)).reshape(a.shape[0] * a.shape[1], *a.shape[2:])
+
+
+@torch.no_grad()
+def state_values(critic, rollout: Rollout, obs: torch.Tensor, next_obs: torch.Tensor, task: torch.Tensor
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``V(s)`` and ``V(s')`` as float64 ``[N, T]`` from task-major ``obs``/``next_obs``/``task``.
+
+    The ``s'`` of a step is the next step's ``s`` unless an episode ended in between (or the
+    epoch did), so the critic runs only on the ``s'`` that appear nowhere else: about half
+    the forward passes of evaluating every ``s'``.
+    """
+    N, T = rollout.n_steps, rollout.n_tasks
+    values = _batched(lambda o, c: critic(o, c).squeeze(-1), obs, task).double().cpu().numpy().reshape(T, N).T
+    next_values = np.empty_like(values)
+    next_values[:-1] = values[1:]
+    fresh = np.ones((N, T), dtype=bool)
+    fresh[:-1] = (rollout.next_obs[:-1] != rollout.obs[1:]).reshape(N - 1, T, -1).any(axis=-1)
+    fresh_task_major = fresh.T.copy()
+    idx = torch.from_numpy(np.flatnonzero(fresh_task_major)).to(obs.device)
+    if idx.numel():
+        fresh_values = _batched(lambda o, c: critic(o, c).squeeze(-1), next_obs[idx], task[idx])
+        next_values.T[fresh_task_major] = fresh_values.double().cpu().numpy()
+    return values, next_values
+
+
 def ppo_update(agent, rollout: Rollout, cfg, rng: np.random.Generator, treatment) -> dict[str, float]:
     """One PPO update (critic, then policy) on an epoch; returns the ``losses/*`` columns.
 
@@ -99,21 +127,20 @@ def ppo_update(agent, rollout: Rollout, cfg, rng: np.random.Generator, treatment
     """
     device = agent.device
     N, T = rollout.n_steps, rollout.n_tasks
-    obs = torch.from_numpy(rollout.obs.reshape(N * T, 3, 7, 7)).to(device)
-    next_obs = torch.from_numpy(rollout.next_obs.reshape(N * T, 3, 7, 7)).to(device)
-    task = torch.arange(T, device=device).repeat(N)
-    actions = torch.from_numpy(rollout.actions.reshape(N * T)).to(device)
+    # Samples are laid out task-major (index t*N + n), so a sorted index set is sorted by
+    # task and the networks route it to the heads without gathering.
+    obs = torch.from_numpy(_task_major(rollout.obs)).to(device)
+    next_obs = torch.from_numpy(_task_major(rollout.next_obs)).to(device)
+    task = torch.arange(T, device=device).repeat_interleave(N)
+    actions = torch.from_numpy(_task_major(rollout.actions)).to(device)
 
-    with torch.no_grad():
-        values = _batched(lambda o, c: agent.critic(o, c).squeeze(-1), obs, task)
-        next_values = _batched(lambda o, c: agent.critic(o, c).squeeze(-1), next_obs, task)
-    values_np = values.double().cpu().numpy().reshape(N, T)
+    values_np, next_values_np = state_values(agent.critic, rollout, obs, next_obs, task)
     v_target, adv = compute_gae(
-        values_np, next_values.double().cpu().numpy().reshape(N, T), rollout.rewards.astype(np.float64),
+        values_np, next_values_np, rollout.rewards.astype(np.float64),
         rollout.terminated, rollout.terminated | rollout.truncated, cfg.gamma, cfg.gae_lambda)
     adv = normalise_per_task(adv)
-    target_t = torch.as_tensor(v_target.reshape(N * T), dtype=torch.float32, device=device)
-    adv_t = torch.as_tensor(adv.reshape(N * T), dtype=torch.float32, device=device)
+    target_t = torch.as_tensor(_task_major(v_target), dtype=torch.float32, device=device)
+    adv_t = torch.as_tensor(_task_major(adv), dtype=torch.float32, device=device)
     with torch.no_grad():
         old_log_p = _batched(lambda o, c, a: log_prob_and_entropy(agent.actor(o, c), a)[0], obs, task, actions)
 
@@ -123,7 +150,7 @@ def ppo_update(agent, rollout: Rollout, cfg, rng: np.random.Generator, treatment
     for _ in range(cfg.critic_epochs):
         order = rng.permutation(N * T) if critic_batch < N * T else np.arange(N * T)
         for start in range(0, N * T, critic_batch):
-            idx = torch.as_tensor(order[start:start + critic_batch], device=device)
+            idx = torch.as_tensor(np.sort(order[start:start + critic_batch]), device=device)
             loss = F.mse_loss(agent.critic(obs[idx], task[idx]).squeeze(-1), target_t[idx])
             agent.critic_optimizer.zero_grad()
             loss.backward()
@@ -137,7 +164,7 @@ def ppo_update(agent, rollout: Rollout, cfg, rng: np.random.Generator, treatment
     for _ in range(cfg.policy_epochs):
         order = rng.permutation(N * T)
         for start in range(0, N * T, batch):
-            idx = torch.as_tensor(order[start:start + batch], device=device)
+            idx = torch.as_tensor(np.sort(order[start:start + batch]), device=device)
             log_p, entropy = log_prob_and_entropy(agent.actor(obs[idx], task[idx]), actions[idx])
             surrogate, ratio = clipped_surrogate(log_p, old_log_p[idx], adv_t[idx], cfg.clip_eps)
             loss = surrogate - cfg.ent_coef * entropy.mean()

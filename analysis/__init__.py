@@ -12,37 +12,62 @@ Command line: ``mtrl analyze RESULTS_DIR [--out DIR] [--reps N] [--at-step S]`` 
 ``python -m analysis ...``). See ``docs/analysis.md``.
 """
 
-from analysis.aggregate import (
-    DEFAULT_BAND_REPS,
-    DEFAULT_REPS,
-    Band,
-    Interval,
-    iqm,
-    iqm_curves_with_ci,
-    iqm_per_step,
-    iqm_with_ci,
-    performance_profiles,
-    poi_with_ci,
-    probability_of_improvement,
-    seeded_global_rng,
-)
-from analysis.coverage import Cell, Coverage, coverage
-from analysis.errors import AnalysisError
-from analysis.load import dataset_files, load_evals, load_train, read_sweep_meta
-from analysis.pipeline import Analysis, analyze, compute, write_outputs
-from analysis.plasticity import PLASTICITY_METRICS, plasticity_curves
-from analysis.scores import (
-    CurveMatrix,
-    ScoreMatrix,
-    add_scores,
-    final_from_curves,
-    final_scores,
-    normalise,
-    score_curves,
-    single_task_baseline,
-)
+# Imports are lazy (PEP 562): `mtrl` and `import analysis` stay fast, and matplotlib,
+# rliable and pandas load only when a name that needs them is first used.
+# `coverage` is imported eagerly: it is also the name of its submodule, which the import
+# system would otherwise bind over the function the first time the submodule loads.
+from analysis.coverage import Cell, Coverage, coverage  # noqa: E402
 
-__all__ = [
+_EXPORTS = {
+    "DEFAULT_BAND_REPS": "analysis.aggregate",
+    "DEFAULT_REPS": "analysis.aggregate",
+    "Band": "analysis.aggregate",
+    "Interval": "analysis.aggregate",
+    "iqm": "analysis.aggregate",
+    "iqm_curves_with_ci": "analysis.aggregate",
+    "iqm_per_step": "analysis.aggregate",
+    "iqm_with_ci": "analysis.aggregate",
+    "performance_profiles": "analysis.aggregate",
+    "poi_with_ci": "analysis.aggregate",
+    "probability_of_improvement": "analysis.aggregate",
+    "seeded_global_rng": "analysis.aggregate",
+    "AnalysisError": "analysis.errors",
+    "dataset_files": "analysis.load",
+    "load_evals": "analysis.load",
+    "load_train": "analysis.load",
+    "read_sweep_meta": "analysis.load",
+    "Analysis": "analysis.pipeline",
+    "analyze": "analysis.pipeline",
+    "compute": "analysis.pipeline",
+    "write_outputs": "analysis.pipeline",
+    "PLASTICITY_METRICS": "analysis.plasticity",
+    "plasticity_curves": "analysis.plasticity",
+    "CurveMatrix": "analysis.scores",
+    "ScoreMatrix": "analysis.scores",
+    "add_scores": "analysis.scores",
+    "final_from_curves": "analysis.scores",
+    "final_scores": "analysis.scores",
+    "normalise": "analysis.scores",
+    "score_curves": "analysis.scores",
+    "single_task_baseline": "analysis.scores",
+}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+__all__ = [  # noqa: F822 (resolved lazily by __getattr__)
     "AnalysisError",
     "Analysis",
     "Band",

@@ -19,13 +19,15 @@ The implied grid:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from analysis.errors import AnalysisError
 from envs.benchmarks import MULTI_TASK_BENCHMARKS, get_benchmark
+
+if TYPE_CHECKING:  # pandas only types the arguments: `import analysis` stays light
+    import pandas as pd
 
 SINGLE = "single"
 """The architecture name of single-task baselines."""

@@ -35,9 +35,28 @@ def one_trial(arch: str, total_steps: int, steps_per_epoch: int, episodes: int) 
     from orchestrator.sink import ParquetSink
     from orchestrator.trial import _Trial, make_policy, run_trial
 
+    import orchestrator.trial as trial_module
+
     config = TrialConfig(benchmark="MT3", arch=arch, seed=0, total_steps=total_steps,
                          steps_per_epoch=steps_per_epoch, eval_interval_steps=steps_per_epoch,
                          checkpoint_interval_steps=total_steps, eval_episodes=episodes)
+    # Where the wall time goes: each phase's seconds, with the env clock's share split out.
+    phases = {name: [0.0, 0.0] for name in ("collect", "evaluate", "update", "plasticity")}
+
+    def timed(name, fn, clock_of):
+        def wrapper(*args, **kwargs):
+            clock = clock_of(args)
+            env_before, started = (clock.seconds if clock else 0.0), time.perf_counter()
+            out = fn(*args, **kwargs)
+            phases[name][0] += time.perf_counter() - started
+            phases[name][1] += (clock.seconds if clock else 0.0) - env_before
+            return out
+        return wrapper
+
+    clock_of_trial = lambda args: args[0].clock  # noqa: E731
+    for name in ("collect", "evaluate", "plasticity"):
+        setattr(_Trial, name, timed(name, getattr(_Trial, name), clock_of_trial))
+    trial_module.ppo_update = timed("update", trial_module.ppo_update, lambda args: None)
     with tempfile.TemporaryDirectory() as results:
         started = time.perf_counter()
         run_trial(config, ParquetSink.for_config(results, config), DirectoryCheckpointer(os.path.join(results, "ck")))
@@ -69,6 +88,14 @@ def one_trial(arch: str, total_steps: int, steps_per_epoch: int, episodes: int) 
         "eval_sequential_s": t_sequential,
         "eval_speedup": (t_sequential / seq_steps) / (t_batched / eval_steps),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "phase_fraction": {
+            "env.step": sum(env for _, env in phases.values()) / wall,
+            "collect: policy + loop": (phases["collect"][0] - phases["collect"][1]) / wall,
+            "evaluate: policy + loop": (phases["evaluate"][0] - phases["evaluate"][1]) / wall,
+            "PPO update": phases["update"][0] / wall,
+            "plasticity metrics": phases["plasticity"][0] / wall,
+            "rest (sink, checkpoint, set-up)": 1 - sum(t for t, _ in phases.values()) / wall,
+        },
     }
 
 
@@ -96,6 +123,11 @@ def main() -> None:
               f"{r['eval_batched_s']:15.2f} {r['eval_sequential_s']:14.2f} {r['eval_speedup']:15.1f}x "
               f"{r['peak_rss_mb']:12.0f}")
     print("\nbatched speedup = (sequential s per env step) / (batched s per env step), same policy and seeds")
+    print("\nwhere the wall time goes (fraction of each trial's wall time):")
+    names = list(rows[0]["phase_fraction"])
+    print(f"{'':34}" + "".join(f"{r['arch']:>9}" for r in rows))
+    for name in names:
+        print(f"{name:34}" + "".join(f"{r['phase_fraction'][name]:9.1%}" for r in rows))
 
 
 if __name__ == "__main__":

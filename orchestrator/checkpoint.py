@@ -13,8 +13,6 @@ import os
 import re
 from typing import Protocol
 
-import torch
-
 STATE_FILE = "state.pt"
 
 
@@ -31,12 +29,16 @@ class Checkpointer(Protocol):
 
 def dump_state(state: dict, path: str) -> None:
     """Write ``state`` to ``path`` atomically (a complete file or none)."""
+    import torch  # here, not at module level: the CLI and the Ray driver import this module
+
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
 
 
 def load_state(path: str) -> dict:
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

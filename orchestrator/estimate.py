@@ -3,10 +3,11 @@
 Measured on the 2-core development machine (one torch thread per trial, torch 2.13 CPU,
 MiniGrid 3.2), phase by phase with ``orchestrator.trial._Trial`` on MT3/MT7/a single task:
 
-* collection: about 1.0 ms per lock-step step per task (the MiniGrid step is ~0.35 ms of it);
-* PPO update, per lock-step step per task: 0.9 ms for MTPPO, 0.7 ms single-task, and growing
-  with the expert count k for MoE (0.9 + 0.35 k ms) and MOORE (0.5 + 1.05 k ms: Gram-Schmidt);
-* evaluation: about 0.55 ms per environment step of the batched evaluator. Untrained
+* collection: about 0.7 ms per lock-step step per task (the MiniGrid step is ~0.35 ms of it;
+  0.55-1.0 ms across architectures and MT3/MT7);
+* PPO update, per lock-step step per task: 0.5 ms for MTPPO and single-task, growing with the
+  expert count k for MoE (0.4 k ms) and MOORE (0.65 k ms: k conv trunks and Gram-Schmidt);
+* evaluation: about 0.5 ms per environment step of the batched evaluator. Untrained
   episodes run to ``max_steps``, trained ones end early; the model assumes an evaluation
   episode lasts ``EVAL_LENGTH_FRACTION`` of its task's ``max_steps`` on average over training
   (0.46 was measured on untrained MT3 agents);
@@ -23,8 +24,8 @@ from collections.abc import Iterable
 from envs.benchmarks import TASKS, get_benchmark
 from orchestrator.config import TrialConfig
 
-COLLECT_S_PER_TASK_STEP = 1.0e-3
-EVAL_S_PER_ENV_STEP = 0.55e-3
+COLLECT_S_PER_TASK_STEP = 0.7e-3
+EVAL_S_PER_ENV_STEP = 0.5e-3
 EVAL_LENGTH_FRACTION = 0.4
 PLASTICITY_S_PER_POINT = 1.0
 
@@ -32,12 +33,10 @@ PLASTICITY_S_PER_POINT = 1.0
 def update_s_per_task_step(arch: str, experts: int) -> float:
     """Seconds of PPO update per lock-step step per task (see the module docstring)."""
     if arch == "moe":
-        return (0.9 + 0.35 * experts) * 1e-3
+        return 0.4 * experts * 1e-3
     if arch == "moore":
-        return (0.5 + 1.05 * experts) * 1e-3
-    if arch == "single":
-        return 0.7e-3
-    return 0.9e-3
+        return 0.65 * experts * 1e-3
+    return 0.5e-3
 
 
 def trial_core_seconds(config: TrialConfig) -> float:

@@ -16,11 +16,8 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from envs.benchmarks import benchmark_names
-from orchestrator.checkpoint import DirectoryCheckpointer
 from orchestrator.config import ARCHITECTURES, TrialConfig
 from orchestrator.results_dir import ResultsDirError, claim
-from orchestrator.sink import ParquetSink
-from orchestrator.trial import run_trial
 
 
 class UsageError(ValueError):
@@ -120,6 +117,11 @@ def prepare_results(results: str, config: TrialConfig, resume: bool) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    # Imported here: torch and the trial worker load only when a trial runs, not for --help.
+    from orchestrator.checkpoint import DirectoryCheckpointer
+    from orchestrator.sink import ParquetSink
+    from orchestrator.trial import run_trial
+
     config = build_config(args)
     trial_dir = prepare_results(args.results, config, args.resume)
     checkpoints = os.path.join(trial_dir, "checkpoints")

@@ -38,7 +38,7 @@ from orchestrator.config import TrialConfig
 from orchestrator.sink import ParquetSink
 
 CHECKPOINT_FORMAT = 1
-SMALL_BATCH = 32
+SMALL_BATCH = 16
 """Below this many samples a CPU forward pass runs faster without oneDNN."""
 
 # Stream ids for numpy SeedSequence([seed, stream, ...]): never reorder.

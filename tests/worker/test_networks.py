@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from agents.networks import ConvTrunk, build_network, count_parameters, gram_schmidt
+from agents.networks import ConvTrunk, build_network, count_parameters, gram_schmidt, route_to_heads
 
 
 @pytest.mark.parametrize("n_tasks,expected", [(3, 406_853), (5, 671_059), (7, 935_265)])
@@ -47,6 +47,37 @@ def test_each_sample_goes_through_its_own_head():
     feats = net.features(obs, task)
     for i, t in enumerate(task.tolist()):
         assert torch.allclose(out[i], net.heads[t](feats[i:i + 1])[0])
+
+
+@pytest.mark.parametrize("task_order", [[0, 0, 1, 2, 2, 2], [2, 0, 1, 2, 0, 2], [1, 1, 1, 1, 1, 1]])
+def test_head_routing_equals_per_sample_heads_in_any_order(task_order):
+    # Sorted batches take the split/cat path directly, unsorted ones sort and unsort:
+    # outputs and gradients must equal running each sample through its head on its own.
+    torch.manual_seed(0)
+    net = build_network("mtppo", 3, 7)
+    obs = torch.randint(0, 11, (6, 3, 7, 7), dtype=torch.uint8)
+    task = torch.tensor(task_order)
+    feats = net.features(obs, task).detach().requires_grad_(True)
+    out = route_to_heads(net.heads, feats, task)
+    expected = torch.cat([net.heads[t](feats[i:i + 1]) for i, t in enumerate(task_order)])
+    assert torch.allclose(out, expected, atol=1e-6)
+    weights = torch.randn(6, 7)
+    (grad,) = torch.autograd.grad((out * weights).sum(), feats)
+    (expected_grad,) = torch.autograd.grad((expected * weights).sum(), feats)
+    assert torch.allclose(grad, expected_grad, atol=1e-6)
+
+
+def test_head_routing_of_an_empty_batch():
+    net = build_network("mtppo", 3, 7)
+    assert net(torch.zeros(0, 3, 7, 7), torch.zeros(0, dtype=torch.long)).shape == (0, 7)
+
+
+def test_gram_schmidt_matches_qr_with_positive_diagonal():
+    torch.manual_seed(0)
+    vectors = torch.randn(8, 4, 32, dtype=torch.float64)
+    q, r = torch.linalg.qr(vectors.transpose(1, 2))  # [8, 32, 4]
+    q = q * torch.sign(torch.diagonal(r, dim1=1, dim2=2)).unsqueeze(1)
+    assert torch.allclose(gram_schmidt(vectors), q.transpose(1, 2), atol=1e-12)
 
 
 def test_gram_schmidt_is_orthonormal_per_sample():

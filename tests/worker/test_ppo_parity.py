@@ -96,3 +96,28 @@ def test_clipped_objective_matches_mushroom_ppo(clip_eps, ent_coef):
     optimizer.step()
     for a, b in zip(net.parameters(), ours.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_state_values_reuse_the_next_steps_values_exactly_where_valid():
+    # V(s') is taken from the next step's V(s) except across episode ends and at the end of
+    # the epoch; it must equal the critic run on every s'.
+    from agents.ppo import _task_major, state_values
+    from orchestrator.config import TrialConfig
+    from orchestrator.trial import _Trial
+
+    config = TrialConfig(benchmark="MT3", arch="mtppo", seed=3, total_steps=60, steps_per_epoch=60,
+                         eval_interval_steps=60, checkpoint_interval_steps=60)
+    trial = _Trial(config)
+    rollout, finished = trial.collect()
+    assert finished, "the rollout should cross an episode end"
+    N, T = rollout.n_steps, rollout.n_tasks
+    obs = torch.from_numpy(_task_major(rollout.obs))
+    next_obs = torch.from_numpy(_task_major(rollout.next_obs))
+    task = torch.arange(T).repeat_interleave(N)
+    values, next_values = state_values(trial.agent.critic, rollout, obs, next_obs, task)
+    with torch.no_grad():
+        brute_values = trial.agent.critic(obs, task).squeeze(-1).double().numpy().reshape(T, N).T
+        brute_next = trial.agent.critic(next_obs, task).squeeze(-1).double().numpy().reshape(T, N).T
+    np.testing.assert_allclose(values, brute_values, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(next_values, brute_next, rtol=0, atol=1e-6)
+    assert values.shape == next_values.shape == (N, T)
