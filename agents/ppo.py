@@ -96,6 +96,20 @@ def _task_major(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a.swapaxes(0, 1)).reshape(a.shape[0] * a.shape[1], *a.shape[2:])
 
 
+def task_major_batch(rollout: Rollout, device: torch.device | str = "cpu"
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``obs``, ``next_obs``, ``task`` and ``actions`` of a rollout, flat and task-major.
+
+    Index ``t * N + n`` is task ``t`` at step ``n``, so any sorted index set is sorted by
+    task and the networks route it to the heads without gathering.
+    """
+    N, T = rollout.n_steps, rollout.n_tasks
+    return (torch.from_numpy(_task_major(rollout.obs)).to(device),
+            torch.from_numpy(_task_major(rollout.next_obs)).to(device),
+            torch.arange(T, device=device).repeat_interleave(N),
+            torch.from_numpy(_task_major(rollout.actions)).to(device))
+
+
 @torch.no_grad()
 def state_values(critic, rollout: Rollout, obs: torch.Tensor, next_obs: torch.Tensor, task: torch.Tensor
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +120,11 @@ def state_values(critic, rollout: Rollout, obs: torch.Tensor, next_obs: torch.Te
     the forward passes of evaluating every ``s'``.
     """
     N, T = rollout.n_steps, rollout.n_tasks
-    values = _batched(lambda o, c: critic(o, c).squeeze(-1), obs, task).double().cpu().numpy().reshape(T, N).T
+
+    def value_of(o: torch.Tensor, c: torch.Tensor) -> np.ndarray:
+        return _batched(lambda oo, cc: critic(oo, cc).squeeze(-1), o, c).double().cpu().numpy()
+
+    values = value_of(obs, task).reshape(T, N).T
     next_values = np.empty_like(values)
     next_values[:-1] = values[1:]
     fresh = np.ones((N, T), dtype=bool)
@@ -114,8 +132,7 @@ def state_values(critic, rollout: Rollout, obs: torch.Tensor, next_obs: torch.Te
     fresh_task_major = fresh.T.copy()
     idx = torch.from_numpy(np.flatnonzero(fresh_task_major)).to(obs.device)
     if idx.numel():
-        fresh_values = _batched(lambda o, c: critic(o, c).squeeze(-1), next_obs[idx], task[idx])
-        next_values.T[fresh_task_major] = fresh_values.double().cpu().numpy()
+        next_values.T[fresh_task_major] = value_of(next_obs[idx], task[idx])
     return values, next_values
 
 
@@ -127,12 +144,7 @@ def ppo_update(agent, rollout: Rollout, cfg, rng: np.random.Generator, treatment
     """
     device = agent.device
     N, T = rollout.n_steps, rollout.n_tasks
-    # Samples are laid out task-major (index t*N + n), so a sorted index set is sorted by
-    # task and the networks route it to the heads without gathering.
-    obs = torch.from_numpy(_task_major(rollout.obs)).to(device)
-    next_obs = torch.from_numpy(_task_major(rollout.next_obs)).to(device)
-    task = torch.arange(T, device=device).repeat_interleave(N)
-    actions = torch.from_numpy(_task_major(rollout.actions)).to(device)
+    obs, next_obs, task, actions = task_major_batch(rollout, device)  # minibatches below sort their indices
 
     values_np, next_values_np = state_values(agent.critic, rollout, obs, next_obs, task)
     v_target, adv = compute_gae(

@@ -16,7 +16,7 @@ Command line: ``mtrl analyze RESULTS_DIR [--out DIR] [--reps N] [--at-step S]`` 
 # rliable and pandas load only when a name that needs them is first used.
 # `coverage` is imported eagerly: it is also the name of its submodule, which the import
 # system would otherwise bind over the function the first time the submodule loads.
-from analysis.coverage import Cell, Coverage, coverage  # noqa: E402
+from analysis.coverage import Cell, Coverage, coverage
 
 _EXPORTS = {
     "DEFAULT_BAND_REPS": "analysis.aggregate",
@@ -67,39 +67,4 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
 
 
-__all__ = [  # noqa: F822 (resolved lazily by __getattr__)
-    "AnalysisError",
-    "Analysis",
-    "Band",
-    "Cell",
-    "Coverage",
-    "CurveMatrix",
-    "DEFAULT_BAND_REPS",
-    "DEFAULT_REPS",
-    "Interval",
-    "PLASTICITY_METRICS",
-    "ScoreMatrix",
-    "add_scores",
-    "analyze",
-    "compute",
-    "coverage",
-    "dataset_files",
-    "final_from_curves",
-    "final_scores",
-    "iqm",
-    "iqm_curves_with_ci",
-    "iqm_per_step",
-    "iqm_with_ci",
-    "load_evals",
-    "load_train",
-    "normalise",
-    "performance_profiles",
-    "plasticity_curves",
-    "poi_with_ci",
-    "probability_of_improvement",
-    "read_sweep_meta",
-    "score_curves",
-    "seeded_global_rng",
-    "single_task_baseline",
-    "write_outputs",
-]
+__all__ = ["Cell", "Coverage", "coverage", *_EXPORTS]

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import pandas as pd
 import pyarrow.parquet as pq
 import yaml
+from _spec_testlib import tiny_spec_data
 
 from orchestrator import estimate, schema
 from orchestrator.config import TrialConfig
@@ -24,19 +25,8 @@ SWEEPS = os.path.join(REPO, "sweeps")
 
 def tiny_sweep(path, name: str, seeds: int = 2, total_steps: int = 600, **changes) -> str:
     """Write a sweep of Empty-5x5 single-task trials (a few CPU-seconds each); returns its path."""
-    data = {
-        "name": name,
-        "benchmarks": ["Empty-5x5-v0"],
-        "archs": ["single"],
-        "treatments": ["dense"],
-        "seeds": seeds,
-        "defaults": {"total_steps": total_steps, "steps_per_epoch": 100, "eval_interval_steps": 200,
-                     "eval_episodes": 2, "measure_plasticity": False},
-        "resources": {"cpu": 1, "gpu": 0},
-        "checkpoint_interval_steps": 200,
-        "max_failures": 2,
-        "storage": "results",
-    }
+    data = tiny_spec_data(name, seeds=seeds, max_failures=2)
+    data["defaults"]["total_steps"] = total_steps
     data.update(changes)
     with open(path, "w") as f:
         yaml.safe_dump(data, f, sort_keys=False)

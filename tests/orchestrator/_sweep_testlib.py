@@ -6,28 +6,10 @@ import os
 
 import pytest
 import yaml
+from _spec_testlib import tiny_spec_data  # noqa: F401  (re-exported for the unit tests)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SWEEPS = os.path.join(REPO, "sweeps")
-
-
-def tiny_spec_data(name: str = "tiny", **changes) -> dict:
-    """A sweep of Empty-5x5 single-task trials that train in about a second each."""
-    data = {
-        "name": name,
-        "benchmarks": ["Empty-5x5-v0"],
-        "archs": ["single"],
-        "treatments": ["dense"],
-        "seeds": 2,
-        "defaults": {"total_steps": 400, "steps_per_epoch": 100, "eval_interval_steps": 200,
-                     "eval_episodes": 2, "measure_plasticity": False},
-        "resources": {"cpu": 1, "gpu": 0},
-        "checkpoint_interval_steps": 200,
-        "max_failures": 1,
-        "storage": "results",
-    }
-    data.update(changes)
-    return data
 
 
 @pytest.fixture

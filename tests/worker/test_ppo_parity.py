@@ -101,7 +101,7 @@ def test_clipped_objective_matches_mushroom_ppo(clip_eps, ent_coef):
 def test_state_values_reuse_the_next_steps_values_exactly_where_valid():
     # V(s') is taken from the next step's V(s) except across episode ends and at the end of
     # the epoch; it must equal the critic run on every s'.
-    from agents.ppo import _task_major, state_values
+    from agents.ppo import state_values, task_major_batch
     from orchestrator.config import TrialConfig
     from orchestrator.trial import _Trial
 
@@ -111,9 +111,8 @@ def test_state_values_reuse_the_next_steps_values_exactly_where_valid():
     rollout, finished = trial.collect()
     assert finished, "the rollout should cross an episode end"
     N, T = rollout.n_steps, rollout.n_tasks
-    obs = torch.from_numpy(_task_major(rollout.obs))
-    next_obs = torch.from_numpy(_task_major(rollout.next_obs))
-    task = torch.arange(T).repeat_interleave(N)
+    obs, next_obs, task, _ = task_major_batch(rollout)
+    assert task.tolist() == [t for t in range(T) for _ in range(N)]
     values, next_values = state_values(trial.agent.critic, rollout, obs, next_obs, task)
     with torch.no_grad():
         brute_values = trial.agent.critic(obs, task).squeeze(-1).double().numpy().reshape(T, N).T
