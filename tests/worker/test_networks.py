@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from agents.networks import ConvTrunk, build_network, count_parameters, gram_schmidt, route_to_heads
+from agents.networks import (ConvTrunk, build_network, count_parameters, experts_as_one_trunk, gram_schmidt,
+                             route_to_heads)
 
 
 @pytest.mark.parametrize("n_tasks,expected", [(3, 406_853), (5, 671_059), (7, 935_265)])
@@ -65,6 +66,31 @@ def test_head_routing_equals_per_sample_heads_in_any_order(task_order):
     (grad,) = torch.autograd.grad((out * weights).sum(), feats)
     (expected_grad,) = torch.autograd.grad((expected * weights).sum(), feats)
     assert torch.allclose(grad, expected_grad, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["moe", "moore"])
+@pytest.mark.parametrize("n_experts", [2, 4])
+@pytest.mark.parametrize("batch", [3, 39, 75])
+def test_grouped_expert_inference_equals_the_per_expert_path(arch, n_experts, batch):
+    # Gradient-free small batches run the experts as one grouped trunk; the values must be
+    # those of the per-expert path that training differentiates, with and without oneDNN.
+    torch.manual_seed(0)
+    net = build_network(arch, 3, 7, n_experts=n_experts)
+    obs = torch.randint(0, 11, (batch, 3, 7, 7), dtype=torch.uint8)
+    task = torch.arange(3).repeat_interleave(batch // 3)
+    previous = torch.backends.mkldnn.enabled
+    for onednn in (False, True):
+        torch.backends.mkldnn.enabled = onednn
+        try:
+            with torch.no_grad():
+                grouped = experts_as_one_trunk(net.experts, obs.float())
+                inferred = net(obs, task)
+            per_expert = torch.stack([expert(obs.float()) for expert in net.experts], dim=1).detach()
+            differentiable = net(obs, task).detach()
+        finally:
+            torch.backends.mkldnn.enabled = previous
+        assert torch.equal(grouped, per_expert)
+        assert torch.equal(inferred, differentiable)
 
 
 def test_head_routing_of_an_empty_batch():
