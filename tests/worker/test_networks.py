@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from agents.networks import (ConvTrunk, build_network, count_parameters, experts_as_one_trunk, gram_schmidt,
-                             route_to_heads)
+import agents.networks as networks
+from agents.networks import (ORTHONORMAL_MIXTURE_MIN_BATCH, ConvTrunk, build_network, count_parameters,
+                             experts_as_one_trunk, gram_schmidt, orthonormal_mixture, route_to_heads)
 
 
 @pytest.mark.parametrize("n_tasks,expected", [(3, 406_853), (5, 671_059), (7, 935_265)])
@@ -124,14 +125,78 @@ def test_gram_schmidt_is_finite_with_a_zero_expert():
     assert torch.isfinite(vectors.grad).all()
 
 
+def _mixed_basis(vectors: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("bk,bkd->bd", weights, gram_schmidt(vectors))
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_orthonormal_mixture_equals_mixing_the_gram_schmidt_basis(k):
+    # Float64 in, so both run in float64: values and gradients agree to rounding.
+    torch.manual_seed(k)
+    vectors = torch.randn(32, k, 256, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(32, k, dtype=torch.float64, requires_grad=True)
+    direction = torch.randn(32, 256, dtype=torch.float64)
+    ours, reference = orthonormal_mixture(vectors, weights), _mixed_basis(vectors, weights)
+    assert torch.allclose(ours, reference, atol=1e-12)
+    grads = torch.autograd.grad((ours * direction).sum(), (vectors, weights))
+    expected = torch.autograd.grad((reference * direction).sum(), (vectors, weights))
+    for got, want in zip(grads, expected):
+        assert torch.allclose(got, want, atol=1e-10)
+
+
+def test_orthonormal_mixture_keeps_the_zero_residual_rule():
+    torch.manual_seed(0)
+    vectors = torch.randn(6, 3, 64, requires_grad=True)
+    zeroed = vectors * torch.tensor([1.0, 0.0, 1.0])[None, :, None]
+    weights = torch.randn(6, 3)
+    ours = orthonormal_mixture(zeroed, weights)
+    assert torch.allclose(ours, _mixed_basis(zeroed, weights), atol=1e-6)
+    ours.sum().backward()
+    assert torch.isfinite(vectors.grad).all()
+    assert torch.equal(vectors.grad[:, 1], torch.zeros(6, 64))  # a zero basis vector passes no gradient
+
+
+@pytest.mark.parametrize("residual", [1e-2, 1e-3])
+def test_orthonormal_mixture_of_nearly_dependent_float32_experts(residual, monkeypatch):
+    # A float32 Gram matrix squares the condition number; nearly dependent samples are
+    # redone in float64, which keeps the error at most that of float32 Gram-Schmidt on the
+    # vectors. Without that, the error is orders of magnitude larger (checked too).
+    torch.manual_seed(0)
+    vectors = 3 * torch.randn(64, 3, 1024)
+    vectors[:, 2] = vectors[:, 0] + residual * 3 * torch.randn(64, 1024)
+    weights = torch.randn(64, 3)
+    exact = _mixed_basis(vectors.double(), weights.double())
+
+    def error(mixed: torch.Tensor) -> float:
+        return float((mixed.double() - exact).abs().max() / exact.abs().max())
+
+    float32_gram_schmidt = error(_mixed_basis(vectors, weights))
+    assert error(orthonormal_mixture(vectors, weights)) <= 1.5 * float32_gram_schmidt
+    monkeypatch.setattr(networks, "GRAM_EXACT_BELOW", 0.0)
+    assert error(orthonormal_mixture(vectors, weights)) > 20 * float32_gram_schmidt
+
+
+def test_moore_mixes_through_the_gram_matrix_from_its_threshold_on():
+    torch.manual_seed(0)
+    net = build_network("moore", 3, 7, n_experts=3)
+    obs = torch.randint(0, 11, (ORTHONORMAL_MIXTURE_MIN_BATCH, 3, 7, 7), dtype=torch.uint8)
+    task = torch.arange(ORTHONORMAL_MIXTURE_MIN_BATCH) % 3
+    with torch.no_grad():
+        large = net.features(obs, task)
+        small = torch.cat([net.features(obs[i:i + 4], task[i:i + 4]) for i in range(0, len(task), 4)])
+    assert torch.allclose(large, small, atol=1e-5)
+
+
 def test_moore_with_a_fully_zero_expert_trains_finite():
     torch.manual_seed(0)
     net = build_network("moore", 3, 7, n_experts=2)
     with torch.no_grad():
         for p in net.experts[0].parameters():
             p.zero_()
-    obs = torch.randint(0, 11, (12, 3, 7, 7), dtype=torch.uint8)
-    out = net(obs, torch.arange(12) % 3)
-    out.sum().backward()
-    assert torch.isfinite(out).all()
-    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+    for batch in (12, ORTHONORMAL_MIXTURE_MIN_BATCH):  # both mixing paths
+        obs = torch.randint(0, 11, (batch, 3, 7, 7), dtype=torch.uint8)
+        out = net(obs, torch.arange(batch) % 3)
+        net.zero_grad()
+        out.sum().backward()
+        assert torch.isfinite(out).all()
+        assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
