@@ -23,6 +23,7 @@ import tempfile
 import time
 
 ARCHS = ("mtppo", "moe", "moore")
+EVAL_ROUNDS = 2
 
 
 def one_trial(arch: str, total_steps: int, steps_per_epoch: int, episodes: int) -> dict:
@@ -64,29 +65,34 @@ def one_trial(arch: str, total_steps: int, steps_per_epoch: int, episodes: int) 
         train = pd.read_parquet(os.path.join(results, "metrics", "train")).sort_values("step")
     last = train.iloc[-1]
 
-    # Evaluation alone, untrained policy (the longest episodes), both ways, same seeds.
+    # Evaluation alone, untrained policy (the longest episodes), both ways, same seeds. The
+    # two ways alternate over EVAL_ROUNDS rounds and each keeps its fastest round: this VM's
+    # speed drifts by tens of percent over a minute, which a single pair of runs would catch.
     import torch
 
     trial = _Trial(config)
     seeds = np.random.default_rng(0).integers(2**31 - 1, size=(3, episodes))
     evaluator = BatchedEvaluator(trial.tasks, episodes)
-    t0 = time.perf_counter()
-    batched = evaluator.evaluate(make_policy(trial.agent.actor, trial.device, torch.Generator().manual_seed(0)), seeds)
-    t_batched = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    sequential = evaluate_sequentially(
-        trial.tasks, make_policy(trial.agent.actor, trial.device, torch.Generator().manual_seed(0)), seeds)
-    t_sequential = time.perf_counter() - t0
-    eval_steps = sum(int(r.lengths.sum()) for r in batched)
-    seq_steps = sum(int(r.lengths.sum()) for r in sequential)
+    batched_s_per_step, sequential_s_per_step = [], []
+    for _ in range(EVAL_ROUNDS):
+        t0 = time.perf_counter()
+        batched = evaluator.evaluate(make_policy(trial.agent.actor, trial.device, torch.Generator().manual_seed(0)),
+                                     seeds)
+        t_batched = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        sequential = evaluate_sequentially(
+            trial.tasks, make_policy(trial.agent.actor, trial.device, torch.Generator().manual_seed(0)), seeds)
+        t_sequential = time.perf_counter() - t0
+        batched_s_per_step.append(t_batched / sum(int(r.lengths.sum()) for r in batched))
+        sequential_s_per_step.append(t_sequential / sum(int(r.lengths.sum()) for r in sequential))
     return {
         "arch": arch,
         "wall_s": wall,
         "env_steps_per_s": total_steps * 3 / wall,
         "env_fraction": float(last["perf/env_fraction"]),
-        "eval_batched_s": t_batched,
-        "eval_sequential_s": t_sequential,
-        "eval_speedup": (t_sequential / seq_steps) / (t_batched / eval_steps),
+        "eval_batched_us_per_step": min(batched_s_per_step) * 1e6,
+        "eval_sequential_us_per_step": min(sequential_s_per_step) * 1e6,
+        "eval_speedup": min(sequential_s_per_step) / min(batched_s_per_step),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "phase_fraction": {
             "env.step": sum(env for _, env in phases.values()) / wall,
@@ -116,13 +122,14 @@ def main() -> None:
     print(f"MT3, {total} lock-step steps ({total // epoch} epochs of {epoch}), eval {episodes} episodes/task "
           f"every {epoch} steps, 1 torch thread\n")
     header = (f"{'arch':7} {'wall s':>8} {'env steps/s':>12} {'in env.step':>12} "
-              f"{'eval batched s':>15} {'eval 1-by-1 s':>14} {'batched speedup':>16} {'peak RSS MB':>12}")
+              f"{'eval batched us':>16} {'eval 1-by-1 us':>15} {'batched speedup':>16} {'peak RSS MB':>12}")
     print(header)
     for r in rows:
         print(f"{r['arch']:7} {r['wall_s']:8.1f} {r['env_steps_per_s']:12.0f} {r['env_fraction']:12.1%} "
-              f"{r['eval_batched_s']:15.2f} {r['eval_sequential_s']:14.2f} {r['eval_speedup']:15.1f}x "
+              f"{r['eval_batched_us_per_step']:16.0f} {r['eval_sequential_us_per_step']:15.0f} {r['eval_speedup']:15.1f}x "
               f"{r['peak_rss_mb']:12.0f}")
-    print("\nbatched speedup = (sequential s per env step) / (batched s per env step), same policy and seeds")
+    print(f"\neval us = microseconds per environment step, fastest of {EVAL_ROUNDS} alternating rounds; batched "
+          "speedup = sequential / batched, same policy and seeds")
     print("\nwhere the wall time goes (fraction of each trial's wall time):")
     names = list(rows[0]["phase_fraction"])
     print(f"{'':34}" + "".join(f"{r['arch']:>9}" for r in rows))

@@ -6,7 +6,8 @@ MiniGrid 3.2), phase by phase with ``orchestrator.trial._Trial`` on MT3/MT7/a si
 * collection: about 0.7 ms per lock-step step per task (the MiniGrid step is ~0.35 ms of it;
   0.55-1.0 ms across architectures and MT3/MT7);
 * PPO update, per lock-step step per task: 0.5 ms for MTPPO and single-task, growing with the
-  expert count k for MoE (0.4 k ms) and MOORE (0.65 k ms: k conv trunks and Gram-Schmidt);
+  expert count k for MoE (0.4 k ms) and MOORE (0.5 k ms: k conv trunks and the Gram-matrix
+  mixture; MT3 1.2 ms, MT7 1.9 ms measured);
 * evaluation: about 0.5 ms per environment step of the batched evaluator. Untrained
   episodes run to ``max_steps``, trained ones end early; the model assumes an evaluation
   episode lasts ``EVAL_LENGTH_FRACTION`` of its task's ``max_steps`` on average over training
@@ -35,7 +36,7 @@ def update_s_per_task_step(arch: str, experts: int) -> float:
     if arch == "moe":
         return 0.4 * experts * 1e-3
     if arch == "moore":
-        return 0.65 * experts * 1e-3
+        return 0.5 * experts * 1e-3
     return 0.5e-3
 
 
