@@ -11,7 +11,8 @@ networks, each with its own trunk (PROTOCOL.md, "Networks").
   on the one-hot task id gives k mixing weights (no softmax); ``tanh(sum_j w_j e_j)`` feeds
   the task head.
 * ``moore``: as ``moe``, but the k expert outputs of each sample are orthonormalised by
-  Gram-Schmidt before mixing.
+  Gram-Schmidt before mixing (from 32 samples on, computed through each sample's k x k Gram
+  matrix: :func:`orthonormal_mixture`).
 
 ``forward(..., record=acts)`` fills ``acts`` with the post-activation outputs of every
 hidden layer (names below) for the plasticity metrics; ``features`` returns the shared
@@ -36,9 +37,12 @@ GROUPED_EXPERTS_MAX_BATCH = 1024
 GRAM_SCHMIDT_EPS = 1e-6
 """Residuals with a norm at or below this are treated as zero vectors (output zero, not NaN)."""
 
+GRAM_EXACT_BELOW = 0.3
+"""Residual-to-norm ratio under which :func:`orthonormal_mixture` redoes a sample's Gram matrix in float64."""
+
 ORTHONORMAL_MIXTURE_MIN_BATCH = 32
 """From this many samples MOORE mixes through the Gram matrix (:func:`orthonormal_mixture`);
-below, the basis itself is formed (fewer, larger operations win for a handful of samples)."""
+below, forming the basis takes fewer operations, which is what counts for a handful of samples."""
 
 
 class ConvTrunk(nn.Module):
@@ -151,10 +155,6 @@ def orthonormal_mixture(vectors: torch.Tensor, weights: torch.Tensor, eps: float
         rows, _ = _gram_schmidt_coefficients(gram, eps)
     coefficients = torch.bmm(weights.double().unsqueeze(1), rows)  # [B, 1, k]
     return torch.bmm(coefficients.to(vectors.dtype), vectors).squeeze(1)
-
-
-GRAM_EXACT_BELOW = 0.3
-"""Residual-to-norm ratio under which :func:`orthonormal_mixture` recomputes a Gram matrix in float64."""
 
 
 def _gram_schmidt_coefficients(gram: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
