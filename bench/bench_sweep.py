@@ -16,15 +16,23 @@ reaped children when larger (complete for the plain processes; Ray's daemons are
 reaped by the driver), so it counts only this benchmark's processes whatever else runs.
 
 Targets: scheduling overhead < 10% of the sweep's CPU time, and the sweep keeps both cores
-busy (CPU-seconds per wall-second of the sweep close to the core count). Overhead is printed
-against 1 and split into what 2 costs without Ray and what Ray itself adds (3 - 2); PASS
-judges Ray's part. Ray's cost is a fixed start-up (driver imports, Ray daemons: ~15 CPU-s
-here) plus ~0.1 core while it runs, so it shrinks as trials grow.
+busy (CPU-seconds per wall-second of the sweep close to the core count).
+
+Overhead is printed two ways. Against run 1 (the issue's wording), split into what run 2 costs
+without Ray and what Ray adds (3 - 2): a difference of runs minutes apart, so this VM's drift
+(+-20% for the same trials between runs) moves it by tens of points. And within run 3 alone:
+every trial reports the CPU time of its own thread (``perf/cpu_seconds``, read from Tune's
+result.json), and whatever else the sweep's process tree spent (driver, Ray daemons, worker
+start-up and imports, Tune's reporting) is the scheduling overhead; drift scales both parts
+alike. PASS judges the within-run figure. Ray's cost is a fixed start-up (driver imports, Ray
+daemons: ~15 CPU-s here) plus ~0.1 core while it runs, so it shrinks as trials grow.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import json
 import os
 import resource
 import shutil
@@ -152,6 +160,17 @@ def measured_run(cmd: list[str], env: dict, marks: tuple[str, ...], log_path: st
     return {"wall": wall, "cpu": max(tree.seconds, reaped), "cpu_tree": tree.seconds, "cpu_reaped": reaped}
 
 
+def cpu_inside_trials(sweep_folder: str) -> tuple[float, int]:
+    """Sum of every trial's last ``perf/cpu_seconds`` in Tune's result.json, and the trial count."""
+    total, trials = 0.0, 0
+    for path in glob.glob(os.path.join(sweep_folder, "tune", "*", "result.json")):
+        with open(path) as f:
+            reports = [json.loads(line) for line in f if line.strip()]
+        total += max(r.get("perf/cpu_seconds", 0.0) for r in reports)
+        trials += 1
+    return total, trials
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="4 trials of 1,000 steps")
@@ -191,6 +210,9 @@ def main() -> int:
               f"(no Ray)", flush=True)
         sweep = measured_run([sys.executable, "-m", "orchestrator.cli", "run", spec_path, "--storage",
                               os.path.join(work, "sweep")], env, (ray_tmp,), os.path.join(work, "sweep.log"))
+        in_trials, reported = cpu_inside_trials(os.path.join(work, "sweep", "bench"))
+        if reported != trials:
+            raise SystemExit(f"found {reported} of {trials} trials' result.json under {work}/sweep/bench/tune")
         print(f"  mtrl run, local Ray:         {sweep['wall']:7.1f} s wall, {sweep['cpu']:7.1f} CPU-s "
               f"(tree {sweep['cpu_tree']:.1f}, reaped {sweep['cpu_reaped']:.1f})", flush=True)
     finally:
@@ -199,16 +221,21 @@ def main() -> int:
 
     overhead = (sweep["cpu"] - base["cpu"]) / sweep["cpu"]
     ray_only = (sweep["cpu"] - side["cpu"]) / sweep["cpu"]
+    within = (sweep["cpu"] - in_trials) / sweep["cpu"]
     busy = sweep["cpu"] / sweep["wall"]
     print()
-    print(f"scheduling overhead: {overhead:6.1%} of the sweep's CPU time against back to back (target < 10%)")
-    print(f"  of which running {shards} trials at once costs {(side['cpu'] - base['cpu']) / sweep['cpu']:6.1%} "
-          f"without Ray, and Ray itself {ray_only:6.1%}")
+    print(f"scheduling overhead within the sweep: {within:6.1%} of its CPU time outside the trials' own threads "
+          f"({sweep['cpu'] - in_trials:.1f} of {sweep['cpu']:.1f} CPU-s; target < 10%)")
+    print(f"against back to back:   {overhead:6.1%} of the sweep's CPU time; running {shards} trials at once "
+          f"costs {(side['cpu'] - base['cpu']) / sweep['cpu']:6.1%} without Ray, and Ray adds {ray_only:6.1%} "
+          "(differences of runs minutes apart: drift moves them)")
+    print(f"  the trials' own threads: {in_trials:.1f} CPU-s under Ray, {base['cpu']:.1f} CPU-s back to back "
+          "(whole process, imports included)")
     print(f"cores busy during the sweep: {busy:4.2f} of {cores} (CPU-s per wall-s; the baseline uses "
           f"{base['cpu'] / base['wall']:.2f})")
     print(f"wall-clock speed-up over back to back: {base['wall'] / sweep['wall']:4.2f}x")
-    ok = ray_only < 0.10 and busy >= 0.8 * min(cores, trials)
-    print("PASS (Ray's own overhead < 10%, cores busy)" if ok else "MISS")
+    ok = within < 0.10 and busy >= 0.8 * min(cores, trials)
+    print("PASS (overhead within the sweep < 10%, cores busy)" if ok else "MISS")
     return 0 if ok else 1
 
 

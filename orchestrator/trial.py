@@ -116,6 +116,7 @@ class _Trial:
         self.step = 0
         self.epoch = 0
         self.wall_seconds = 0.0
+        self.cpu_seconds = 0.0
         self.env.reset()
 
     # --- checkpoint state ---------------------------------------------------------
@@ -124,7 +125,7 @@ class _Trial:
             "format": CHECKPOINT_FORMAT,
             "config": self.config.to_json(),
             "progress": {"step": self.step, "epoch": self.epoch, "wall_seconds": self.wall_seconds,
-                         "env_seconds": self.clock.seconds},
+                         "cpu_seconds": self.cpu_seconds, "env_seconds": self.clock.seconds},
             "agent": self.agent.state_dict(),
             "treatment": self.treatment.state_dict(),
             "envs": self.env.state_dict(),
@@ -147,6 +148,7 @@ class _Trial:
         progress = state["progress"]
         self.step, self.epoch = int(progress["step"]), int(progress["epoch"])
         self.wall_seconds = float(progress["wall_seconds"])
+        self.cpu_seconds = float(progress.get("cpu_seconds", 0.0))  # absent from older checkpoints
         self.clock.seconds = float(progress["env_seconds"])
         self.agent.load_state_dict(state["agent"])
         self.treatment.load_state_dict(state["treatment"])
@@ -230,7 +232,7 @@ def run_trial(config: TrialConfig, sink: ParquetSink, checkpointer: Checkpointer
     receives ``save(state, metrics)`` at checkpoint points and ``report(metrics)`` after
     every other epoch.
     """
-    run_started = time.perf_counter()
+    run_started, cpu_started = time.perf_counter(), time.thread_time()
     trial = _Trial(config)
     resumed_from = None
     state = checkpointer.load()
@@ -243,6 +245,7 @@ def run_trial(config: TrialConfig, sink: ParquetSink, checkpointer: Checkpointer
         eval_rows.extend(trial.evaluate())
     segment_start = trial.step
     run_started -= trial.wall_seconds  # wall clock adds up over resumed runs
+    cpu_started -= trial.cpu_seconds
 
     while trial.step < config.total_steps:
         epoch_started = time.perf_counter()
@@ -263,6 +266,10 @@ def run_trial(config: TrialConfig, sink: ParquetSink, checkpointer: Checkpointer
         metrics.update({f"interventions/{k}": float(counters[k]) for k in COUNTER_NAMES})
         trial.wall_seconds = time.perf_counter() - run_started
         metrics["perf/wall_seconds"] = trial.wall_seconds
+        # CPU time of this thread: all of the trial's work at torch_threads=1, none of what a
+        # scheduler around it spends (Tune reports it; bench/bench_sweep.py uses it).
+        trial.cpu_seconds = time.thread_time() - cpu_started
+        metrics["perf/cpu_seconds"] = trial.cpu_seconds
         metrics["perf/env_seconds"] = trial.clock.seconds
         metrics["perf/env_fraction"] = trial.clock.seconds / trial.wall_seconds
         metrics["perf/steps_per_second"] = config.steps_per_epoch / (time.perf_counter() - epoch_started)

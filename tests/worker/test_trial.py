@@ -60,6 +60,36 @@ def test_resume_after_a_checkpoint_gives_the_same_rows(tmp_path, rows, straight_
         assert rows(results, dataset).equals(rows(reference, dataset))
 
 
+def test_cpu_seconds_are_reported_and_add_up_over_a_resume(tmp_path, straight_run):
+    # perf/cpu_seconds (the trial thread's CPU time) goes to the checkpointer's reports, not to
+    # Parquet; like the wall clock it continues from the checkpoint after a restart.
+    config, _ = straight_run
+    results = str(tmp_path)
+    saved: list[dict] = []
+
+    class Stop(Exception):
+        pass
+
+    class Recording(DirectoryCheckpointer):
+        def save(self, state, metrics):
+            super().save(state, metrics)
+            saved.append(metrics)
+
+    class StopAfterFirst(Recording):
+        def save(self, state, metrics):
+            super().save(state, metrics)
+            raise Stop
+
+    with pytest.raises(Stop):
+        _run(config, results, StopAfterFirst(os.path.join(results, "ck")))
+    _run(config, results, Recording(os.path.join(results, "ck")))
+    first, last = saved
+    assert (first["step"], last["step"]) == (300, 600)
+    assert 0 < first["perf/cpu_seconds"] < last["perf/cpu_seconds"]
+    for metrics in saved:
+        assert metrics["perf/cpu_seconds"] <= metrics["perf/wall_seconds"] + 0.05  # one thread
+
+
 def _mtrl_trial(results, *extra):
     return [sys.executable, "-m", "orchestrator.cli", "trial", "--benchmark", "MT3", "--arch", "mtppo",
             "--seed", "7", "--results", results, "--total-steps", "2000", "--steps-per-epoch", "500",
