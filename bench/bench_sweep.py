@@ -101,6 +101,7 @@ class TreeCpu:
     def __init__(self, root: int, marks: tuple[str, ...], interval: float = 0.2) -> None:
         self.root, self.marks, self.interval = root, marks, interval
         self.seen: dict[int, float] = {}
+        self.names: dict[int, str] = {}
         self.members: set[int] = {root}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -124,6 +125,8 @@ class TreeCpu:
         for pid in self.members:
             if stats.get(pid):
                 self.seen[pid] = max(self.seen.get(pid, 0.0), stats[pid][1])
+                if pid not in self.names:
+                    self.names[pid] = _name(pid)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -142,6 +145,26 @@ class TreeCpu:
     def seconds(self) -> float:
         return sum(self.seen.values())
 
+    def by_name(self) -> dict[str, float]:
+        """CPU seconds per process name (Ray names its workers ``ray::<actor or task>``)."""
+        totals: dict[str, float] = {}
+        for pid, seconds in self.seen.items():
+            name = self.names.get(pid, "?")
+            totals[name] = totals.get(name, 0.0) + seconds
+        return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+
+def _name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return "?"
+    if argv[0].startswith("ray::"):
+        return argv[0].split()[0]
+    words = [os.path.basename(a) for a in argv[:3] if a]
+    return " ".join(words)[:60] or "?"
+
 
 def measured_run(cmd: list[str], env: dict, marks: tuple[str, ...], log_path: str) -> dict:
     """Wall seconds and CPU seconds of ``cmd``'s whole process tree."""
@@ -157,7 +180,8 @@ def measured_run(cmd: list[str], env: dict, marks: tuple[str, ...], log_path: st
     reaped = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({returncode}); see {log_path}")
-    return {"wall": wall, "cpu": max(tree.seconds, reaped), "cpu_tree": tree.seconds, "cpu_reaped": reaped}
+    return {"wall": wall, "cpu": max(tree.seconds, reaped), "cpu_tree": tree.seconds, "cpu_reaped": reaped,
+            "by_name": tree.by_name()}
 
 
 def cpu_inside_trials(sweep_folder: str) -> tuple[float, int]:
@@ -231,6 +255,8 @@ def main() -> int:
           "(differences of runs minutes apart: drift moves them)")
     print(f"  the trials' own threads: {in_trials:.1f} CPU-s under Ray, {base['cpu']:.1f} CPU-s back to back "
           "(whole process, imports included)")
+    print("  the sweep's CPU-s by process: " + ", ".join(
+        f"{name} {seconds:.1f}" for name, seconds in list(sweep["by_name"].items())[:8]))
     print(f"cores busy during the sweep: {busy:4.2f} of {cores} (CPU-s per wall-s; the baseline uses "
           f"{base['cpu'] / base['wall']:.2f})")
     print(f"wall-clock speed-up over back to back: {base['wall'] / sweep['wall']:4.2f}x")
