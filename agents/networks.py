@@ -146,13 +146,14 @@ def orthonormal_mixture(vectors: torch.Tensor, weights: torch.Tensor, eps: float
     """
     gram = torch.bmm(vectors, vectors.transpose(1, 2)).double()  # [B, k, k]
     rows, sq_norms = _gram_schmidt_coefficients(gram, eps)
-    diagonal = gram.diagonal(dim1=1, dim2=2)
-    nearly_dependent = ((sq_norms < GRAM_EXACT_BELOW**2 * diagonal) & (diagonal > eps * eps)).any(-1)
-    if vectors.dtype != torch.float64 and bool(nearly_dependent.any()):
-        index = nearly_dependent.nonzero().squeeze(1)
-        v64 = vectors[index].double()
-        gram = gram.index_put((index,), torch.bmm(v64, v64.transpose(1, 2)))
-        rows, _ = _gram_schmidt_coefficients(gram, eps)
+    if vectors.dtype != torch.float64:  # float64 vectors already gave an exact-enough Gram matrix
+        diagonal = gram.diagonal(dim1=1, dim2=2)
+        nearly_dependent = ((sq_norms < GRAM_EXACT_BELOW**2 * diagonal) & (diagonal > eps * eps)).any(-1)
+        if bool(nearly_dependent.any()):
+            index = nearly_dependent.nonzero().squeeze(1)
+            v64 = vectors[index].double()
+            gram = gram.index_put((index,), torch.bmm(v64, v64.transpose(1, 2)))
+            rows, _ = _gram_schmidt_coefficients(gram, eps)
     coefficients = torch.bmm(weights.double().unsqueeze(1), rows)  # [B, 1, k]
     return torch.bmm(coefficients.to(vectors.dtype), vectors).squeeze(1)
 

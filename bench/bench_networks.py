@@ -22,6 +22,7 @@ import torch
 
 import agents.networks as networks
 from agents.networks import build_network, gram_schmidt, orthonormal_mixture
+from orchestrator.trial import SMALL_BATCH, onednn
 
 
 def fastest(fns: dict[str, Callable[[], object]], calls: int, rounds: int) -> dict[str, float]:
@@ -57,13 +58,8 @@ def inference(arch: str, experts: int, batch: int, calls: int, rounds: int) -> d
                 networks.experts_as_one_trunk = grouped
         return call
 
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = batch >= 16  # as the trial's policy does
-    try:
-        with torch.inference_mode():
-            return fastest({"one by one": run(one_by_one), "grouped": run(grouped)}, calls, rounds)
-    finally:
-        torch.backends.mkldnn.enabled = previous
+    with torch.inference_mode(), onednn(enabled=batch >= SMALL_BATCH):  # as the trial's policy does
+        return fastest({"one by one": run(one_by_one), "grouped": run(grouped)}, calls, rounds)
 
 
 def mixture(experts: int, batch: int, calls: int, rounds: int) -> dict[str, float]:

@@ -6,6 +6,7 @@ import torch
 import agents.networks as networks
 from agents.networks import (ORTHONORMAL_MIXTURE_MIN_BATCH, ConvTrunk, build_network, count_parameters,
                              experts_as_one_trunk, gram_schmidt, orthonormal_mixture, route_to_heads)
+from orchestrator.trial import onednn
 
 
 @pytest.mark.parametrize("n_tasks,expected", [(3, 406_853), (5, 671_059), (7, 935_265)])
@@ -79,17 +80,13 @@ def test_grouped_expert_inference_equals_the_per_expert_path(arch, n_experts, ba
     net = build_network(arch, 3, 7, n_experts=n_experts)
     obs = torch.randint(0, 11, (batch, 3, 7, 7), dtype=torch.uint8)
     task = torch.arange(3).repeat_interleave(batch // 3)
-    previous = torch.backends.mkldnn.enabled
-    for onednn in (False, True):
-        torch.backends.mkldnn.enabled = onednn
-        try:
+    for enabled in (False, True):
+        with onednn(enabled):
             with torch.no_grad():
                 grouped = experts_as_one_trunk(net.experts, obs.float())
                 inferred = net(obs, task)
             per_expert = torch.stack([expert(obs.float()) for expert in net.experts], dim=1).detach()
             differentiable = net(obs, task).detach()
-        finally:
-            torch.backends.mkldnn.enabled = previous
         assert torch.equal(grouped, per_expert)
         assert torch.equal(inferred, differentiable)
 
