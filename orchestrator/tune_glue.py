@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickletools
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -35,6 +36,8 @@ from orchestrator.sweep_folder import SweepFolder
 TRAINABLE_NAME = "mtrl_trial"
 EXPERIMENT_STATE_GLOB = "experiment_state-"
 CHECKPOINTS_TO_KEEP = 2
+TUNER_STATE = "tuner.pkl"
+TUNER_STATE_COPY = ".tuner.pkl.verified"
 
 
 # --- where a trial's networks run -----------------------------------------------------------
@@ -164,6 +167,55 @@ def has_tune_state(folder: SweepFolder) -> bool:
     return any(e.base_name.startswith(EXPERIMENT_STATE_GLOB) for e in entries)
 
 
+def guard_tuner_state(folder: SweepFolder) -> bool:
+    """Keep a verified copy of Tune's ``tuner.pkl``; put it back when the file is damaged.
+
+    Tune rewrites ``tuner.pkl`` (its pickled settings, the same on every run of a sweep)
+    whenever a Tuner is built, with a plain non-atomic write: a driver killed at that moment
+    leaves it empty, and ``Tuner.restore`` then fails although the experiment state and every
+    checkpoint are intact. A complete file is copied aside (written then renamed) before each
+    run; a damaged one is replaced by that copy. Returns True when it repaired the file.
+    """
+    fs, path = resolve_filesystem(folder.tune_dir)
+    state, copy = f"{path}/{TUNER_STATE}", f"{path}/{TUNER_STATE_COPY}"
+    data = _read_file(fs, state)
+    if data is None:
+        return False
+    if _is_complete_pickle(data):
+        _write_atomically(fs, copy, data)
+        return False
+    saved = _read_file(fs, copy)
+    if saved is None or not _is_complete_pickle(saved):
+        return False  # no good copy: left to has_tune_state and Tune's own error
+    _write_atomically(fs, state, saved)
+    return True
+
+
+def _read_file(fs: pafs.FileSystem, path: str) -> bytes | None:
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def _write_atomically(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    staging = f"{path}.partial"
+    with fs.open_output_stream(staging) as f:
+        f.write(data)
+    fs.move(staging, path)
+
+
+def _is_complete_pickle(data: bytes) -> bool:
+    """Whether ``data`` is a whole pickle (its opcodes run to STOP), without unpickling it."""
+    try:
+        last = None
+        for last in pickletools.genops(data):
+            pass
+    except Exception:  # truncated or garbage: genops raises at the first bad opcode
+        return False
+    return last is not None and last[0].name == "STOP"
+
+
 def build_tuner(spec: SweepSpec, trials: Sequence[TrialConfig], folder: SweepFolder,
                 callbacks: Sequence[Any] = (), fault_spec: str | None = None):
     """``(tuner, resumed)``: a Tuner restored from the folder's Tune state, or a new one.
@@ -176,6 +228,10 @@ def build_tuner(spec: SweepSpec, trials: Sequence[TrialConfig], folder: SweepFol
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     trainable = tune.with_resources(make_trainable(folder.root, fault_spec), resources)
     space = param_space(trials)
+    if guard_tuner_state(folder):
+        logging.getLogger(__name__).warning(
+            "Tune's %s in %s was damaged by an interrupted run; put back its verified copy",
+            TUNER_STATE, folder.tune_dir)
     if has_tune_state(folder):
         tuner = tune.Tuner.restore(folder.tune_dir, trainable=trainable, param_space=space,
                                    resume_unfinished=True, resume_errored=True, restart_errored=False)

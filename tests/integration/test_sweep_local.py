@@ -54,6 +54,13 @@ def test_smoke_sweep_writes_exactly_the_expected_rows(tmp_path, capsys):
     assert "all 4 trials done" in capsys.readouterr().out
     assert parquet_files(root) == before
 
+    # A driver killed while Tune rewrote tuner.pkl leaves it empty: the next run puts back the
+    # copy verified at the start of the previous one and resumes as if nothing happened.
+    (storage / "smoke" / "tune" / "tuner.pkl").write_bytes(b"")
+    assert mtrl(["run", smoke, "--storage", str(storage)]) == 0
+    assert "all 4 trials done" in capsys.readouterr().out
+    assert parquet_files(root) == before
+
     # The analysis stage on this real sweep: every table and figure, one row per cell.
     report = tmp_path / "report"
     assert mtrl(["analyze", root, "--out", str(report), "--reps", "200", "--quiet"]) == 0
