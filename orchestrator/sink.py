@@ -54,6 +54,15 @@ def write_atomically(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
     fs.move(tmp, path)
 
 
+def write_bytes_atomically(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    """``data`` to ``path`` through a hidden temporary name and a rename: never half-written."""
+    directory, name = posixpath.split(path)
+    tmp = posixpath.join(directory, f".{name}.tmp")
+    with fs.open_output_stream(tmp) as stream:
+        stream.write(data)
+    fs.move(tmp, path)
+
+
 class ParquetSink:
     """Writes one trial's ``evals`` and ``train`` rows under a results root."""
 

@@ -32,7 +32,7 @@ import yaml
 
 from orchestrator import schema
 from orchestrator.results_dir import MARKER, MARKER_KIND, ResultsDirError, claim
-from orchestrator.sink import resolve_filesystem
+from orchestrator.sink import resolve_filesystem, write_bytes_atomically
 from orchestrator.spec import SweepSpec, parse_yaml, spec_differences, validate_spec
 
 SPEC_FILE = "sweep.yaml"
@@ -72,14 +72,18 @@ class SweepFolder:
     def filesystem(self) -> tuple[pafs.FileSystem, str]:
         return resolve_filesystem(self.root)
 
-    def read_text(self, name: str) -> str | None:
+    def read_bytes(self, name: str) -> bytes | None:
         """Contents of ``<root>/<name>``, or ``None`` when it does not exist."""
         fs, path = self.filesystem()
         target = posixpath.join(path, name)
         if fs.get_file_info(target).type != pafs.FileType.File:
             return None
         with fs.open_input_stream(target) as f:
-            return f.read().decode()
+            return f.read()
+
+    def read_text(self, name: str) -> str | None:
+        data = self.read_bytes(name)
+        return None if data is None else data.decode()
 
     def stored_spec(self) -> SweepSpec | None:
         """The spec this folder was started with, or ``None`` for a new folder."""
@@ -239,10 +243,7 @@ def _claim(root: str) -> None:
 def _write_spec(folder: SweepFolder, spec: SweepSpec) -> None:
     fs, path = folder.filesystem()
     text = yaml.safe_dump(spec.resolved(), sort_keys=False)
-    tmp = posixpath.join(path, f".{SPEC_FILE}.tmp")
-    with fs.open_output_stream(tmp) as f:
-        f.write(text.encode())
-    fs.move(tmp, posixpath.join(path, SPEC_FILE))
+    write_bytes_atomically(fs, posixpath.join(path, SPEC_FILE), text.encode())
 
 
 __all__ = ["SweepFolder", "check_writable", "driver_lock", "driver_running", "inspect", "prepare"]

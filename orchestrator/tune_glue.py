@@ -29,9 +29,9 @@ import pyarrow.fs as pafs
 from orchestrator import faults
 from orchestrator.checkpoint import STATE_FILE, Checkpointer, dump_state, load_state
 from orchestrator.config import TrialConfig
-from orchestrator.sink import ParquetSink, resolve_filesystem
+from orchestrator.sink import ParquetSink, resolve_filesystem, write_bytes_atomically
 from orchestrator.spec import SweepSpec
-from orchestrator.sweep_folder import SweepFolder
+from orchestrator.sweep_folder import TUNE_DIR, SweepFolder
 
 TRAINABLE_NAME = "mtrl_trial"
 EXPERIMENT_STATE_GLOB = "experiment_state-"
@@ -177,32 +177,17 @@ def guard_tuner_state(folder: SweepFolder) -> bool:
     run; a damaged one is replaced by that copy. Returns True when it repaired the file.
     """
     fs, path = resolve_filesystem(folder.tune_dir)
-    state, copy = f"{path}/{TUNER_STATE}", f"{path}/{TUNER_STATE_COPY}"
-    data = _read_file(fs, state)
+    data = folder.read_bytes(f"{TUNE_DIR}/{TUNER_STATE}")
     if data is None:
         return False
     if _is_complete_pickle(data):
-        _write_atomically(fs, copy, data)
+        write_bytes_atomically(fs, f"{path}/{TUNER_STATE_COPY}", data)
         return False
-    saved = _read_file(fs, copy)
+    saved = folder.read_bytes(f"{TUNE_DIR}/{TUNER_STATE_COPY}")
     if saved is None or not _is_complete_pickle(saved):
         return False  # no good copy: left to has_tune_state and Tune's own error
-    _write_atomically(fs, state, saved)
+    write_bytes_atomically(fs, f"{path}/{TUNER_STATE}", saved)
     return True
-
-
-def _read_file(fs: pafs.FileSystem, path: str) -> bytes | None:
-    if fs.get_file_info(path).type != pafs.FileType.File:
-        return None
-    with fs.open_input_stream(path) as f:
-        return f.read()
-
-
-def _write_atomically(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    staging = f"{path}.partial"
-    with fs.open_output_stream(staging) as f:
-        f.write(data)
-    fs.move(staging, path)
 
 
 def _is_complete_pickle(data: bytes) -> bool:
