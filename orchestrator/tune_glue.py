@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickletools
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -29,15 +28,13 @@ import pyarrow.fs as pafs
 from orchestrator import faults
 from orchestrator.checkpoint import STATE_FILE, Checkpointer, dump_state, load_state
 from orchestrator.config import TrialConfig
-from orchestrator.sink import ParquetSink, resolve_filesystem, write_bytes_atomically
+from orchestrator.sink import ParquetSink, resolve_filesystem
 from orchestrator.spec import SweepSpec
 from orchestrator.sweep_folder import TUNE_DIR, SweepFolder
 
 TRAINABLE_NAME = "mtrl_trial"
 EXPERIMENT_STATE_GLOB = "experiment_state-"
 CHECKPOINTS_TO_KEEP = 2
-TUNER_STATE = "tuner.pkl"
-TUNER_STATE_COPY = ".tuner.pkl.verified"
 
 
 # --- where a trial's networks run -----------------------------------------------------------
@@ -167,38 +164,11 @@ def has_tune_state(folder: SweepFolder) -> bool:
     return any(e.base_name.startswith(EXPERIMENT_STATE_GLOB) for e in entries)
 
 
-def guard_tuner_state(folder: SweepFolder) -> bool:
-    """Keep a verified copy of Tune's ``tuner.pkl``; put it back when the file is damaged.
+def grid_search(spec: SweepSpec):
+    """The sweep's search algorithm: the grid, resumed from Tune's trials (see ``tune_state``)."""
+    from orchestrator.tune_state import ResumableGridSearch
 
-    Tune rewrites ``tuner.pkl`` (its pickled settings, the same on every run of a sweep)
-    whenever a Tuner is built, with a plain non-atomic write: a driver killed at that moment
-    leaves it empty, and ``Tuner.restore`` then fails although the experiment state and every
-    checkpoint are intact. A complete file is copied aside (written then renamed) before each
-    run; a damaged one is replaced by that copy. Returns True when it repaired the file.
-    """
-    fs, path = resolve_filesystem(folder.tune_dir)
-    data = folder.read_bytes(f"{TUNE_DIR}/{TUNER_STATE}")
-    if data is None:
-        return False
-    if _is_complete_pickle(data):
-        write_bytes_atomically(fs, f"{path}/{TUNER_STATE_COPY}", data)
-        return False
-    saved = folder.read_bytes(f"{TUNE_DIR}/{TUNER_STATE_COPY}")
-    if saved is None or not _is_complete_pickle(saved):
-        return False  # no good copy: left to has_tune_state and Tune's own error
-    write_bytes_atomically(fs, f"{path}/{TUNER_STATE}", saved)
-    return True
-
-
-def _is_complete_pickle(data: bytes) -> bool:
-    """Whether ``data`` is a whole pickle (its opcodes run to STOP), without unpickling it."""
-    try:
-        last = None
-        for last in pickletools.genops(data):
-            pass
-    except Exception:  # truncated or garbage: genops raises at the first bad opcode
-        return False
-    return last is not None and last[0].name == "STOP"
+    return ResumableGridSearch(max_concurrent=spec.max_concurrent_trials or 0)
 
 
 def build_tuner(spec: SweepSpec, trials: Sequence[TrialConfig], folder: SweepFolder,
@@ -210,30 +180,39 @@ def build_tuner(spec: SweepSpec, trials: Sequence[TrialConfig], folder: SweepFol
     """
     from ray import tune
 
+    from orchestrator.tune_state import TUNER_STATE, guard_tuner_state, tune_storage
+
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     trainable = tune.with_resources(make_trainable(folder.root, fault_spec), resources)
     space = param_space(trials)
+    storage_path, storage_filesystem = tune_storage(folder.root)
     if guard_tuner_state(folder):
         logging.getLogger(__name__).warning(
             "Tune's %s in %s was damaged by an interrupted run; put back its verified copy",
             TUNER_STATE, folder.tune_dir)
     if has_tune_state(folder):
-        tuner = tune.Tuner.restore(folder.tune_dir, trainable=trainable, param_space=space,
-                                   resume_unfinished=True, resume_errored=True, restart_errored=False)
-        # The restored RunConfig is the pickled one; give it this run's callbacks.
+        tune_path = f"{storage_path.rstrip('/')}/{TUNE_DIR}" if storage_filesystem else folder.tune_dir
+        tuner = tune.Tuner.restore(tune_path, trainable=trainable, param_space=space,
+                                   resume_unfinished=True, resume_errored=True, restart_errored=False,
+                                   storage_filesystem=storage_filesystem)
+        # The restored RunConfig is the pickled one; give it this run's callbacks. The grid
+        # search is this run's too (folders of older versions pickled Tune's default one).
         tuner._local_tuner.get_run_config().callbacks = list(callbacks)
+        tuner._local_tuner._tune_config.search_alg = grid_search(spec)
+        tuner._local_tuner._tune_config.max_concurrent_trials = None
         return tuner, True
     tuner = tune.Tuner(
         trainable,
         param_space=space,
         tune_config=tune.TuneConfig(trial_name_creator=trial_name, trial_dirname_creator=trial_name,
-                                    max_concurrent_trials=spec.max_concurrent_trials,
+                                    search_alg=grid_search(spec),
                                     # A finished trial's process takes the next trial: torch and
                                     # MiniGrid are imported once per worker, not once per trial.
                                     reuse_actors=True),
         run_config=tune.RunConfig(
             name=os.path.basename(folder.tune_dir.rstrip("/")),
-            storage_path=folder.root,
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
             callbacks=list(callbacks),

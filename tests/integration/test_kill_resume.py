@@ -77,6 +77,8 @@ def test_interrupted_driver_resumes_to_the_uninterrupted_result(tmp_path, ray_tm
     log = (tmp_path / "second.log").read_text()
     assert resumed.returncode == 0, log[-3000:]
     assert "resuming 4 trials" in log and "all 4 trials done" in log
+    # Tune restored its state rather than giving up on it and starting the trials afresh.
+    assert "Failed to restore the run state" not in log
 
     # Finished trials were not re-run: their files are byte for byte and mtime untouched.
     after = parquet_files(root)

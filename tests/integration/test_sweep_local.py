@@ -35,11 +35,11 @@ def local_ray():
     ray.shutdown()
 
 
-def test_smoke_sweep_writes_exactly_the_expected_rows(tmp_path, capsys):
+def test_smoke_sweep_writes_exactly_the_expected_rows(tmp_path, capfd, caplog):
     storage = tmp_path / "results"
     smoke = os.path.join(SWEEPS, "smoke.yaml")
     assert mtrl(["run", smoke, "--storage", str(storage)]) == 0
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     assert "all 4 trials done" in out
     root = str(storage / "smoke")
     trials = trials_of(smoke)
@@ -51,15 +51,37 @@ def test_smoke_sweep_writes_exactly_the_expected_rows(tmp_path, capsys):
     # The same command again: nothing to do, no file touched.
     before = parquet_files(root)
     assert mtrl(["run", smoke, "--storage", str(storage)]) == 0
-    assert "all 4 trials done" in capsys.readouterr().out
+    assert "all 4 trials done" in capfd.readouterr().out
     assert parquet_files(root) == before
 
     # A driver killed while Tune rewrote tuner.pkl leaves it empty: the next run puts back the
     # copy verified at the start of the previous one and resumes as if nothing happened.
     (storage / "smoke" / "tune" / "tuner.pkl").write_bytes(b"")
     assert mtrl(["run", smoke, "--storage", str(storage)]) == 0
-    assert "all 4 trials done" in capsys.readouterr().out
+    assert "all 4 trials done" in capfd.readouterr().out
     assert parquet_files(root) == before
+
+    # Older versions let a driver killed while Tune uploaded its state leave any state file
+    # cut short (in CI: the newest grid state and an older experiment state): still resumed.
+    tune_dir = storage / "smoke" / "tune"
+    experiment_states = sorted(tune_dir.glob("experiment_state-*.json"))  # one per second a run began
+    assert len(experiment_states) >= 2
+    for damaged in (experiment_states[0], max(tune_dir.glob("basic-variant-state-*.json"))):
+        damaged.write_bytes(damaged.read_bytes()[:100])
+    trial_files = _trial_folder_files(tune_dir)
+    tune_log = logging.getLogger("ray.tune")  # Ray's handlers write to the stderr of before the test
+    tune_log.addHandler(caplog.handler)
+    try:
+        assert mtrl(["run", smoke, "--storage", str(storage)]) == 0
+    finally:
+        tune_log.removeHandler(caplog.handler)
+    assert "all 4 trials done" in capfd.readouterr().out
+    # Resumed, not restarted: Tune's own restore fails on the damaged grid state, logs it and
+    # begins a new experiment that runs every trial again.
+    assert "basic-variant-state" in caplog.text  # the damaged file was passed over
+    assert "Failed to restore the run state" not in caplog.text
+    assert parquet_files(root) == before
+    assert _trial_folder_files(tune_dir) == trial_files
 
     # The analysis stage on this real sweep: every table and figure, one row per cell.
     report = tmp_path / "report"
@@ -74,6 +96,11 @@ def test_smoke_sweep_writes_exactly_the_expected_rows(tmp_path, capsys):
     assert len(table_rows) == 2  # MTPPO/Dense and MoE/Dense
     index = (report / "index.md").read_text()
     assert "table1.md" in index and "learning_curves_sparsity.png" in index
+
+
+def _trial_folder_files(tune_dir) -> dict[str, bytes]:
+    """``{path: content}`` of every file in Tune's trial folders (Tune re-uploads them on resume)."""
+    return {str(p): p.read_bytes() for p in tune_dir.glob("*/**/*") if p.is_file()}
 
 
 def test_crashed_trial_is_retried_from_its_checkpoint(tmp_path, monkeypatch):

@@ -17,9 +17,8 @@ from orchestrator.spec import expand, validate_spec
 from orchestrator.sweep_progress import render_table, summary_line, tally
 from orchestrator.tune_progress import ProgressTable
 from orchestrator.trial import run_trial
-from orchestrator.sweep_folder import SweepFolder
-from orchestrator.tune_glue import (TRAINABLE_NAME, TUNER_STATE, guard_tuner_state, make_trainable, param_space,
-                                    parquet_complete, scalar_metrics, select_device, trial_name)
+from orchestrator.tune_glue import (TRAINABLE_NAME, make_trainable, param_space, parquet_complete, scalar_metrics,
+                                    select_device, trial_name)
 
 
 def test_a_trial_without_a_gpu_hides_the_gpus_of_its_node():
@@ -144,32 +143,3 @@ def test_launcher_joins_the_cluster_and_finds_sweeps_in_the_image(tmp_path):
     assert "--address" not in launcher.launcher_argv(["/abs/p.yaml"], {"RAY_ADDRESS": "h:6379"})
     with pytest.raises(SystemExit, match="usage"):
         launcher.launcher_argv(["--dry-run"], env)
-
-
-def test_a_tuner_state_emptied_by_a_killed_driver_is_put_back(tmp_path):
-    # Tune rewrites tuner.pkl without a rename each time a Tuner is built; a SIGKILL in that
-    # moment left it empty in a kill-and-resume run, and Tuner.restore failed on it.
-    folder = SweepFolder(str(tmp_path / "sweep"))
-    os.makedirs(folder.tune_dir)
-    state = os.path.join(folder.tune_dir, TUNER_STATE)
-    assert guard_tuner_state(folder) is False  # nothing to guard yet
-    good = pickle.dumps({"settings": list(range(1000))})
-    with open(state, "wb") as f:
-        f.write(good)
-    assert guard_tuner_state(folder) is False  # complete: a copy is kept aside
-    for damage in (b"", good[: len(good) // 2]):
-        with open(state, "wb") as f:
-            f.write(damage)
-        assert guard_tuner_state(folder) is True
-        with open(state, "rb") as f:
-            assert f.read() == good
-    assert sorted(os.listdir(folder.tune_dir)) == sorted([TUNER_STATE, ".tuner.pkl.verified"])
-
-
-def test_a_damaged_tuner_state_without_a_copy_is_left_alone(tmp_path):
-    folder = SweepFolder(str(tmp_path / "sweep"))
-    os.makedirs(folder.tune_dir)
-    with open(os.path.join(folder.tune_dir, TUNER_STATE), "wb") as f:
-        f.write(b"")
-    assert guard_tuner_state(folder) is False
-    assert os.listdir(folder.tune_dir) == [TUNER_STATE]
