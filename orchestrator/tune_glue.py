@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -191,8 +192,7 @@ def build_tuner(spec: SweepSpec, trials: Sequence[TrialConfig], folder: SweepFol
             "Tune's %s in %s was damaged by an interrupted run; put back its verified copy",
             TUNER_STATE, folder.tune_dir)
     if has_tune_state(folder):
-        tune_path = f"{storage_path.rstrip('/')}/{TUNE_DIR}" if storage_filesystem else folder.tune_dir
-        tuner = tune.Tuner.restore(tune_path, trainable=trainable, param_space=space,
+        tuner = tune.Tuner.restore(posixpath.join(storage_path, TUNE_DIR), trainable=trainable, param_space=space,
                                    resume_unfinished=True, resume_errored=True, restart_errored=False,
                                    storage_filesystem=storage_filesystem)
         # The restored RunConfig is the pickled one; give it this run's callbacks. The grid
@@ -210,7 +210,7 @@ def build_tuner(spec: SweepSpec, trials: Sequence[TrialConfig], folder: SweepFol
                                     # MiniGrid are imported once per worker, not once per trial.
                                     reuse_actors=True),
         run_config=tune.RunConfig(
-            name=os.path.basename(folder.tune_dir.rstrip("/")),
+            name=TUNE_DIR,
             storage_path=storage_path,
             storage_filesystem=storage_filesystem,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),

@@ -37,6 +37,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+from ray.tune.execution.tune_controller import TuneController
 from ray.tune.search.basic_variant import BasicVariantGenerator, _TrialIterator
 
 from orchestrator.sink import resolve_filesystem, write_bytes_atomically
@@ -44,7 +45,6 @@ from orchestrator.sweep_folder import TUNE_DIR, SweepFolder
 
 TUNER_STATE = "tuner.pkl"
 TUNER_STATE_COPY = ".tuner.pkl.verified"
-EXPERIMENT_STATE_PATTERN = "experiment_state-*.json"
 PART_SUFFIX = ".part"
 
 logger = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ def restored_trials(dirpath: str) -> list[tuple[str, str, str]]:
 
     The newest is the greatest file name, the rule ``TuneController.resume`` follows.
     """
-    names = fnmatch.filter(os.listdir(dirpath), EXPERIMENT_STATE_PATTERN)
+    names = fnmatch.filter(os.listdir(dirpath), TuneController.CKPT_FILE_TMPL.format("*"))
     if not names:
         return []
     with open(os.path.join(dirpath, max(names))) as f:
