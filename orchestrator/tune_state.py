@@ -3,7 +3,8 @@
 Ray Tune 2.60 keeps a sweep's scheduling state in a few files next to the trial folders
 (``tuner.pkl``, ``experiment_state-<session>.json``, ``basic-variant-state-<session>.json``)
 and rewrites them while the sweep runs. Three things go wrong when the driver is killed
-in the middle, each seen in this project's kill-and-resume test:
+in the middle (the first two files left empty were seen in this project's kill-and-resume
+test; the rest was found reading Tune's restore):
 
 * the files are written in place, so a kill leaves one empty or cut short, and the next
   ``Tuner.restore`` fails on it (``EOFError: Ran out of input``) although every trial
@@ -166,8 +167,8 @@ def guard_tuner_state(folder: SweepFolder) -> bool:
     """Keep a verified copy of Tune's ``tuner.pkl``; put it back when the file is damaged.
 
     Tune rewrites ``tuner.pkl`` (its pickled settings, the same on every run of a sweep)
-    whenever a Tuner is built. Written in place (as before :func:`tune_storage`, and still
-    by Tune on some filesystems), a driver killed at that moment leaves it empty. A
+    whenever a Tuner is built. Written in place, as Tune did before :func:`tune_storage`, a
+    driver killed at that moment left it empty. A
     complete file is copied aside (written then renamed) before each run; a damaged one is
     replaced by that copy. Returns True when it repaired the file.
     """
