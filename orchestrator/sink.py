@@ -17,7 +17,8 @@ All I/O goes through ``pyarrow.fs``: a local path, an NFS mount or ``s3://bucket
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,22 +46,30 @@ def segment_name(run_key: str, first_step: int, last_step: int) -> str:
     return f"{run_key}__{first_step:09d}-{last_step:09d}.parquet"
 
 
-def write_atomically(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
+@contextmanager
+def atomic_output_stream(fs: pafs.FileSystem, path: str) -> Iterator[pa.NativeFile]:
+    """A stream to a hidden temporary name beside ``path``, renamed onto it once written.
+
+    Readers never see ``path`` half-written; the temporary name (``.<name>.tmp``) is skipped
+    by pyarrow, pandas and DuckDB globs.
+    """
     directory, name = posixpath.split(path)
     tmp = posixpath.join(directory, f".{name}.tmp")
-    fs.create_dir(directory, recursive=True)
     with fs.open_output_stream(tmp) as stream:
-        pq.write_table(table, stream)
+        yield stream
     fs.move(tmp, path)
+
+
+def write_atomically(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
+    fs.create_dir(posixpath.dirname(path), recursive=True)
+    with atomic_output_stream(fs, path) as stream:
+        pq.write_table(table, stream)
 
 
 def write_bytes_atomically(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    """``data`` to ``path`` through a hidden temporary name and a rename: never half-written."""
-    directory, name = posixpath.split(path)
-    tmp = posixpath.join(directory, f".{name}.tmp")
-    with fs.open_output_stream(tmp) as stream:
+    """``data`` to ``path`` through :func:`atomic_output_stream`: never half-written."""
+    with atomic_output_stream(fs, path) as stream:
         stream.write(data)
-    fs.move(tmp, path)
 
 
 class ParquetSink:
