@@ -1,12 +1,15 @@
 """Network kernels: the fast paths of MoE/MOORE against the plain ones, side by side.
 
-Two comparisons, each timed in alternating rounds (fastest round kept, this VM drifts):
+Three comparisons, each timed in alternating rounds (fastest round kept, this VM drifts):
 
 * gradient-free forward of a whole actor (collection: 3 samples, evaluation: up to 75),
   experts one by one vs one grouped trunk (``agents.networks.experts_as_one_trunk``);
 * MOORE's mixture forward + backward at PPO minibatch size (256 per task, k experts as in
   MT3/MT5/MT7): Gram-Schmidt on the vectors then the weighted sum, vs the Gram-matrix
-  mixture (``agents.networks.orthonormal_mixture``).
+  mixture (``agents.networks.orthonormal_mixture``);
+* a task head's ``Linear(1024, 128)`` without autograd, ``F.linear`` vs the frozen
+  ``HeadLinear`` (a stored ``W^T``), at evaluation row counts, and a whole MTPPO actor's
+  evaluation forward (75 samples, 25 per task) with and without ``frozen_weights``.
 
     python bench/bench_networks.py            # about a minute
     python bench/bench_networks.py --small    # a few seconds
@@ -19,6 +22,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from torch.nn import functional as F
 
 import agents.networks as networks
 from agents.networks import build_network, gram_schmidt, orthonormal_mixture
@@ -78,6 +82,35 @@ def mixture(experts: int, batch: int, calls: int, rounds: int) -> dict[str, floa
     return fastest({"Gram-Schmidt + sum": basis_then_sum, "Gram matrix": gram_matrix}, calls, rounds)
 
 
+def head_product(rows: int, calls: int, rounds: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    layer = networks.HeadLinear(1024, 128)
+    x = torch.randn(rows, 1024)
+    with torch.inference_mode(), networks.frozen_weights(layer):
+        if not torch.equal(layer(x), F.linear(x, layer.weight, layer.bias)):
+            print(f"  (rows={rows}: the two products differ in the last bits on this machine)")
+        return fastest({"F.linear": lambda: F.linear(x, layer.weight, layer.bias), "frozen": lambda: layer(x)},
+                       calls, rounds)
+
+
+def evaluation_forward(calls: int, rounds: int) -> dict[str, float]:
+    """MTPPO actor forward at 75 samples: plain, frozen, and the cost of freezing (3 transposes)."""
+    torch.manual_seed(0)
+    net = build_network("mtppo", 3, 7)
+    obs = torch.randint(0, 11, (75, 3, 7, 7), dtype=torch.uint8)
+    task = torch.arange(3).repeat_interleave(25)
+
+    def freeze():
+        with networks.frozen_weights(net):
+            pass
+
+    with torch.inference_mode(), onednn(enabled=True):
+        plain = fastest({"plain": lambda: net(obs, task), "freeze": freeze}, calls, rounds)
+        with networks.frozen_weights(net):  # once per evaluation in a trial, not per call
+            frozen = fastest({"frozen": lambda: net(obs, task)}, calls, rounds)
+    return {**plain, **frozen}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="fewer calls and rounds: checks the script runs")
@@ -98,6 +131,14 @@ def main() -> None:
         r = mixture(experts, 256 * tasks, max(1, calls // 20), rounds)
         print(f"{benchmark:9} {experts:2} {256 * tasks:6} {r['Gram-Schmidt + sum'] / 1e3:19.1f} "
               f"{r['Gram matrix'] / 1e3:12.1f} {r['Gram-Schmidt + sum'] / r['Gram matrix']:8.2f}x")
+    print("\ntask head Linear(1024, 128) without autograd, us per call")
+    print(f"{'rows':>6} {'F.linear':>9} {'frozen W^T':>11} {'speed-up':>9}")
+    for rows in (networks.FROZEN_GEMM_MIN_ROWS, 25, 75):
+        r = head_product(rows, calls, rounds)
+        print(f"{rows:6} {r['F.linear']:9.0f} {r['frozen']:11.0f} {r['F.linear'] / r['frozen']:8.2f}x")
+    r = evaluation_forward(calls, rounds)
+    print(f"MTPPO actor forward, 75 samples: plain {r['plain']:.0f} us, frozen {r['frozen']:.0f} us "
+          f"({r['plain'] / r['frozen']:.2f}x); freezing (3 transposes, once per evaluation) {r['freeze']:.0f} us")
 
 
 if __name__ == "__main__":

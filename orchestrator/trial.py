@@ -23,9 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+# torch.optim imports torch._dynamo when a process builds its first optimizer (~2 CPU-s
+# here). Imported with torch, it is a start-up cost of the process, like torch itself, not
+# part of its first trial's clock (perf/wall_seconds, perf/cpu_seconds, perf/env_fraction).
+import torch._dynamo  # noqa: F401
 
 from agents.agent import ActorCritic, build_agent
 from agents.metrics import measure_plasticity
+from agents.networks import frozen_weights
 from agents.plasticity_buffer import PlasticityBuffer
 from agents.ppo import Rollout, ppo_update
 from agents.treatments import COUNTER_NAMES, build_treatment
@@ -51,6 +56,8 @@ class TrialResult:
     steps: int
     epochs: int
     resumed_from_step: int | None
+    cpu_seconds: float = 0.0
+    """CPU time of the trial's thread over all its runs (``perf/cpu_seconds`` of the last report)."""
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -194,8 +201,10 @@ class _Trial:
         seeds = np.random.default_rng([cfg.seed, _EVAL_STREAM, self.step]).integers(
             2**31 - 1, size=(self.benchmark.n_tasks, cfg.eval_episodes))
         policy = make_policy(self.agent.actor, self.device, _torch_generator(cfg.seed, _EVAL_STREAM, self.step))
+        with frozen_weights(self.agent.actor):
+            results = self.evaluator.evaluate(policy, seeds)
         rows = []
-        for result in self.evaluator.evaluate(policy, seeds):
+        for result in results:
             rows.append({
                 **self._identity(),
                 "task": result.task,
@@ -285,7 +294,7 @@ def run_trial(config: TrialConfig, sink: ParquetSink, checkpointer: Checkpointer
             checkpointer.save(trial.state_dict(), report)
         else:
             checkpointer.report(report)
-    return TrialResult(config.run_key, trial.step, trial.epoch, resumed_from)
+    return TrialResult(config.run_key, trial.step, trial.epoch, resumed_from, trial.cpu_seconds)
 
 
 def _mean_normalised(eval_rows: list[dict], step: int) -> float:

@@ -197,3 +197,44 @@ def test_moore_with_a_fully_zero_expert_trains_finite():
         out.sum().backward()
         assert torch.isfinite(out).all()
         assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("rows", [networks.FROZEN_GEMM_MIN_ROWS, 25, 75])
+def test_frozen_head_linear_uses_the_stored_transpose_and_matches_nn_linear(rows):
+    torch.manual_seed(0)
+    layer = networks.HeadLinear(1024, 128)
+    x = torch.randn(rows, 1024)
+    with torch.no_grad():
+        expected = torch.nn.functional.linear(x, layer.weight, layer.bias)
+        with networks.frozen_weights(layer):
+            assert layer.frozen_weight_t.shape == (1024, 128) and layer.frozen_weight_t.is_contiguous()
+            got = layer(x)
+    assert layer.frozen_weight_t is None  # dropped on exit
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_frozen_head_linear_is_plain_linear_with_gradients_or_few_rows():
+    torch.manual_seed(0)
+    layer = networks.HeadLinear(1024, 128)
+    with networks.frozen_weights(layer):
+        # Poisoning the stored transpose shows which path ran.
+        layer.frozen_weight_t = torch.full_like(layer.frozen_weight_t, float("nan"))
+        out = layer(torch.randn(32, 1024))  # autograd on: the parameter path
+        assert torch.isfinite(out).all() and out.requires_grad
+        with torch.no_grad():
+            assert torch.isfinite(layer(torch.randn(networks.FROZEN_GEMM_MIN_ROWS - 1, 1024))).all()
+            assert torch.isnan(layer(torch.randn(networks.FROZEN_GEMM_MIN_ROWS, 1024))).all()
+
+
+@pytest.mark.parametrize("arch", ["mtppo", "moe", "moore"])
+def test_frozen_network_gives_the_logits_of_the_unfrozen_one(arch):
+    torch.manual_seed(0)
+    net = build_network(arch, 3, 7, n_experts=1 if arch == "mtppo" else 3)
+    obs = torch.randint(0, 11, (75, 3, 7, 7), dtype=torch.uint8)
+    task = torch.arange(3).repeat_interleave(25)
+    with torch.inference_mode():
+        expected = net(obs, task)
+        with networks.frozen_weights(net) as frozen:
+            assert all(head.hidden.frozen_weight_t is not None for head in frozen.heads)
+            got = net(obs, task)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)

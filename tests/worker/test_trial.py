@@ -166,3 +166,28 @@ def test_results_folder_of_another_trial_or_foreign_data_is_refused(tmp_path, ca
     assert mtrl(args) == 2
     assert "not a results folder of this tool" in capsys.readouterr().err
     assert sorted(os.listdir(foreign)) == ["notes.txt"]
+
+
+def test_evaluation_with_frozen_weights_gives_the_episodes_of_the_unfrozen_actor(monkeypatch):
+    import contextlib
+
+    import orchestrator.trial as trial_module
+
+    config = TrialConfig(benchmark="MT3", arch="mtppo", seed=3, total_steps=500, steps_per_epoch=500,
+                         eval_interval_steps=500, checkpoint_interval_steps=500, eval_episodes=20)
+    frozen = trial_module._Trial(config).evaluate()
+    monkeypatch.setattr(trial_module, "frozen_weights", lambda network: contextlib.nullcontext(network))
+    unfrozen = trial_module._Trial(config).evaluate()
+    assert frozen == unfrozen
+    assert sum(row["episodes"] for row in frozen) == 60
+
+
+def test_the_first_optimizer_of_a_process_imports_nothing_inside_a_trial():
+    # torch.optim imports torch._dynamo on first use (~2 CPU-s); the trial module imports it up
+    # front so a trial's clock holds only the trial.
+    code = ("import sys\nimport orchestrator.trial\nimport torch\n"
+            "before = set(sys.modules)\n"
+            "torch.optim.Adam(torch.nn.Linear(2, 2).parameters())\n"
+            "print(sorted(m for m in set(sys.modules) - before if m.startswith('torch._dynamo')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
