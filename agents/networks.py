@@ -77,8 +77,8 @@ class HeadLinear(nn.Linear):
     """A task head's ``Linear(1024, hidden)``, with a faster product while its weights are frozen.
 
     ``F.linear`` hands MKL ``x @ W^T`` with ``W`` stored ``[out, in]``; at 16-75 rows this
-    product runs 2-4x slower on this CPU than the same product with ``W^T`` stored
-    ``[in, out]``, and gives the same bits (``bench/bench_networks.py`` measures both).
+    product ran 2.4-5.7x slower on this CPU than the same product with ``W^T`` stored
+    ``[in, out]``, and gave the same bits (``bench/bench_networks.py`` measures both).
     Transposing ``W`` costs about as much as it saves, so the stored copy is made once per
     block in which the weights cannot change (:func:`frozen_weights`: an evaluation) and
     only used there, without autograd. Everywhere else this is ``nn.Linear``: the same

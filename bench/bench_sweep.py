@@ -29,7 +29,8 @@ checkpoint; under Ray it is also the driver, Ray's daemons, each worker's start-
 imports and Tune's reporting. Scheduling overhead = (sweep's everything else - back to back's
 everything else) / sweep's CPU; drift in the trials' work cancels. PASS judges that figure.
 Ray's cost is a fixed start-up (driver imports, Ray daemons, one import of Ray, Tune and torch
-per worker process: ~20 CPU-s here) plus a little while it runs, so it shrinks as trials grow.
+per worker process: ~25-30 CPU-s here, less back to back's ~5) plus a little while it runs, so
+it shrinks as trials grow.
 """
 
 from __future__ import annotations
