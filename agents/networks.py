@@ -41,6 +41,9 @@ GRAM_SCHMIDT_EPS = 1e-6
 GRAM_EXACT_BELOW = 0.3
 """Residual-to-norm ratio under which :func:`orthonormal_mixture` redoes a sample's Gram matrix in float64."""
 
+SMALL_BATCH = 16
+"""Below this many samples a CPU forward pass runs faster without oneDNN (see :func:`onednn`)."""
+
 FROZEN_GEMM_MIN_ROWS = 16
 """From this many rows, a frozen :class:`HeadLinear` multiplies by its stored ``W^T`` (below,
 MKL's products for either layout run alike and ``F.linear`` takes another path)."""
@@ -71,6 +74,17 @@ class ConvTrunk(nn.Module):
             record[f"{prefix}.conv2"] = h2
             record[f"{prefix}.conv3"] = h3
         return h3.flatten(1)
+
+
+@contextlib.contextmanager
+def onednn(enabled: bool):
+    """Switch oneDNN (mkldnn) convolutions on or off for a block, restoring the setting."""
+    previous = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = enabled
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = previous
 
 
 class HeadLinear(nn.Linear):

@@ -25,8 +25,7 @@ import torch
 from torch.nn import functional as F
 
 import agents.networks as networks
-from agents.networks import build_network, gram_schmidt, orthonormal_mixture
-from orchestrator.trial import SMALL_BATCH, onednn
+from agents.networks import SMALL_BATCH, build_network, gram_schmidt, onednn, orthonormal_mixture
 
 
 def fastest(fns: dict[str, Callable[[], object]], calls: int, rounds: int) -> dict[str, float]:

@@ -14,7 +14,6 @@ produces the same rows as one that never stopped.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
@@ -30,7 +29,7 @@ import torch._dynamo  # noqa: F401
 
 from agents.agent import ActorCritic, build_agent
 from agents.metrics import measure_plasticity
-from agents.networks import frozen_weights
+from agents.networks import SMALL_BATCH, frozen_weights, onednn
 from agents.plasticity_buffer import PlasticityBuffer
 from agents.ppo import Rollout, ppo_update
 from agents.treatments import COUNTER_NAMES, build_treatment
@@ -43,8 +42,6 @@ from orchestrator.config import TrialConfig
 from orchestrator.sink import ParquetSink
 
 CHECKPOINT_FORMAT = 1
-SMALL_BATCH = 16
-"""Below this many samples a CPU forward pass runs faster without oneDNN."""
 
 # Stream ids for numpy SeedSequence([seed, stream, ...]): never reorder.
 _ENV_STREAM, _UPDATE_STREAM, _COLLECT_STREAM, _EVAL_STREAM, _METRIC_STREAM = range(5)
@@ -69,17 +66,6 @@ def resolve_device(requested: str) -> torch.device:
 def _torch_generator(seed: int, *stream: int) -> torch.Generator:
     seq = np.random.SeedSequence([seed, *stream])
     return torch.Generator().manual_seed(int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1)))
-
-
-@contextlib.contextmanager
-def onednn(enabled: bool):
-    """Switch oneDNN (mkldnn) convolutions on or off for a block, restoring the setting."""
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = enabled
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = previous
 
 
 def make_policy(actor, device: torch.device, generator: torch.Generator):

@@ -5,8 +5,7 @@ import torch
 
 import agents.networks as networks
 from agents.networks import (ORTHONORMAL_MIXTURE_MIN_BATCH, ConvTrunk, build_network, count_parameters,
-                             experts_as_one_trunk, gram_schmidt, orthonormal_mixture, route_to_heads)
-from orchestrator.trial import onednn
+                             experts_as_one_trunk, gram_schmidt, onednn, orthonormal_mixture, route_to_heads)
 
 
 @pytest.mark.parametrize("n_tasks,expected", [(3, 406_853), (5, 671_059), (7, 935_265)])
