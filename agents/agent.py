@@ -39,8 +39,25 @@ class ActorCritic:
     def load_state_dict(self, state: dict) -> None:
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        load_optimizer_state(self.actor_optimizer, state["actor_optimizer"])
+        load_optimizer_state(self.critic_optimizer, state["critic_optimizer"])
+
+
+KERNEL_CHOICES = ("fused", "foreach")
+"""Optimizer settings that pick an implementation, not the update: the running code decides them."""
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """``optimizer.load_state_dict(state)``, keeping ``optimizer``'s own kernel choice.
+
+    torch restores every param-group setting from the state dict, ``fused`` included, so a
+    checkpoint written before the optimizers were fused would silently resume on the
+    per-tensor kernels (and, for CUDA, keep ``step`` where the fused kernel cannot use it).
+    """
+    state = {**state, "param_groups": [
+        {**saved, **{key: live[key] for key in KERNEL_CHOICES if key in live}}
+        for saved, live in zip(state["param_groups"], optimizer.param_groups, strict=True)]}
+    optimizer.load_state_dict(state)
 
 
 def build_agent(arch: str, n_tasks: int, n_experts: int, hidden: int, actor_lr: float,

@@ -6,7 +6,8 @@ override its parameters (``treatment_params``). The trial loop calls the hooks o
 
 Hook order inside a trial (``step`` counts lock-step training steps done so far):
 
-1. ``build_optimizer(params, lr)`` for the actor, then the critic;
+1. ``build_optimizer(params, lr)`` for the actor, then the critic (Adam's ``fused`` kernel:
+   same update, one kernel per step instead of several per tensor, ~4x faster on CPU);
 2. ``setup(agent)`` once, before any environment step (e.g. SET's initial masks);
 3. ``on_step(step, agent, buffer)`` after every lock-step environment step
    (``step`` = 1, 2, ...): step-scheduled interventions (pruning, ReDo, Reset, rewiring);
@@ -115,7 +116,7 @@ class Treatment:
 
     # --- hooks ----------------------------------------------------------------------
     def build_optimizer(self, params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, fused=True)
 
     def setup(self, agent) -> None:
         pass

@@ -1,6 +1,6 @@
 """Network kernels: the fast paths of MoE/MOORE against the plain ones, side by side.
 
-Three comparisons, each timed in alternating rounds (fastest round kept, this VM drifts):
+Four comparisons, each timed in alternating rounds (fastest round kept, this VM drifts):
 
 * gradient-free forward of a whole actor (collection: 3 samples, evaluation: up to 75),
   experts one by one vs one grouped trunk (``agents.networks.experts_as_one_trunk``);
@@ -9,7 +9,9 @@ Three comparisons, each timed in alternating rounds (fastest round kept, this VM
   mixture (``agents.networks.orthonormal_mixture``);
 * a task head's ``Linear(1024, 128)`` without autograd, ``F.linear`` vs the frozen
   ``HeadLinear`` (a stored ``W^T``), at evaluation row counts, and a whole MTPPO actor's
-  evaluation forward (75 samples, 25 per task) with and without ``frozen_weights``.
+  evaluation forward (75 samples, 25 per task) with and without ``frozen_weights``;
+* one Adam step over an MT3 actor's parameters: torch's default for CPU tensors (a loop of
+  per-tensor operations) vs ``fused=True`` (what ``Treatment.build_optimizer`` builds).
 
     python bench/bench_networks.py            # about a minute
     python bench/bench_networks.py --small    # a few seconds
@@ -110,6 +112,18 @@ def evaluation_forward(calls: int, rounds: int) -> dict[str, float]:
     return {**plain, **frozen}
 
 
+def adam_step(arch: str, calls: int, rounds: int) -> dict[str, float]:
+    """One optimizer step over an MT3 actor's parameters (gradients set once), each kernel."""
+    steps = {}
+    for kernel, options in (("per tensor", {}), ("fused", {"fused": True})):
+        torch.manual_seed(0)
+        net = build_network(arch, 3, 7, n_experts=2)
+        for p in net.parameters():
+            p.grad = torch.randn_like(p)
+        steps[kernel] = torch.optim.Adam(net.parameters(), lr=1e-3, **options).step
+    return fastest(steps, calls, rounds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="fewer calls and rounds: checks the script runs")
@@ -138,6 +152,12 @@ def main() -> None:
     r = evaluation_forward(calls, rounds)
     print(f"MTPPO actor forward, 75 samples: plain {r['plain']:.0f} us, frozen {r['frozen']:.0f} us "
           f"({r['plain'] / r['frozen']:.2f}x); freezing (3 transposes, once per evaluation) {r['freeze']:.0f} us")
+    print("\nAdam step over an MT3 actor's parameters, us per step (65 steps per PPO update)")
+    print(f"{'arch':6} {'params':>8} {'per tensor':>11} {'fused':>7} {'speed-up':>9}")
+    for arch in ("mtppo", "moe", "moore"):
+        r = adam_step(arch, calls, rounds)
+        params = networks.count_parameters(build_network(arch, 3, 7, n_experts=2))
+        print(f"{arch:6} {params:8} {r['per tensor']:11.0f} {r['fused']:7.0f} {r['per tensor'] / r['fused']:8.2f}x")
 
 
 if __name__ == "__main__":

@@ -29,5 +29,5 @@ class WeightDecay(Treatment):
 
     def build_optimizer(self, params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
         if self.decoupled:
-            return torch.optim.AdamW(params, lr=lr, weight_decay=self.coef)
-        return torch.optim.Adam(params, lr=lr, weight_decay=self.coef)
+            return torch.optim.AdamW(params, lr=lr, weight_decay=self.coef, fused=True)
+        return torch.optim.Adam(params, lr=lr, weight_decay=self.coef, fused=True)

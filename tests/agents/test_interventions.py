@@ -1,5 +1,6 @@
-"""ReDo on hand-built dead neurons, output-layer Reset, weight decay."""
+"""ReDo on hand-built dead neurons, output-layer Reset, weight decay, the optimizers and their checkpoints."""
 
+import copy
 import math
 
 import pytest
@@ -176,3 +177,52 @@ def test_weight_decay_flavours():
         with pytest.raises(ValueError):
             build_treatment("wd", bad, total_steps=10)
     assert build_treatment("dense", total_steps=10).build_optimizer(params, 1e-3).defaults["weight_decay"] == 0
+
+
+@pytest.mark.parametrize("name, params", [("dense", None), ("wd", None), ("wd", {"decoupled": True}),
+                                          ("gmp95", None), ("redo", None)])
+def test_optimizers_use_the_fused_kernel(name, params):
+    opt = build_treatment(name, params, total_steps=10).build_optimizer([torch.nn.Parameter(torch.ones(3))], 1e-3)
+    assert opt.param_groups[0]["fused"] is True
+
+
+def test_fused_adam_is_the_same_update():
+    """One step of the fused kernel equals Adam written out (lr 0.1, first step: lr * sign(g))."""
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
+    opt = build_treatment("dense", total_steps=10).build_optimizer([p], 0.1)
+    p.grad = torch.tensor([0.5, -4.0, 0.0])
+    opt.step()
+    # m = 0.1 g, v = 0.001 g^2; bias-corrected m/(sqrt(v)+eps) = g/(|g| + eps) -> sign(g) (0 for g = 0)
+    expected = torch.tensor([1.0 - 0.1 * 0.5 / (0.5 + 1e-8), -2.0 + 0.1 * 4.0 / (4.0 + 1e-8), 3.0])
+    assert torch.allclose(p.detach(), expected, rtol=0, atol=1e-6)
+
+
+def test_a_checkpoint_from_before_fused_optimizers_resumes_fused_and_equal():
+    def train_step(agent, seed):
+        g = torch.Generator().manual_seed(seed)
+        for network, optimizer in ((agent.actor, agent.actor_optimizer), (agent.critic, agent.critic_optimizer)):
+            optimizer.zero_grad()
+            network(random_obs(8, seed), random_tasks(8, seed=seed)).mul(torch.randn(8, 1, generator=g)).sum().backward()
+            optimizer.step()
+
+    agent, _ = make_agent("moe")
+    for seed in range(2):
+        train_step(agent, seed)
+    state = copy.deepcopy(agent.state_dict())  # as a checkpoint file holds it: no tensor shared with `agent`
+    older = {**state, **{key: {**state[key], "param_groups": [{**group, "fused": None}
+                                                               for group in state[key]["param_groups"]]}
+                         for key in ("actor_optimizer", "critic_optimizer")}}
+    # What torch alone does with such a checkpoint: the per-tensor kernel comes back.
+    plain, _ = make_agent("moe", seed=1)
+    plain.actor_optimizer.load_state_dict(older["actor_optimizer"])
+    assert plain.actor_optimizer.param_groups[0]["fused"] is None
+
+    resumed, _ = make_agent("moe", seed=1)
+    resumed.load_state_dict(older)
+    assert all(group["fused"] is True for opt in (resumed.actor_optimizer, resumed.critic_optimizer)
+               for group in opt.param_groups)
+    train_step(agent, 5)
+    train_step(resumed, 5)
+    for name in ("actor", "critic"):
+        for (key, a), b in zip(agent.networks()[name].state_dict().items(), resumed.networks()[name].state_dict().values()):
+            assert torch.equal(a, b), key
