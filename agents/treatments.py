@@ -6,8 +6,8 @@ override its parameters (``treatment_params``). The trial loop calls the hooks o
 
 Hook order inside a trial (``step`` counts lock-step training steps done so far):
 
-1. ``build_optimizer(params, lr)`` for the actor, then the critic (Adam's ``fused`` kernel:
-   same update, one kernel per step instead of several per tensor, ~4x faster on CPU);
+1. ``build_optimizer(params, lr)`` for the actor, then the critic (with
+   :data:`OPTIMIZER_KERNEL`);
 2. ``setup(agent)`` once, before any environment step (e.g. SET's initial masks);
 3. ``on_step(step, agent, buffer)`` after every lock-step environment step
    (``step`` = 1, 2, ...): step-scheduled interventions (pruning, ReDo, Reset, rewiring);
@@ -45,6 +45,10 @@ import torch
 from agents.sparsity.masks import count_zero_weights
 
 COUNTER_NAMES = ("prune_events", "neurons_recycled", "resets_done", "set_rewires")
+
+OPTIMIZER_KERNEL: dict[str, Any] = {"fused": True}
+"""How every treatment's Adam/AdamW runs: torch's fused kernel, the same update in one kernel
+per step (~4x faster on CPU than the per-tensor loop torch picks for CPU tensors by default)."""
 
 
 class Treatment:
@@ -116,7 +120,7 @@ class Treatment:
 
     # --- hooks ----------------------------------------------------------------------
     def build_optimizer(self, params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(params, lr=lr, **OPTIMIZER_KERNEL)
 
     def setup(self, agent) -> None:
         pass

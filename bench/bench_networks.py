@@ -11,7 +11,7 @@ Four comparisons, each timed in alternating rounds (fastest round kept, this VM 
   ``HeadLinear`` (a stored ``W^T``), at evaluation row counts, and a whole MTPPO actor's
   evaluation forward (75 samples, 25 per task) with and without ``frozen_weights``;
 * one Adam step over an MT3 actor's parameters: torch's default for CPU tensors (a loop of
-  per-tensor operations) vs ``fused=True`` (what ``Treatment.build_optimizer`` builds).
+  per-tensor operations) vs ``agents.treatments.OPTIMIZER_KERNEL`` (``fused=True``).
 
     python bench/bench_networks.py            # about a minute
     python bench/bench_networks.py --small    # a few seconds
@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 import agents.networks as networks
 from agents.networks import SMALL_BATCH, build_network, gram_schmidt, onednn, orthonormal_mixture
+from agents.treatments import OPTIMIZER_KERNEL
 
 
 def fastest(fns: dict[str, Callable[[], object]], calls: int, rounds: int) -> dict[str, float]:
@@ -115,7 +116,7 @@ def evaluation_forward(calls: int, rounds: int) -> dict[str, float]:
 def adam_step(arch: str, calls: int, rounds: int) -> dict[str, float]:
     """One optimizer step over an MT3 actor's parameters (gradients set once), each kernel."""
     steps = {}
-    for kernel, options in (("per tensor", {}), ("fused", {"fused": True})):
+    for kernel, options in (("per tensor", {}), ("fused", OPTIMIZER_KERNEL)):
         torch.manual_seed(0)
         net = build_network(arch, 3, 7, n_experts=2)
         for p in net.parameters():

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from agents.treatments import Treatment
+from agents.treatments import OPTIMIZER_KERNEL, Treatment
 
 
 class WeightDecay(Treatment):
@@ -29,5 +29,5 @@ class WeightDecay(Treatment):
 
     def build_optimizer(self, params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
         if self.decoupled:
-            return torch.optim.AdamW(params, lr=lr, weight_decay=self.coef, fused=True)
-        return torch.optim.Adam(params, lr=lr, weight_decay=self.coef, fused=True)
+            return torch.optim.AdamW(params, lr=lr, weight_decay=self.coef, **OPTIMIZER_KERNEL)
+        return torch.optim.Adam(params, lr=lr, weight_decay=self.coef, **OPTIMIZER_KERNEL)
