@@ -4,6 +4,12 @@ A sweep file names a treatment as a string (``dense``, ``gmp95``, ``redo`` ...) 
 override its parameters (``treatment_params``). The trial loop calls the hooks of
 :class:`Treatment` at fixed points; a treatment that does nothing is ``dense``.
 
+A treatment's parameters and their checks live in a torch-free class of
+:mod:`agents.treatment_parameters` that the treatment inherits; the sweep driver checks a
+sweep with those (:func:`check_treatment`) without importing torch, the trial builds the
+treatment (:func:`build_treatment`). To add one: a parameter class there, a subclass of
+:class:`Treatment` (or ``MaskedTreatment``) and it, and a ``_register_variant`` line below.
+
 Hook order inside a trial (``step`` counts lock-step training steps done so far):
 
 1. ``build_optimizer(params, lr)`` for the actor, then the critic (with
@@ -38,11 +44,20 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import torch
+from agents.treatment_parameters import (
+    GmpParameters,
+    ReDoParameters,
+    ResetParameters,
+    SetParameters,
+    TreatmentParameters,
+    WeightDecayParameters,
+)
 
-from agents.sparsity.masks import count_zero_weights
+if TYPE_CHECKING:
+    import torch
 
 COUNTER_NAMES = ("prune_events", "neurons_recycled", "resets_done", "set_rewires")
 
@@ -51,75 +66,23 @@ OPTIMIZER_KERNEL: dict[str, Any] = {"fused": True}
 per step (~4x faster on CPU than the per-tensor loop torch picks for CPU tensors by default)."""
 
 
-class Treatment:
-    """The dense baseline: plain Adam, no intervention. Subclasses override hooks."""
+class Treatment(TreatmentParameters):
+    """The dense baseline: plain Adam, no intervention. Subclasses override hooks.
 
-    name = "dense"
-    defaults: dict[str, Any] = {}
+    A treatment with parameters also inherits their class from
+    :mod:`agents.treatment_parameters` (``class ReDo(Treatment, ReDoParameters)``), which
+    checks them and sets the attributes the hooks use. This module imports torch only
+    inside hooks: the sweep driver imports it to check sweeps.
+    """
 
-    def __init__(self, total_steps: int, *, _name: str | None = None, _fixed: dict[str, Any] | None = None,
-                 **params: Any) -> None:
-        # ``_name``/``_fixed`` come from the registry: a named variant (``gmp95``) of a
-        # parametrised class, with some parameters pinned and no longer accepted.
-        if _name is not None:
-            self.name = _name
-        fixed = dict(_fixed or {})
-        known = sorted(set(self.defaults) - set(fixed))
-        unknown = set(params) - set(known)
-        if unknown:
-            raise ValueError(
-                f"treatment {self.name!r} has no parameter(s) {sorted(unknown)}; "
-                f"known: {known or 'none'}"
-            )
-        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
-            raise ValueError(f"treatment {self.name!r} needs a positive total_steps, got {total_steps!r}")
-        self.total_steps = total_steps
-        self.given = dict(params)  # what the sweep set explicitly (some checks need it)
-        self.params = {**self.defaults, **fixed, **params}
+    def __init__(self, total_steps: int, **params: Any) -> None:
+        super().__init__(total_steps, **params)
         self._counters = {name: 0.0 for name in COUNTER_NAMES}
-
-    # --- parameter validation (one-line ValueErrors: TrialConfig runs these before any work) ---
-    def _number(self, key: str, *, integer: bool = False, low: float | None = None, high: float | None = None,
-                low_open: bool = False, high_open: bool = False, optional: bool = False) -> Any:
-        """``self.params[key]`` checked to be a number in the given range (None if ``optional``)."""
-        value = self.params[key]
-        if value is None and optional:
-            return None
-        kinds = (int,) if integer else (int, float)
-        ok = isinstance(value, kinds) and not isinstance(value, bool)
-        if ok and low is not None:
-            ok = value > low if low_open else value >= low
-        if ok and high is not None:
-            ok = value < high if high_open else value <= high
-        if not ok:
-            lo = "" if low is None else f"{'(' if low_open else '['}{low}"
-            hi = "" if high is None else f"{high}{')' if high_open else ']'}"
-            span = f" in {lo or '(-inf'}, {hi or 'inf)'}" if (lo or hi) else ""
-            raise ValueError(f"treatment {self.name!r}: {key} must be {'an integer' if integer else 'a number'}"
-                             f"{span}, got {value!r}")
-        return value
-
-    def _choice(self, key: str, choices: tuple) -> Any:
-        value = self.params[key]
-        if value not in choices:
-            raise ValueError(f"treatment {self.name!r}: {key} must be one of {list(choices)}, got {value!r}")
-        return value
-
-    def _flag(self, key: str) -> bool:
-        value = self.params[key]
-        if not isinstance(value, bool):
-            raise ValueError(f"treatment {self.name!r}: {key} must be true or false, got {value!r}")
-        return value
-
-    def _networks(self, key: str = "networks") -> tuple[str, ...]:
-        value = self.params[key]
-        if isinstance(value, str) or not all(v in ("actor", "critic") for v in value) or not value:
-            raise ValueError(f"treatment {self.name!r}: {key} must be a non-empty list of 'actor'/'critic', "
-                             f"got {value!r}")
-        return tuple(dict.fromkeys(value))
 
     # --- hooks ----------------------------------------------------------------------
     def build_optimizer(self, params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+        import torch
+
         return torch.optim.Adam(params, lr=lr, **OPTIMIZER_KERNEL)
 
     def setup(self, agent) -> None:
@@ -149,6 +112,8 @@ class Treatment:
         encoder included (biases never), whether or not this treatment prunes them: it is
         the network's actual sparsity, not the schedule's target.
         """
+        from agents.sparsity.masks import count_zero_weights
+
         out = {}
         for name, network in agent.networks().items():
             zeros, total = count_zero_weights(network)
@@ -163,48 +128,89 @@ class Treatment:
             self._counters[name] = float(value)
 
 
-_REGISTRY: dict[str, Callable[..., Treatment]] = {}
+@dataclass(frozen=True)
+class Registration:
+    """How a registered name is built, and how its parameters are checked without building it."""
+
+    build: Callable[..., Treatment]
+    """``build(total_steps, **params)``: the treatment a trial runs."""
+    check: Callable[..., Any]
+    """``check(total_steps, **params)``: raises the ``ValueError`` ``build`` would raise for bad
+    parameters; for the registered paper treatments it imports no torch."""
 
 
-def register(name: str, factory: Callable[..., Treatment]) -> None:
-    """Make ``name`` selectable from sweep files; ``factory(total_steps, **params)``."""
-    _REGISTRY[name] = factory
+_REGISTRY: dict[str, Registration] = {}
+
+
+def register(name: str, factory: Callable[..., Treatment], check: Callable[..., Any] | None = None) -> None:
+    """Make ``name`` selectable from sweep files; ``factory(total_steps, **params)``.
+
+    ``check`` (same signature) validates parameters for the sweep driver; by default it is
+    ``factory`` itself, which is right but imports whatever the factory imports.
+    """
+    _REGISTRY[name] = Registration(factory, check or factory)
 
 
 def treatment_names() -> list[str]:
     return list(_REGISTRY)
 
 
-def build_treatment(name: str, params: dict[str, Any] | None = None, *, total_steps: int) -> Treatment:
+def _registration(name: str) -> Registration:
     if name not in _REGISTRY:
         raise ValueError(f"unknown treatment {name!r}; choose one of: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name](total_steps, **(params or {}))
+    return _REGISTRY[name]
 
 
-def _lazy(module: str, cls: str, name: str, **fixed: Any) -> Callable[..., Treatment]:
-    """A factory that imports its class on first use (the classes import this module).
+def build_treatment(name: str, params: dict[str, Any] | None = None, *, total_steps: int) -> Treatment:
+    return _registration(name).build(total_steps, **(params or {}))
+
+
+def check_treatment(name: str, params: dict[str, Any] | None = None, *, total_steps: int) -> None:
+    """Raise the one-line ``ValueError`` :func:`build_treatment` would raise, without building.
+
+    What ``mtrl run`` and ``mtrl status`` use to check a sweep: the paper's treatments are
+    checked by their torch-free parameter classes (:mod:`agents.treatment_parameters`).
+    """
+    _registration(name).check(total_steps, **(params or {}))
+
+
+def _register_variant(name: str, module: str, cls: str, parameters: type[TreatmentParameters],
+                      **fixed: Any) -> None:
+    """Register ``name``: built by ``module.cls`` (imported on first build), checked by ``parameters``.
 
     ``fixed`` pins parameters for a named variant (``gmp95`` pins ``final_sparsity``):
     the variant neither lists nor accepts them, so ``gmp95`` cannot silently become 80%.
+    ``cls`` inherits ``parameters``, so both run the same checks.
     """
 
-    def factory(total_steps: int, **params: Any) -> Treatment:
-        base = getattr(importlib.import_module(module), cls)
+    def refuse_pinned(params: dict[str, Any]) -> None:
         pinned = set(fixed) & set(params)
         if pinned:
             raise ValueError(f"treatment {name!r} fixes {sorted(pinned)}; use the parametrised form instead")
-        return base(total_steps, _name=name, _fixed=fixed, **params)
 
-    return factory
+    def build(total_steps: int, **params: Any) -> Treatment:
+        refuse_pinned(params)
+        # Imported here, not at the top: the implementations import this module (and torch).
+        implementation = getattr(importlib.import_module(module), cls)
+        return implementation(total_steps, _name=name, _fixed=fixed, **params)
+
+    def check(total_steps: int, **params: Any) -> TreatmentParameters:
+        refuse_pinned(params)
+        return parameters(total_steps, _name=name, _fixed=fixed, **params)
+
+    register(name, build, check)
 
 
-register("dense", Treatment)
-register("gmp", _lazy("agents.sparsity.gmp", "GradualMagnitudePruning", "gmp"))
-register("gmp80", _lazy("agents.sparsity.gmp", "GradualMagnitudePruning", "gmp80", final_sparsity=0.80))
-register("gmp95", _lazy("agents.sparsity.gmp", "GradualMagnitudePruning", "gmp95", final_sparsity=0.95))
-register("gmp99", _lazy("agents.sparsity.gmp", "GradualMagnitudePruning", "gmp99", final_sparsity=0.99))
-register("set", _lazy("agents.sparsity.set", "SparseEvolutionaryTraining", "set"))
-register("set95", _lazy("agents.sparsity.set", "SparseEvolutionaryTraining", "set95", sparsity=0.95))
-register("redo", _lazy("agents.interventions.redo", "ReDo", "redo"))
-register("reset", _lazy("agents.interventions.reset", "OutputLayerReset", "reset"))
-register("wd", _lazy("agents.interventions.weight_decay", "WeightDecay", "wd"))
+_GMP = ("agents.sparsity.gmp", "GradualMagnitudePruning", GmpParameters)
+_SET = ("agents.sparsity.set", "SparseEvolutionaryTraining", SetParameters)
+
+register("dense", Treatment, TreatmentParameters)
+_register_variant("gmp", *_GMP)
+_register_variant("gmp80", *_GMP, final_sparsity=0.80)
+_register_variant("gmp95", *_GMP, final_sparsity=0.95)
+_register_variant("gmp99", *_GMP, final_sparsity=0.99)
+_register_variant("set", *_SET)
+_register_variant("set95", *_SET, sparsity=0.95)
+_register_variant("redo", "agents.interventions.redo", "ReDo", ReDoParameters)
+_register_variant("reset", "agents.interventions.reset", "OutputLayerReset", ResetParameters)
+_register_variant("wd", "agents.interventions.weight_decay", "WeightDecay", WeightDecayParameters)

@@ -142,9 +142,9 @@ class TrialConfig(BaseModel):
             raise ValueError(f"arch 'single' needs a single-task benchmark, got {self.benchmark!r}")
         if self.arch in ("moe", "moore") and self.experts < 1:
             raise ValueError(f"{self.arch} needs n_experts >= 1")
-        from agents.treatments import build_treatment
+        from agents.treatments import check_treatment
 
-        build_treatment(self.treatment, self.treatment_params, total_steps=self.total_steps)
+        check_treatment(self.treatment, self.treatment_params, total_steps=self.total_steps)
         return self
 
     # --- derived ------------------------------------------------------------------

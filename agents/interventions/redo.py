@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 from torch import nn
@@ -32,6 +31,7 @@ from torch import nn
 from agents.interventions.optimizer_state import reset_optimizer_state
 from agents.metrics.dormant import neuron_scores
 from agents.networks import MultiTaskNetwork
+from agents.treatment_parameters import ReDoParameters
 from agents.treatments import Treatment
 
 
@@ -95,18 +95,11 @@ def recycle_dormant(network: MultiTaskNetwork, optimizer: torch.optim.Optimizer 
     return recycled
 
 
-class ReDo(Treatment):
-    """Recycle dormant neurons of the actor and the critic every ``every`` steps."""
+class ReDo(Treatment, ReDoParameters):
+    """Recycle dormant neurons of the actor and the critic every ``every`` steps.
 
-    name = "redo"
-    defaults: dict[str, Any] = {"tau": 0.01, "every": 5000, "batch_size": 1024, "networks": ["actor", "critic"]}
-
-    def __init__(self, total_steps: int, **params: Any) -> None:
-        super().__init__(total_steps, **params)
-        self.tau = self._number("tau", low=0.0, low_open=True)
-        self.every = self._number("every", integer=True, low=0, low_open=True)
-        self.batch_size = self._number("batch_size", integer=True, low=0, low_open=True)
-        self.networks = self._networks()
+    Parameters and their checks: :class:`~agents.treatment_parameters.ReDoParameters`.
+    """
 
     def on_step(self, step: int, agent, buffer) -> None:
         if step % self.every or buffer is None or buffer.size == 0:

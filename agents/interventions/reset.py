@@ -12,29 +12,13 @@ multiple of it strictly before the end of training.
 
 from __future__ import annotations
 
-from typing import Any
-
 from agents.interventions.optimizer_state import reset_optimizer_state
+from agents.treatment_parameters import ResetParameters
 from agents.treatments import Treatment
 
 
-class OutputLayerReset(Treatment):
-    name = "reset"
-    defaults: dict[str, Any] = {"steps": [60000, 120000], "every": None, "max_resets": None,
-                                "networks": ["actor", "critic"]}
-
-    def __init__(self, total_steps: int, **params: Any) -> None:
-        super().__init__(total_steps, **params)
-        self.every = self._number("every", integer=True, low=0, low_open=True, optional=True)
-        self.max_resets = self._number("max_resets", integer=True, low=0, optional=True)
-        steps = self.params["steps"]
-        if self.every is not None and "steps" in self.given:
-            raise ValueError(f"treatment {self.name!r}: give either steps or every, not both")
-        if isinstance(steps, (str, bytes)) or not hasattr(steps, "__iter__") or not all(
-                isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in steps):
-            raise ValueError(f"treatment {self.name!r}: steps must be a list of positive integers, got {steps!r}")
-        self.steps = frozenset(steps)
-        self.networks = self._networks()
+class OutputLayerReset(Treatment, ResetParameters):
+    """Parameters and their checks: :class:`~agents.treatment_parameters.ResetParameters`."""
 
     def is_reset_step(self, step: int) -> bool:
         done = self._counters["resets_done"]

@@ -11,21 +11,15 @@ applies to every parameter, biases included, as an optimizer-level setting does.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import torch
 
+from agents.treatment_parameters import WeightDecayParameters
 from agents.treatments import OPTIMIZER_KERNEL, Treatment
 
 
-class WeightDecay(Treatment):
-    name = "wd"
-    defaults: dict[str, Any] = {"coef": 1e-3, "decoupled": False}
-
-    def __init__(self, total_steps: int, **params: Any) -> None:
-        super().__init__(total_steps, **params)
-        self.coef = self._number("coef", low=0.0)
-        self.decoupled = self._flag("decoupled")
+class WeightDecay(Treatment, WeightDecayParameters):
+    """Parameters and their checks: :class:`~agents.treatment_parameters.WeightDecayParameters`."""
 
     def build_optimizer(self, params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
         if self.decoupled:

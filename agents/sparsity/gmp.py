@@ -18,8 +18,6 @@ applied after every optimizer step until the end of training.
 
 from __future__ import annotations
 
-from typing import Any
-
 from agents.sparsity.distribution import erk_densities, pruned_counts, uniform_densities
 from agents.sparsity.masked import MaskedTreatment
 from agents.sparsity.masks import (
@@ -28,33 +26,11 @@ from agents.sparsity.masks import (
     layerwise_magnitude_masks,
     prunable_weights,
 )
-from agents.sparsity.schedule import PruningSchedule
-
-SCOPES = ("global", "layer", "erk")
+from agents.treatment_parameters import GmpParameters
 
 
-class GradualMagnitudePruning(MaskedTreatment):
-    name = "gmp"
-    defaults: dict[str, Any] = {
-        "final_sparsity": 0.95,
-        "scope": "global",
-        "prune_task_encoder": False,
-        "start_fraction": 0.05,
-        "end_fraction": 0.8,
-        "frequency": 500,
-    }
-
-    def __init__(self, total_steps: int, **params: Any) -> None:
-        super().__init__(total_steps, **params)
-        final = self._number("final_sparsity", low=0.0, high=1.0, high_open=True)
-        self.scope = self._choice("scope", SCOPES)
-        self.prune_task_encoder = self._flag("prune_task_encoder")
-        start = self._number("start_fraction", low=0.0, high=1.0)
-        end = self._number("end_fraction", low=0.0, high=1.0)
-        if end < start:
-            raise ValueError(f"treatment {self.name!r}: end_fraction {end} is before start_fraction {start}")
-        frequency = self._number("frequency", integer=True, low=0, low_open=True)
-        self.schedule = PruningSchedule.from_fractions(total_steps, final, start, end, frequency)
+class GradualMagnitudePruning(MaskedTreatment, GmpParameters):
+    """Parameters and their checks: :class:`~agents.treatment_parameters.GmpParameters`."""
 
     def setup(self, agent) -> None:
         # All-True masks from the start: checkpoints look the same before and after t_start.

@@ -11,43 +11,24 @@ task encoder is left dense unless ``prune_task_encoder``.
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
 from agents.sparsity.distribution import er_epsilon_densities, erk_densities, uniform_densities
 from agents.sparsity.masked import MaskedTreatment
 from agents.sparsity.masks import NETWORK_NAMES, prunable_weights
 from agents.sparsity.rewiring import random_mask, set_rewire
+from agents.treatment_parameters import SetParameters
 
 LAYER_KINDS = {"linear": (nn.Linear,), "all": (nn.Conv2d, nn.Linear)}
-DISTRIBUTIONS = ("erk", "uniform")
+"""The module types each ``layers`` choice (:data:`~agents.treatment_parameters.LAYER_CHOICES`) makes sparse."""
 
 
-class SparseEvolutionaryTraining(MaskedTreatment):
-    name = "set"
-    defaults: dict[str, Any] = {
-        "sparsity": 0.95,
-        "zeta": 0.3,
-        "rewire_every": 2000,
-        "distribution": "erk",
-        "epsilon": None,
-        "layers": "linear",
-        "prune_task_encoder": False,
-    }
+class SparseEvolutionaryTraining(MaskedTreatment, SetParameters):
+    """Parameters and their checks: :class:`~agents.treatment_parameters.SetParameters`."""
 
-    def __init__(self, total_steps: int, _fixed: dict | None = None, **params: Any) -> None:
-        super().__init__(total_steps, _fixed=_fixed, **params)
-        self.target = self._number("sparsity", low=0.0, high=1.0, high_open=True)
-        self.zeta = self._number("zeta", low=0.0, high=1.0)
-        self.rewire_every = self._number("rewire_every", integer=True, low=0, low_open=True)
-        self.distribution = self._choice("distribution", DISTRIBUTIONS)
-        self.epsilon = self._number("epsilon", low=0.0, low_open=True, optional=True)
-        if self.epsilon is not None and ("sparsity" in self.given or "sparsity" in (_fixed or {})):
-            raise ValueError(f"treatment {self.name!r}: give either sparsity or epsilon (epsilon sets the "
-                             "sparsity through Mocanu's Erdos-Renyi layout)")
-        self.layer_kinds = LAYER_KINDS[self._choice("layers", tuple(LAYER_KINDS))]
-        self.prune_task_encoder = self._flag("prune_task_encoder")
+    @property
+    def layer_kinds(self) -> tuple[type[nn.Module], ...]:
+        return LAYER_KINDS[self.layers]
 
     def _weights(self, agent, network_name: str) -> dict:
         return prunable_weights(agent.networks()[network_name], self.prune_task_encoder, self.layer_kinds)

@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from _agents_testlib import make_agent, single_thread  # noqa: F401
-from agents.treatments import COUNTER_NAMES, Treatment, build_treatment, register, treatment_names
+from agents.treatment_parameters import TreatmentParameters
+from agents.treatments import (
+    COUNTER_NAMES,
+    Treatment,
+    build_treatment,
+    check_treatment,
+    register,
+    treatment_names,
+)
 
 NAMES = ["dense", "gmp", "gmp80", "gmp95", "gmp99", "set", "set95", "redo", "reset", "wd"]
 
@@ -56,9 +64,44 @@ def test_invalid_values_raise_one_line_value_errors(name, params):
     assert "\n" not in str(info.value) and name in str(info.value)
 
 
+BAD_PARAMETERS = [
+    ("dense", {"tau": 1}), ("gmp", {"final_sparsity": 1.0}), ("gmp", {"scope": "row"}),
+    ("gmp", {"start_fraction": 0.5, "end_fraction": 0.4}), ("gmp", {"prune_task_encoder": 1}),
+    ("gmp95", {"final_sparsity": 0.8}), ("set", {"sparsity": 0.9, "epsilon": 11}), ("set", {"layers": "conv"}),
+    ("set", {"distribution": "er"}), ("set95", {"epsilon": 11}), ("set", {"zeta": 1.5}), ("redo", {"tau": 0}),
+    ("redo", {"networks": ["actor", "policy"]}), ("reset", {"every": 100, "steps": [5]}),
+    ("reset", {"steps": [0]}), ("reset", {"max_resets": -1}), ("wd", {"coef": -1e-3}), ("wd", {"decoupled": "no"}),
+]
+
+
+@pytest.mark.parametrize("name,params", BAD_PARAMETERS)
+def test_check_refuses_what_build_refuses_with_the_same_line(name, params):
+    # The sweep driver checks with check_treatment (no torch); the trial builds: same verdict.
+    with pytest.raises(ValueError) as built:
+        build_treatment(name, params, total_steps=1000)
+    with pytest.raises(ValueError) as checked:
+        check_treatment(name, params, total_steps=1000)
+    assert str(checked.value) == str(built.value)
+    assert "\n" not in str(built.value) and name in str(built.value)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_treatment_reads_its_parameters_through_its_parameter_class(name):
+    params = {"set": {"epsilon": 11}, "reset": {"every": 100_000, "max_resets": 2}}.get(name, {})
+    treatment = build_treatment(name, params, total_steps=200_000)
+    assert check_treatment(name, params, total_steps=200_000) is None
+    parameter_classes = [c for c in type(treatment).__mro__
+                         if issubclass(c, TreatmentParameters) and not issubclass(c, Treatment)]
+    assert len(parameter_classes) in (1, 2)  # its own (if any) and the shared base
+    alone = parameter_classes[0](200_000, _name=treatment.name, _fixed=treatment.fixed, **params)
+    assert vars(alone) == {k: getattr(treatment, k) for k in vars(alone)}
+
+
 def test_unknown_name_and_bad_budget():
     with pytest.raises(ValueError, match="unknown treatment"):
         build_treatment("prune", total_steps=10)
+    with pytest.raises(ValueError, match="unknown treatment"):
+        check_treatment("prune", total_steps=10)
     with pytest.raises(ValueError, match="total_steps"):
         build_treatment("gmp95", total_steps=0)
 
@@ -81,6 +124,8 @@ def test_register_adds_a_name():
     register("noisy-test", Noisy)
     try:
         assert build_treatment("noisy-test", {"sigma": 0.2}, total_steps=5).params["sigma"] == 0.2
+        with pytest.raises(ValueError, match="has no parameter"):  # checked by building it
+            check_treatment("noisy-test", {"tau": 0.2}, total_steps=5)
     finally:
         from agents import treatments
 
@@ -96,3 +141,11 @@ def test_dense_sparsity_counts_exact_zeros_over_all_conv_and_linear_weights():
     total = sum(m.weight.numel() for m in agent.actor.weight_layers().values())
     assert tr.sparsity(agent)["actor"] == pytest.approx(agent.actor.task_encoder.weight.numel() / total)
     assert tr.state_dict() == {"counters": {n: 0.0 for n in COUNTER_NAMES}}
+
+
+def test_set_layer_choices_each_name_module_types():
+    from agents.sparsity.set import LAYER_KINDS
+    from agents.treatment_parameters import LAYER_CHOICES
+
+    assert sorted(LAYER_KINDS) == sorted(LAYER_CHOICES)
+    assert build_treatment("set", {"layers": "all"}, total_steps=10).layer_kinds == (torch.nn.Conv2d, torch.nn.Linear)
