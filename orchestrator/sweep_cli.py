@@ -113,6 +113,8 @@ def run_tune(spec: SweepSpec, trials, folder: SweepFolder, fault_spec: str | Non
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     # Short trials checkpoint often; Tune's hint about snapshot frequency is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's loggers are the ones build_tuner passes (tune_glue.result_loggers): no TensorBoard.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     progress = ProgressTable(spec.name, [cell.label() for cell in cells(spec)])
     tuner, resumed = build_tuner(spec, trials, folder, callbacks=[progress], fault_spec=fault_spec)
     print(f"sweep {spec.name}: {'resuming' if resumed else 'starting'} {len(trials)} trials in {folder.root}",

@@ -154,6 +154,20 @@ def param_space(trials: Sequence[TrialConfig]) -> dict:
 
 
 # --- Tuner ----------------------------------------------------------------------------------
+def result_loggers() -> list:
+    """Tune's per-trial loggers a sweep keeps: ``result.json`` and ``progress.csv``.
+
+    Not TensorBoard: Tune adds its TensorBoard logger to every run unless
+    ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS`` is 1 (``mtrl run`` sets it), and tensorboardX
+    imports torch, which nothing else in the driver needs (~2 CPU-s per ``mtrl run``, plus
+    a writer thread). Every metric is in the Parquet; ``RAY_TUNE_CALLBACKS=
+    ray.tune.logger.TBXLoggerCallback`` brings the event files back.
+    """
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    return [JsonLoggerCallback(), CSVLoggerCallback()]
+
+
 def has_tune_state(folder: SweepFolder) -> bool:
     """True when Tune saved an experiment state to resume from (not just ``tuner.pkl``)."""
     from ray.tune import Tuner
@@ -197,7 +211,7 @@ def build_tuner(spec: SweepSpec, trials: Sequence[TrialConfig], folder: SweepFol
                                    storage_filesystem=storage_filesystem)
         # The restored RunConfig is the pickled one; give it this run's callbacks. The grid
         # search is this run's too (folders of older versions pickled Tune's default one).
-        tuner._local_tuner.get_run_config().callbacks = list(callbacks)
+        tuner._local_tuner.get_run_config().callbacks = [*callbacks, *result_loggers()]
         tuner._local_tuner._tune_config.search_alg = grid_search(spec)
         tuner._local_tuner._tune_config.max_concurrent_trials = None
         return tuner, True
@@ -215,7 +229,7 @@ def build_tuner(spec: SweepSpec, trials: Sequence[TrialConfig], folder: SweepFol
             storage_filesystem=storage_filesystem,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
-            callbacks=list(callbacks),
+            callbacks=[*callbacks, *result_loggers()],
             verbose=0,
         ),
     )

@@ -47,6 +47,10 @@ def test_smoke_sweep_writes_exactly_the_expected_rows(tmp_path, capfd, caplog):
     assert len(read_dataset(root, "evals")) == 36 and len(read_dataset(root, "train")) == 16
     status = read_status(root)
     assert [t.state for t in status.trials] == ["done"] * 4
+    # Tune's per-trial reports are kept (result.json, progress.csv); its TensorBoard files are not.
+    tune_files = {p.name for p in (storage / "smoke" / "tune").glob("*/*") if p.is_file()}
+    assert {"result.json", "progress.csv"} <= tune_files
+    assert not [name for name in tune_files if name.startswith("events.out.tfevents")]
 
     # The same command again: nothing to do, no file touched.
     before = parquet_files(root)
