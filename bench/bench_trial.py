@@ -31,6 +31,7 @@ def one_trial(arch: str, total_steps: int, steps_per_epoch: int, episodes: int) 
     import pandas as pd
 
     from envs.evaluator import BatchedEvaluator, evaluate_sequentially
+    from envs.multitask import EnvClock
     from orchestrator.checkpoint import DirectoryCheckpointer
     from orchestrator.config import TrialConfig
     from orchestrator.sink import ParquetSink
@@ -74,30 +75,39 @@ def one_trial(arch: str, total_steps: int, steps_per_epoch: int, episodes: int) 
 
     trial = _Trial(config)
     seeds = np.random.default_rng(0).integers(2**31 - 1, size=(3, episodes))
-    evaluator = BatchedEvaluator(trial.tasks, episodes)
-    batched_s_per_step, sequential_s_per_step = [], []
+    rounds = {"batched": [], "sequential": []}  # per round: (wall, env, policy) seconds per env step
     for _ in range(EVAL_ROUNDS):
-        # Both ways as a trial evaluates: weights frozen (the heads' faster product from 16 rows on).
-        t0 = time.perf_counter()
-        with frozen_weights(trial.agent.actor):
-            batched = evaluator.evaluate(
-                make_policy(trial.agent.actor, trial.device, torch.Generator().manual_seed(0)), seeds)
-        t_batched = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        with frozen_weights(trial.agent.actor):
-            sequential = evaluate_sequentially(
-                trial.tasks, make_policy(trial.agent.actor, trial.device, torch.Generator().manual_seed(0)), seeds)
-        t_sequential = time.perf_counter() - t0
-        batched_s_per_step.append(t_batched / sum(int(r.lengths.sum()) for r in batched))
-        sequential_s_per_step.append(t_sequential / sum(int(r.lengths.sum()) for r in sequential))
+        for way in rounds:
+            clock, policy_seconds = EnvClock(), [0.0]
+            sample = make_policy(trial.agent.actor, trial.device, torch.Generator().manual_seed(0))
+
+            def policy(obs, task):
+                started = time.perf_counter()
+                actions = sample(obs, task)
+                policy_seconds[0] += time.perf_counter() - started
+                return actions
+
+            t0 = time.perf_counter()
+            # Both ways as a trial evaluates: weights frozen (the heads' faster product from 16 rows on).
+            with frozen_weights(trial.agent.actor):
+                if way == "batched":
+                    results = BatchedEvaluator(trial.tasks, episodes, clock).evaluate(policy, seeds)
+                else:
+                    results = evaluate_sequentially(trial.tasks, policy, seeds, clock)
+            wall_s = time.perf_counter() - t0
+            steps = sum(int(r.lengths.sum()) for r in results)
+            rounds[way].append((wall_s / steps, clock.seconds / steps, policy_seconds[0] / steps))
+    batched, sequential = min(rounds["batched"]), min(rounds["sequential"])
     return {
         "arch": arch,
         "wall_s": wall,
         "env_steps_per_s": total_steps * 3 / wall,
         "env_fraction": float(last["perf/env_fraction"]),
-        "eval_batched_us_per_step": min(batched_s_per_step) * 1e6,
-        "eval_sequential_us_per_step": min(sequential_s_per_step) * 1e6,
-        "eval_speedup": min(sequential_s_per_step) / min(batched_s_per_step),
+        "eval_batched_us_per_step": [seconds * 1e6 for seconds in batched],
+        "eval_sequential_us_per_step": [seconds * 1e6 for seconds in sequential],
+        "eval_speedup": sequential[0] / batched[0],
+        # The speed-up if the batched policy cost nothing: MiniGrid's own step bounds it.
+        "eval_speedup_ceiling": sequential[0] / (batched[0] - batched[2]),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "phase_fraction": {
             "env.step": sum(env for _, env in phases.values()) / wall,
@@ -131,10 +141,20 @@ def main() -> None:
     print(header)
     for r in rows:
         print(f"{r['arch']:7} {r['wall_s']:8.1f} {r['env_steps_per_s']:12.0f} {r['env_fraction']:12.1%} "
-              f"{r['eval_batched_us_per_step']:16.0f} {r['eval_sequential_us_per_step']:15.0f} {r['eval_speedup']:15.1f}x "
-              f"{r['peak_rss_mb']:12.0f}")
+              f"{r['eval_batched_us_per_step'][0]:16.0f} {r['eval_sequential_us_per_step'][0]:15.0f} "
+              f"{r['eval_speedup']:15.1f}x {r['peak_rss_mb']:12.0f}")
     print(f"\neval us = microseconds per environment step, fastest of {EVAL_ROUNDS} alternating rounds; batched "
           "speedup = sequential / batched, same policy and seeds")
+    print("\nevaluation per environment step, us (env = inside MiniGrid's step/reset; ceiling = the speed-up if "
+          "the batched policy cost nothing):")
+    print(f"{'arch':7} {'batched env':>12} {'policy':>7} {'loop':>5} {'1-by-1 env':>11} {'policy':>7} {'loop':>5} "
+          f"{'ceiling':>8}")
+    for r in rows:
+        cells = []
+        for wall_us, env_us, policy_us in (r["eval_batched_us_per_step"], r["eval_sequential_us_per_step"]):
+            cells += [env_us, policy_us, wall_us - env_us - policy_us]
+        print(f"{r['arch']:7} {cells[0]:12.0f} {cells[1]:7.0f} {cells[2]:5.0f} {cells[3]:11.0f} {cells[4]:7.0f} "
+              f"{cells[5]:5.0f} {r['eval_speedup_ceiling']:7.1f}x")
     print("\nwhere the wall time goes (fraction of each trial's wall time):")
     names = list(rows[0]["phase_fraction"])
     print(f"{'':34}" + "".join(f"{r['arch']:>9}" for r in rows))
