@@ -75,10 +75,12 @@ def one_trial(arch: str, total_steps: int, steps_per_epoch: int, episodes: int) 
 
     trial = _Trial(config)
     seeds = np.random.default_rng(0).integers(2**31 - 1, size=(3, episodes))
+    clock = EnvClock()
+    evaluator = BatchedEvaluator(trial.tasks, episodes, clock)  # built once, as a trial keeps its own
     rounds = {"batched": [], "sequential": []}  # per round: (wall, env, policy) seconds per env step
     for _ in range(EVAL_ROUNDS):
         for way in rounds:
-            clock, policy_seconds = EnvClock(), [0.0]
+            env_before, policy_seconds = clock.seconds, [0.0]
             sample = make_policy(trial.agent.actor, trial.device, torch.Generator().manual_seed(0))
 
             def policy(obs, task):
@@ -91,12 +93,12 @@ def one_trial(arch: str, total_steps: int, steps_per_epoch: int, episodes: int) 
             # Both ways as a trial evaluates: weights frozen (the heads' faster product from 16 rows on).
             with frozen_weights(trial.agent.actor):
                 if way == "batched":
-                    results = BatchedEvaluator(trial.tasks, episodes, clock).evaluate(policy, seeds)
+                    results = evaluator.evaluate(policy, seeds)
                 else:
                     results = evaluate_sequentially(trial.tasks, policy, seeds, clock)
             wall_s = time.perf_counter() - t0
             steps = sum(int(r.lengths.sum()) for r in results)
-            rounds[way].append((wall_s / steps, clock.seconds / steps, policy_seconds[0] / steps))
+            rounds[way].append((wall_s / steps, (clock.seconds - env_before) / steps, policy_seconds[0] / steps))
     batched, sequential = min(rounds["batched"]), min(rounds["sequential"])
     return {
         "arch": arch,
