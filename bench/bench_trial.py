@@ -99,7 +99,7 @@ def one_trial(arch: str, total_steps: int, steps_per_epoch: int, episodes: int) 
             wall_s = time.perf_counter() - t0
             steps = sum(int(r.lengths.sum()) for r in results)
             rounds[way].append((wall_s / steps, (clock.seconds - env_before) / steps, policy_seconds[0] / steps))
-    batched, sequential = min(rounds["batched"]), min(rounds["sequential"])
+    batched, sequential = (min(rounds[way], key=lambda r: r[0]) for way in ("batched", "sequential"))  # fastest wall
     return {
         "arch": arch,
         "wall_s": wall,
