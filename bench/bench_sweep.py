@@ -277,7 +277,8 @@ def main() -> int:
     sweep_outside = sweep["cpu"] - in_trials
     base_outside = base["cpu"] - base_inside
     side_outside = side["cpu"] - side_inside
-    scheduling = (sweep_outside - base_outside) / sweep["cpu"]
+    excess = sweep_outside - base_outside  # what running under Ray adds outside the trials' work
+    scheduling = excess / sweep["cpu"]
     within = sweep_outside / sweep["cpu"]
     busy = sweep["cpu"] / sweep["wall"]
     print()
@@ -296,8 +297,8 @@ def main() -> int:
     print(f"cores busy during the sweep: {busy:4.2f} of {cores} (CPU-s per wall-s; the baseline uses "
           f"{base['cpu'] / base['wall']:.2f})")
     print(f"wall-clock speed-up over back to back: {base['wall'] / sweep['wall']:4.2f}x")
-    # overhead(n) = excess / (n * per_trial + base_outside + excess) < 10%  <=>  n > (9 * excess - base_outside) / per_trial
-    excess, per_trial = sweep_outside - base_outside, in_trials / trials
+    # excess / (n * per_trial + base_outside + excess) < 10%  <=>  n > (9 * excess - base_outside) / per_trial
+    per_trial = in_trials / trials
     if excess > 0 and per_trial > 0:
         needed = max(1, math.floor((9 * excess - base_outside) / per_trial) + 1)
         print(f"if Ray's excess ({excess:.1f} CPU-s) is fixed per sweep: under 10% from {needed} trials of "
