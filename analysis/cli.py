@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from analysis.aggregate import DEFAULT_BAND_REPS, DEFAULT_REPS
 from analysis.errors import AnalysisError
@@ -25,20 +25,39 @@ DESCRIPTION = ("Turn a results folder into the paper's Table 1 (IQM with 95% str
                "learning curves, plasticity curves, performance profiles and an index.md report.")
 
 
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer of at least ``minimum`` (argparse then exits 2 naming the option)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``analyze`` arguments to ``parser``."""
     parser.add_argument("results_dir", metavar="RESULTS_DIR",
                         help="results folder holding metrics/evals (and metrics/train, sweep.yaml)")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="output folder (default: RESULTS_DIR/analysis)")
-    parser.add_argument("--reps", metavar="N", type=int, default=DEFAULT_REPS,
+    parser.add_argument("--reps", metavar="N", type=_count(1), default=DEFAULT_REPS,
                         help=f"bootstrap repetitions for Table 1 and P(improvement) (default {DEFAULT_REPS})")
-    parser.add_argument("--band-reps", metavar="N", type=int, default=DEFAULT_BAND_REPS,
+    parser.add_argument("--band-reps", metavar="N", type=_count(1), default=DEFAULT_BAND_REPS,
                         help=f"bootstrap repetitions for curve bands and profiles (default {DEFAULT_BAND_REPS})")
-    parser.add_argument("--at-step", metavar="S", type=int, default=None,
+    parser.add_argument("--at-step", metavar="S", type=_count(0), default=None,
                         help="take final scores at step S instead of each run's last evaluation")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    parser.add_argument("--jobs", metavar="N", type=int, default=None,
+    parser.add_argument("--include-unfinished", action="store_true",
+                        help="score runs that stopped before the table's step at their own last evaluation "
+                             "(marked in Table 1) instead of leaving them out")
+    parser.add_argument("--seed", type=_count(0), default=0, help="bootstrap seed, >= 0 (default 0)")
+    parser.add_argument("--jobs", metavar="N", type=_count(1), default=None,
                         help="worker processes for the bootstraps (default: one per CPU, at most 8; "
                              "results do not depend on it)")
     parser.add_argument("--paper", dest="paper_compare", action=argparse.BooleanOptionalAction, default=None,
@@ -80,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         progress = (lambda msg: console.log(msg)) if console is not None else None
         result = compute(args.results_dir, reps=args.reps, at_step=args.at_step, seed=args.seed,
                          band_reps=args.band_reps, paper_compare=args.paper_compare, progress=progress,
-                         jobs=args.jobs)
+                         jobs=args.jobs, include_unfinished=args.include_unfinished)
         index = write_outputs(result, out_dir, figures=args.figures)
     except AnalysisError as exc:
         print(f"mtrl analyze: error: {exc}", file=sys.stderr)

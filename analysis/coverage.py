@@ -4,7 +4,11 @@ The analysis never averages silently over what happens to be there. :func:`cover
 the evaluation rows with the grid they imply and lists every gap; the report and the terminal
 summary print :meth:`Coverage.lines`.
 
-The implied grid:
+When the results folder holds a ``sweep.yaml``, the grid is the sweep's own
+(:mod:`analysis.grid` expands it with the project's spec code): every cell and seed it lists
+is expected, a treatment (or architecture, or benchmark) with no run in any cell is named,
+and runs outside the grid are listed. Only folders of ad-hoc trials (no ``sweep.yaml``) fall
+back to the grid the rows imply:
 
 * multi-task cells: every benchmark x architecture x treatment seen among multi-task runs
   (``arch != "single"``), each expected to hold seeds ``0..max`` where ``max`` is the largest
@@ -19,7 +23,7 @@ The implied grid:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 import numpy as np
 
@@ -67,6 +71,15 @@ class Coverage:
     """Run keys that do not match ``{benchmark}-{arch}-{treatment}-s{seed:02d}`` of their rows."""
     missing_single_tasks: list[str] = field(default_factory=list)
     """Tasks of the benchmarks present with no single-task baseline run at all."""
+    grid_source: str = "rows"
+    """Where the expected grid comes from: ``"sweep.yaml"`` or ``"rows"`` (inferred)."""
+    grid_seeds: dict[Cell, tuple[int, ...]] = field(default_factory=dict)
+    """The sweep's grid (cell -> seeds) when it came from ``sweep.yaml``; empty when inferred."""
+    missing_axis_values: list[tuple[str, str, int]] = field(default_factory=list)
+    """(axis, value, cells) for a treatment, architecture or benchmark of the sweep's grid with
+    no run in any of its ``cells`` cells (a treatment that failed everywhere)."""
+    outside_grid: dict[Cell, list[int]] = field(default_factory=dict)
+    """Cells with runs (seeds) that the sweep's grid does not list -> those seeds."""
     has_single_task: bool = False
     duplicates_dropped: int = 0
     conflicting_duplicates: int = 0
@@ -78,7 +91,7 @@ class Coverage:
         """True when nothing is missing (unfinished runs and duplicates count as gaps)."""
         return not (self.missing_cells or self.missing_seeds or self.unfinished_runs or self.missing_points
                     or self.unexpected_tasks or self.inconsistent_run_keys or self.missing_single_tasks
-                    or self.conflicting_duplicates)
+                    or self.conflicting_duplicates or self.missing_axis_values or self.outside_grid)
 
     def lines(self, limit: int = 50) -> list[str]:
         """Every gap as one human-readable line (at most ``limit`` lines per kind)."""
@@ -89,6 +102,8 @@ class Coverage:
             if len(items) > limit:
                 out.append(f"... and {len(items) - limit} more {what}")
 
+        out.extend(f"missing {axis} {value}: no run in any of its {n} cell(s) of the sweep's grid"
+                   for axis, value, n in self.missing_axis_values)
         extend([f"missing cell {cell} (no runs; expected seeds {_ranges(self._seeds_for(cell))})"
                 for cell in self.missing_cells], "missing cells")
         extend([f"missing seeds in {cell}: {_ranges(seeds)}" for cell, seeds in self.missing_seeds.items()],
@@ -101,6 +116,8 @@ class Coverage:
                 for key, tasks in self.unexpected_tasks.items()], "runs with unexpected tasks")
         extend([f"run_key {key} does not match its benchmark/arch/treatment/seed columns"
                 for key in self.inconsistent_run_keys], "inconsistent run keys")
+        extend([f"runs outside sweep.yaml's grid in {cell}: seeds {_ranges(seeds)}"
+                for cell, seeds in self.outside_grid.items()], "cells outside the grid")
         if self.missing_single_tasks:
             out.append("no single-task baseline for: " + ", ".join(self.missing_single_tasks))
         if self.conflicting_duplicates:
@@ -110,6 +127,8 @@ class Coverage:
         return out
 
     def _seeds_for(self, cell: Cell) -> list[int]:
+        if cell in self.grid_seeds:
+            return list(self.grid_seeds[cell])
         kind = "single-task" if cell.arch == SINGLE else "multi-task"
         return self.expected_seeds.get(kind, [])
 
@@ -138,16 +157,23 @@ def benchmark_tasks(benchmark: str) -> tuple[str, ...]:
         raise AnalysisError(f"unknown benchmark {benchmark!r} in the results: {exc}") from exc
 
 
-def coverage(evals: pd.DataFrame) -> Coverage:
+def coverage(evals: pd.DataFrame, grid: Mapping[Cell, tuple[int, ...]] | None = None) -> Coverage:
     """The gaps in a (deduplicated) evaluation frame from :func:`analysis.load.load_evals`.
 
     Needs the columns ``run_key``, ``benchmark``, ``arch``, ``treatment``, ``seed``, ``step``
     and ``task``; ``evals.attrs`` duplicate counts are carried over when present.
+
+    Args:
+        grid: the sweep's cells and their seeds (:attr:`analysis.grid.Grid.seeds`, from
+            ``sweep.yaml``); ``None`` infers the grid from the rows (ad-hoc trials).
     """
     report = Coverage(duplicates_dropped=int(evals.attrs.get("duplicates_dropped", 0)),
                       conflicting_duplicates=int(evals.attrs.get("conflicting_duplicates", 0)))
     if evals.empty:
         return report
+    if grid is not None:
+        report.grid_source = "sweep.yaml"
+        report.grid_seeds = {Cell(*c): tuple(int(x) for x in seeds) for c, seeds in grid.items()}
     report.n_rows = len(evals)
     runs = (evals.groupby("run_key", sort=True)
             .agg(benchmark=("benchmark", "first"), arch=("arch", "first"), treatment=("treatment", "first"),
@@ -166,6 +192,11 @@ def coverage(evals: pd.DataFrame) -> Coverage:
 
     multi = [c for c in cells if c.arch != SINGLE]
     single = [c for c in cells if c.arch == SINGLE]
+    report.has_single_task = bool(single)
+    if grid is not None:
+        _compare_with_grid(report, seeds_by_cell)
+        _evaluation_points(evals, runs, report)
+        return report
     expected: list[Cell] = []
     if multi:
         seeds = list(range(max(max(seeds_by_cell[c]) for c in multi) + 1))
@@ -177,7 +208,6 @@ def coverage(evals: pd.DataFrame) -> Coverage:
     needed_tasks: list[str] = []
     for benchmark in sorted({c.benchmark for c in multi}, key=_benchmark_order):
         needed_tasks += [t for t in benchmark_tasks(benchmark) if t not in needed_tasks]
-    report.has_single_task = bool(single)
     if single:
         seeds = list(range(max(max(seeds_by_cell[c]) for c in single) + 1))
         report.expected_seeds["single-task"] = seeds
@@ -196,6 +226,31 @@ def coverage(evals: pd.DataFrame) -> Coverage:
 
     _evaluation_points(evals, runs, report)
     return report
+
+
+def _compare_with_grid(report: Coverage, seeds_by_cell: dict[Cell, set[int]]) -> None:
+    """Missing cells, seeds and whole axis values against the sweep's grid; runs outside it."""
+    grid = report.grid_seeds
+    for kind, cells in (("multi-task", [c for c in grid if c.arch != SINGLE]),
+                        ("single-task", [c for c in grid if c.arch == SINGLE])):
+        if cells:
+            report.expected_seeds[kind] = sorted({s for c in cells for s in grid[c]})
+    report.missing_cells = [c for c in grid if c not in seeds_by_cell]
+    for cell, seeds in grid.items():
+        lacking = sorted(set(seeds) - seeds_by_cell.get(cell, set()))
+        if cell in seeds_by_cell and lacking:
+            report.missing_seeds[cell] = lacking
+    for cell in sorted(seeds_by_cell):
+        extra = sorted(seeds_by_cell[cell] - set(grid.get(cell, ())))
+        if extra:
+            report.outside_grid[cell] = extra
+    multi = [c for c in grid if c.arch != SINGLE]
+    for axis in ("treatment", "arch", "benchmark"):
+        for value in dict.fromkeys(getattr(c, axis) for c in multi):
+            members = [c for c in multi if getattr(c, axis) == value]
+            if not any(c in seeds_by_cell for c in members):
+                report.missing_axis_values.append((axis, value, len(members)))
+    report.missing_single_tasks = [c.benchmark for c in grid if c.arch == SINGLE and c not in seeds_by_cell]
 
 
 def _benchmark_order(name: str) -> tuple[int, str]:

@@ -231,18 +231,8 @@ def read_sweep_meta(results_dir: PathLike) -> dict[str, Any]:
     Returns an empty dict when the file is absent (ad-hoc trials) or unreadable; the analysis
     works without it.
     """
-    text = os.fspath(results_dir)
-    try:
-        if "://" in text:
-            fs, root = pafs.FileSystem.from_uri(text)
-            with fs.open_input_stream(f"{root.rstrip('/')}/sweep.yaml") as handle:
-                raw = handle.read().decode("utf-8")
-        else:
-            path = Path(text) / "sweep.yaml"
-            if not path.is_file():
-                return {}
-            raw = path.read_text(encoding="utf-8")
-    except (OSError, pa.ArrowException, UnicodeDecodeError):
+    raw = read_sweep_text(results_dir)
+    if raw is None:
         return {}
     try:
         import yaml
@@ -253,3 +243,21 @@ def read_sweep_meta(results_dir: PathLike) -> dict[str, Any]:
     if not isinstance(spec, dict):
         return {}
     return {key: spec[key] for key in ("name", "protocol") if key in spec}
+
+
+def read_sweep_text(results_dir: PathLike) -> str | None:
+    """The text of ``<results_dir>/sweep.yaml``, or ``None`` when it is absent or unreadable."""
+    text = os.fspath(results_dir)
+    try:
+        if "://" in text:
+            fs, root = pafs.FileSystem.from_uri(text)
+            with fs.open_input_stream(f"{root.rstrip('/')}/sweep.yaml") as handle:
+                raw = handle.read().decode("utf-8")
+        else:
+            path = Path(text) / "sweep.yaml"
+            if not path.is_file():
+                return None
+            raw = path.read_text(encoding="utf-8")
+    except (OSError, pa.ArrowException, UnicodeDecodeError):
+        return None
+    return raw

@@ -25,6 +25,7 @@ from analysis import aggregate, figures, paper, tables
 from analysis.aggregate import Band, Interval
 from analysis.coverage import SINGLE, Cell, Coverage, coverage
 from analysis.errors import AnalysisError
+from analysis.grid import read_sweep_grid
 from analysis.load import PathLike, load_evals, load_train, read_sweep_meta
 from analysis.plasticity import PLASTICITY_METRICS, plasticity_curves
 from analysis.scores import CurveMatrix, ScoreMatrix, add_scores, final_from_curves, score_curves, single_task_baseline
@@ -54,6 +55,7 @@ class Analysis:
     band_reps: int
     seed: int
     at_step: int | None
+    include_unfinished: bool
     coverage: Coverage
     finals: dict[Cell, ScoreMatrix]
     curves: dict[Cell, CurveMatrix]
@@ -70,6 +72,10 @@ class Analysis:
     plasticity: pd.DataFrame
     last_step: int | None
     n_eval_points: int
+    table_steps: dict[str, int] = field(default_factory=dict)
+    """Benchmark -> the step Table 1 reads it at (``at_step``, or its last evaluation step)."""
+    expected_treatments: list[str] = field(default_factory=list)
+    """Multi-task treatments of the sweep's grid (or of the rows, without ``sweep.yaml``)."""
     timings: dict[str, float] = field(default_factory=dict)
     outputs: list[Output] = field(default_factory=list)
 
@@ -80,7 +86,8 @@ class Analysis:
 
 def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: int | None = None, seed: int = 0,
             band_reps: int = aggregate.DEFAULT_BAND_REPS, paper_compare: bool | None = None,
-            progress: Callable[[str], None] | None = None, jobs: int | None = None) -> Analysis:
+            progress: Callable[[str], None] | None = None, jobs: int | None = None,
+            include_unfinished: bool = False) -> Analysis:
     """Load a results folder and compute every table and curve, without writing anything.
 
     Args:
@@ -95,6 +102,8 @@ def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: 
         progress: called with a short message before each stage.
         jobs: worker processes for the bootstraps (``None``: one per CPU, at most 8); the
             numbers do not depend on it.
+        include_unfinished: score runs whose last evaluation is below the table's step at
+            that last step (marked in Table 1) instead of leaving them out.
 
     Raises:
         AnalysisError: no evaluation rows, unreadable files, unknown schema versions, or no
@@ -104,6 +113,10 @@ def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: 
         raise AnalysisError(f"--reps and --band-reps must be positive, got {reps} and {band_reps}")
     if at_step is not None and at_step < 0:
         raise AnalysisError(f"--at-step must be >= 0, got {at_step}")
+    if seed < 0:
+        raise AnalysisError(f"--seed must be >= 0, got {seed}")
+    if jobs is not None and jobs < 1:
+        raise AnalysisError(f"--jobs must be >= 1, got {jobs}")
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -121,7 +134,11 @@ def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: 
         raise AnalysisError(f"no evaluation rows under {os.fspath(results_dir)}/metrics/evals")
     evals = add_scores(evals)
     sweep = str(meta.get("name") or _most_common(evals["sweep"]) or Path(os.fspath(results_dir)).name)
-    report = coverage(evals)
+    grid, grid_problem = read_sweep_grid(results_dir)
+    report = coverage(evals, grid.seeds if grid is not None else None)
+    if grid_problem:
+        report.notes.append(f"sweep.yaml is not a valid sweep spec ({grid_problem}): the expected cells and "
+                            "seeds are inferred from the rows")
     mismatches = evals.attrs.get("normalisation_mismatches", 0)
     if mismatches:
         report.notes.append(
@@ -133,7 +150,7 @@ def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: 
 
     say("building score matrices")
     curves = score_curves(evals)
-    finals = final_from_curves(curves, at_step)
+    finals = final_from_curves(curves, at_step, include_unfinished)
     multi_steps = evals.loc[evals["arch"] != SINGLE, "step"]
     all_steps = np.unique(multi_steps.to_numpy() if len(multi_steps) else evals["step"].to_numpy())
     last_step = int(all_steps[-1]) if len(all_steps) else None
@@ -153,9 +170,14 @@ def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: 
     if paper_compare is not None:
         compare, reason = paper_compare, ("requested" if paper_compare else "turned off") + " on the command line"
     n_runs, n_tasks = tables.counts({c: finals[c] for c in multi})
+    for cell in report.missing_cells:  # grid cells without runs still get their (missing) row
+        if cell.arch != SINGLE:
+            n_runs.setdefault(cell, 0)
     expected = report.expected_seeds.get("multi-task")
+    n_unfinished = {c: len(finals[c].unfinished) for c in multi}
     table1 = tables.table1_frame(estimates, n_runs, n_tasks, expected_runs=len(expected) if expected else None,
-                                 paper=compare)
+                                 paper=compare, n_unfinished=n_unfinished)
+    steps_of_table = {c.benchmark: finals[c].table_step for c in multi if finals[c].table_step is not None}
     lap("table1")
 
     say("single-task baselines")
@@ -166,7 +188,12 @@ def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: 
     baselines: dict[str, ScoreMatrix] = {}
     for benchmark in sorted({c.benchmark for c in multi}):
         base = single_task_baseline(finals, benchmark)
-        if base is not None and base.scores.shape[0]:
+        if base is None:
+            continue
+        reported = {e for task in base.tasks for e in finals[Cell(task, SINGLE, "dense")].excluded}
+        report.notes += [f"run {key} left out of the single-task baseline of {benchmark}: {reason}"
+                         for key, reason in base.excluded if (key, reason) not in reported]
+        if base.scores.shape[0]:
             baselines[benchmark] = base
     single = aggregate.iqm_with_ci({b: m.scores for b, m in baselines.items()}, reps=reps, seed=seed, jobs=jobs)
     lap("single_task")
@@ -199,7 +226,11 @@ def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: 
         paper_compare=compare, paper_reason=reason, poi=poi, profiles=profiles, curve_bands=bands,
         single_task=single, single_task_runs={b: int(m.scores.shape[0]) for b, m in baselines.items()},
         single_task_per_task={t: (v, per_task_n[t]) for t, v in per_task.items()}, plasticity=plasticity,
-        last_step=last_step, n_eval_points=len(all_steps), timings=timings)
+        last_step=last_step, n_eval_points=len(all_steps), timings=timings, include_unfinished=include_unfinished,
+        table_steps=steps_of_table,
+        expected_treatments=list(dict.fromkeys(
+            [c.treatment for c in (grid.seeds if grid is not None else {}) if c.arch != SINGLE]
+            + sorted({c.treatment for c in multi}))))
 
 
 def _most_common(series: pd.Series) -> str | None:
@@ -208,10 +239,20 @@ def _most_common(series: pd.Series) -> str | None:
 
 
 def table1_caption(result: Analysis) -> str:
-    where = (f"at step {result.at_step:,}" if result.at_step is not None
-             else f"at each run's last evaluation (step {result.last_step:,})" if result.last_step is not None
-             else "at each run's last evaluation")
-    return (f"Table 1: final aggregate performance {where}: IQM of normalised scores over runs x tasks with "
+    steps = sorted(set(result.table_steps.values()))
+    if result.at_step is not None:
+        where = f"at step {result.at_step:,}"
+    elif len(steps) == 1:
+        where = f"at step {steps[0]:,} (the last evaluation)"
+    elif steps:
+        where = "at each benchmark's last evaluation (" + ", ".join(
+            f"{b}: step {s:,}" for b, s in sorted(result.table_steps.items(), key=lambda kv: tables._benchmark_key(kv[0]))) + ")"
+    else:
+        where = "at each run's last evaluation"
+    late = ("" if result.at_step is not None
+            else "; runs that stopped earlier are scored at their own last evaluation and marked"
+            if result.include_unfinished else "; runs that stopped earlier are left out")
+    return (f"Table 1: final aggregate performance {where}{late}: IQM of normalised scores over runs x tasks with "
             f"95% stratified bootstrap CIs ({result.reps:,} repetitions, seed {result.seed}); sweep '{result.sweep}'.")
 
 
@@ -335,7 +376,7 @@ def _write_figures(result: Analysis, out: Path) -> list[Output]:
 def analyze(results_dir: PathLike, out_dir: PathLike | None = None, reps: int = aggregate.DEFAULT_REPS,
             at_step: int | None = None, seed: int = 0, band_reps: int = aggregate.DEFAULT_BAND_REPS,
             paper_compare: bool | None = None, progress: Callable[[str], None] | None = None,
-            jobs: int | None = None, figures: bool = True) -> Path:
+            jobs: int | None = None, figures: bool = True, include_unfinished: bool = False) -> Path:
     """Turn a results folder into Table 1, the figures and ``index.md``; return the index's path.
 
     ``out_dir`` defaults to ``<results_dir>/analysis`` (a remote results folder needs an
@@ -350,7 +391,8 @@ def analyze(results_dir: PathLike, out_dir: PathLike | None = None, reps: int = 
     if "://" not in text and not Path(text).is_dir():
         raise AnalysisError(f"results folder {text} does not exist")
     result = compute(results_dir, reps=reps, at_step=at_step, seed=seed, band_reps=band_reps,
-                     paper_compare=paper_compare, progress=progress, jobs=jobs)
+                     paper_compare=paper_compare, progress=progress, jobs=jobs,
+                     include_unfinished=include_unfinished)
     start = time.perf_counter()
     index = write_outputs(result, out_dir, figures=figures)
     result.timings["outputs"] = time.perf_counter() - start

@@ -41,6 +41,11 @@ class ScoreMatrix:
     """``[n_runs]``: the evaluation step each run's scores were taken at."""
     excluded: list[tuple[str, str]] = field(default_factory=list)
     """(run_key, reason) for runs of the cell that could not be scored."""
+    unfinished: list[str] = field(default_factory=list)
+    """Run keys in the matrix scored below the table's step (only with ``include_unfinished``)."""
+    table_step: int | None = None
+    """The step the cell's final scores are meant to be taken at (its benchmark's last
+    evaluation step, or ``at_step``)."""
 
 
 @dataclass
@@ -54,6 +59,13 @@ class CurveMatrix:
     run_keys: list[str]
     seeds: list[int]
     tasks: tuple[str, ...]
+    evaluated: np.ndarray | None = None
+    """``[n_runs, n_tasks, n_steps]``: True where an evaluation row exists, even one whose
+    return is NaN or null (``None``: wherever ``scores`` is not NaN)."""
+
+    def rows_present(self) -> np.ndarray:
+        """:attr:`evaluated`, or ``~isnan(scores)`` when it is not known."""
+        return self.evaluated if self.evaluated is not None else ~np.isnan(self.scores)
 
 
 def normalise(evals: pd.DataFrame) -> pd.Series:
@@ -110,20 +122,49 @@ def score_curves(evals: pd.DataFrame) -> dict[Cell, CurveMatrix]:
         steps, step_codes = np.unique(group["step"].to_numpy(), return_inverse=True)
         scores = np.full((len(run_keys), len(tasks), len(steps)), np.nan)
         scores[run_codes, task_codes, step_codes] = group["score"].to_numpy(dtype=float)
+        evaluated = np.zeros(scores.shape, dtype=bool)
+        evaluated[run_codes, task_codes, step_codes] = True
         curves[Cell(benchmark, arch, treatment)] = CurveMatrix(
             scores=scores, steps=steps.astype(np.int64), run_keys=run_keys,
-            seeds=[int(s) for s in runs["seed"]], tasks=tasks)
+            seeds=[int(s) for s in runs["seed"]], tasks=tasks, evaluated=evaluated)
     return curves
 
 
-def final_from_curves(curves: Mapping[Cell, CurveMatrix], at_step: int | None = None) -> dict[Cell, ScoreMatrix]:
-    """Final scores of each cell from its curves (see :func:`final_scores`)."""
+def table_steps(curves: Mapping[Cell, CurveMatrix]) -> dict[str, int]:
+    """Benchmark (or task, for single-task runs) -> its last evaluation step over every run.
+
+    This is the step Table 1 is read at when no ``at_step`` is given; a run whose own last
+    evaluation is earlier is unfinished.
+    """
+    ends: dict[str, int] = {}
+    for cell, curve in curves.items():
+        rows = curve.rows_present().any(axis=(0, 1))
+        if rows.any():
+            last = int(curve.steps[np.flatnonzero(rows)[-1]])
+            ends[cell.benchmark] = max(ends.get(cell.benchmark, last), last)
+    return ends
+
+
+def final_from_curves(curves: Mapping[Cell, CurveMatrix], at_step: int | None = None,
+                      include_unfinished: bool = False,
+                      steps_of_tables: Mapping[str, int] | None = None) -> dict[Cell, ScoreMatrix]:
+    """Final scores of each cell from its curves (see :func:`final_scores`).
+
+    ``steps_of_tables`` (benchmark -> step) overrides :func:`table_steps` as the step each
+    benchmark's table is read at when ``at_step`` is None.
+    """
+    ends = dict(steps_of_tables) if steps_of_tables is not None else table_steps(curves)
     finals: dict[Cell, ScoreMatrix] = {}
     for cell, curve in curves.items():
-        present = ~np.isnan(curve.scores)  # [runs, tasks, steps]
-        any_row = present.any(axis=1)  # [runs, steps]
-        rows, keys, seeds, steps, excluded = [], [], [], [], []
+        scored = ~np.isnan(curve.scores)  # [runs, tasks, steps]
+        rows_present = curve.rows_present()
+        any_row = rows_present.any(axis=1)  # [runs, steps]
+        target = at_step if at_step is not None else ends.get(cell.benchmark)
+        rows, keys, seeds, steps, excluded, unfinished = [], [], [], [], [], []
         for i, key in enumerate(curve.run_keys):
+            if not scored[i].any():
+                excluded.append((key, "its return_mean is NaN, null or missing at every evaluation"))
+                continue
             if at_step is None:
                 k = int(np.flatnonzero(any_row[i])[-1])
             else:
@@ -132,51 +173,81 @@ def final_from_curves(curves: Mapping[Cell, CurveMatrix], at_step: int | None = 
                     excluded.append((key, f"no evaluation at step {at_step:,}"))
                     continue
                 k = int(hits[0])
-            if not present[i, :, k].all():
-                lacking = [t for j, t in enumerate(curve.tasks) if not present[i, j, k]]
-                excluded.append((key, f"no score for {', '.join(lacking)} at step {int(curve.steps[k]):,}"))
+            step = int(curve.steps[k])
+            nan = [t for j, t in enumerate(curve.tasks) if rows_present[i, j, k] and not scored[i, j, k]]
+            if nan:
+                excluded.append((key, f"its return_mean is NaN or null for {', '.join(nan)} at step {step:,}"))
                 continue
+            if not scored[i, :, k].all():
+                lacking = [t for j, t in enumerate(curve.tasks) if not scored[i, j, k]]
+                excluded.append((key, f"no score for {', '.join(lacking)} at step {step:,}"))
+                continue
+            if target is not None and step < target:
+                if not include_unfinished:
+                    excluded.append((key, f"unfinished: its last evaluation is at step {step:,}, below the "
+                                          f"table's step {target:,} (include it with --include-unfinished)"))
+                    continue
+                unfinished.append(key)
             rows.append(curve.scores[i, :, k])
             keys.append(key)
             seeds.append(curve.seeds[i])
-            steps.append(int(curve.steps[k]))
+            steps.append(step)
         matrix = np.vstack(rows) if rows else np.empty((0, len(curve.tasks)))
         finals[cell] = ScoreMatrix(scores=matrix, run_keys=keys, seeds=seeds, tasks=curve.tasks,
-                                   steps=np.asarray(steps, dtype=np.int64), excluded=excluded)
+                                   steps=np.asarray(steps, dtype=np.int64), excluded=excluded,
+                                   unfinished=unfinished, table_step=target)
     return finals
 
 
-def final_scores(evals: pd.DataFrame, at_step: int | None = None) -> dict[Cell, ScoreMatrix]:
+def final_scores(evals: pd.DataFrame, at_step: int | None = None,
+                 include_unfinished: bool = False) -> dict[Cell, ScoreMatrix]:
     """The final-score matrix ``[n_runs, n_tasks]`` of every cell.
 
-    A run's final score is taken at its own last evaluation step, or at ``at_step`` when given.
-    Runs with no evaluation at that step, or lacking a task there, are left out of the matrix
-    and listed in :attr:`ScoreMatrix.excluded` with the reason.
+    The table's step is ``at_step`` when given, else the last evaluation step of the cell's
+    benchmark over every run (:func:`table_steps`). Left out of the matrix, and listed in
+    :attr:`ScoreMatrix.excluded` with the reason:
+
+    * runs whose ``return_mean`` is NaN or null at every step (or whose files lack the column);
+    * runs with no evaluation at ``at_step``;
+    * runs whose evaluation at the step they are scored at (``at_step``, or their own last
+      one) has a NaN or null return or lacks a task: they are never scored at an earlier step;
+    * unfinished runs, whose last evaluation is below the table's step, unless
+      ``include_unfinished``: then they are scored at their own last step and listed in
+      :attr:`ScoreMatrix.unfinished`.
     """
-    return final_from_curves(score_curves(evals), at_step)
+    return final_from_curves(score_curves(evals), at_step, include_unfinished)
 
 
 def single_task_baseline(finals: Mapping[Cell, ScoreMatrix], benchmark: str, treatment: str = "dense") -> ScoreMatrix | None:
     """The single-task PPO runs of a benchmark's tasks as one ``[n_seeds, n_tasks]`` matrix.
 
     Single-task runs have ``arch == "single"`` and the task as their benchmark; row ``i`` holds
-    the seed-``seeds[i]`` run of every task, for the seeds that every task has. ``None`` when
-    some task of the benchmark has no such run.
+    the seed-``seeds[i]`` run of every task, for the seeds that every task has. Runs of the
+    other seeds are listed in :attr:`ScoreMatrix.excluded`, naming the tasks that lack their
+    seed (with no common seed at all the matrix has no rows). ``None`` when some task of the
+    benchmark has no scored run.
     """
     tasks = benchmark_tasks(benchmark)
     parts = [finals.get(Cell(task, SINGLE, treatment)) for task in tasks]
     if any(p is None or len(p.seeds) == 0 for p in parts):
         return None
     common = sorted(set.intersection(*(set(p.seeds) for p in parts)))
-    if not common:
-        return None
     columns, keys = [], []
     for part in parts:
         index = [part.seeds.index(s) for s in common]
         columns.append(part.scores[index, 0])
         keys.append([part.run_keys[i] for i in index])
-    dropped = [(k, "seed missing for another task of the benchmark") for p in parts
-               for k, s in zip(p.run_keys, p.seeds) if s not in common]
-    return ScoreMatrix(scores=np.column_stack(columns), run_keys=[",".join(r) for r in zip(*keys)], seeds=common,
-                       tasks=tasks, steps=np.asarray([min(int(p.steps[p.seeds.index(s)]) for p in parts) for s in common]),
-                       excluded=dropped + [e for p in parts for e in p.excluded])
+    dropped = []
+    for part in parts:
+        for key, seed in zip(part.run_keys, part.seeds):
+            if seed not in common:
+                lacking = [t for t, p in zip(tasks, parts) if seed not in p.seeds]
+                dropped.append((key, f"seed {seed} is missing for {', '.join(lacking)}, another task of {benchmark}"))
+    run_keys = [",".join(r) for r in zip(*keys)] if common else []
+    late = {k for p in parts for k in p.unfinished}
+    return ScoreMatrix(scores=np.column_stack(columns) if common else np.empty((0, len(tasks))), run_keys=run_keys,
+                       seeds=common, tasks=tasks,
+                       steps=np.asarray([min(int(p.steps[p.seeds.index(s)]) for p in parts) for s in common],
+                                        dtype=np.int64),
+                       excluded=dropped + [e for p in parts for e in p.excluded],
+                       unfinished=[k for k in run_keys if late & set(k.split(","))])

@@ -29,7 +29,7 @@ from analysis.paper import (
 
 DECIMALS = 2
 TABLE1_COLUMNS = ["arch", "treatment", "benchmark", "iqm", "ci_low", "ci_high", "n_runs", "expected_runs",
-                  "n_tasks", "best", "improves_on_dense", "paper_iqm", "paper_ci_low", "paper_ci_high"]
+                  "n_unfinished", "n_tasks", "best", "improves_on_dense", "paper_iqm", "paper_ci_low", "paper_ci_high"]
 BEST_MARK = "bold"
 BETTER_MARK = "↑"
 
@@ -47,7 +47,8 @@ def _ci(low: float, high: float) -> str:
 
 
 def table1_frame(results: Mapping[Cell, Interval], n_runs: Mapping[Cell, int], n_tasks: Mapping[Cell, int],
-                 expected_runs: int | None = None, paper: bool = False) -> pd.DataFrame:
+                 expected_runs: int | None = None, paper: bool = False,
+                 n_unfinished: Mapping[Cell, int] | None = None) -> pd.DataFrame:
     """The long (tidy) form of Table 1: one row per architecture x treatment x benchmark.
 
     Args:
@@ -55,6 +56,8 @@ def table1_frame(results: Mapping[Cell, Interval], n_runs: Mapping[Cell, int], n
         n_runs, n_tasks: cell -> runs and tasks behind the estimate.
         expected_runs: seeds each cell should have (for the ``[n=...]`` marks), if known.
         paper: add the draft paper's numbers (:data:`analysis.paper.PAPER_TABLE_1`).
+        n_unfinished: cell -> runs behind the estimate that were scored below the table's
+            step (``include_unfinished``); marked ``[K unfinished]``.
 
     Every architecture x treatment present appears on every benchmark present; a combination
     without runs has NaN in ``iqm``.
@@ -76,6 +79,7 @@ def table1_frame(results: Mapping[Cell, Interval], n_runs: Mapping[Cell, int], n
                 "ci_high": est.high if est else math.nan,
                 "n_runs": int(n_runs.get(cell, 0)),
                 "expected_runs": expected_runs if expected_runs is not None else pd.NA,
+                "n_unfinished": int((n_unfinished or {}).get(cell, 0)),
                 "n_tasks": int(n_tasks.get(cell, 0)),
                 "paper_iqm": ref.point if ref else math.nan,
                 "paper_ci_low": ref.low if ref else math.nan,
@@ -106,10 +110,14 @@ def _layout(frame: pd.DataFrame) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def _n_note(row: pd.Series) -> str:
+    """``[n=K]`` for fewer runs than expected, ``K unfinished`` for runs scored below the table's step."""
+    parts = []
     expected = row.get("expected_runs")
-    if expected is None or pd.isna(expected) or row["n_runs"] >= int(expected):
-        return ""
-    return f" [n={int(row['n_runs'])}]"
+    if expected is not None and not pd.isna(expected) and row["n_runs"] < int(expected):
+        parts.append(f"n={int(row['n_runs'])}")
+    if row.get("n_unfinished", 0):
+        parts.append(f"{int(row['n_unfinished'])} unfinished")
+    return f" [{', '.join(parts)}]" if parts else ""
 
 
 def table1_markdown(frame: pd.DataFrame, caption: str | None = None) -> str:
@@ -145,7 +153,9 @@ def table1_markdown(frame: pd.DataFrame, caption: str | None = None) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"**Bold**: best IQM of the architecture on the benchmark (gold in the paper); {BETTER_MARK}: higher "
               "IQM than the architecture's Dense agent (blue in the paper); both judged on the two-decimal values. "
-              "[n=K]: only K runs behind the estimate (fewer than the seeds expected)."]
+              "[n=K]: only K runs behind the estimate (fewer than the seeds expected: missing, failed, or "
+              "unfinished and left out); [K unfinished]: K runs stopped before the table's step and enter at "
+              "their own last evaluation (--include-unfinished)."]
     return "\n".join(lines) + "\n"
 
 

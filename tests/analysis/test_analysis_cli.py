@@ -101,13 +101,33 @@ def test_missing_seeds_and_unfinished_runs_are_listed_in_the_report(e2e_output):
 def test_final_scores_and_estimates_are_consistent(e2e_output):
     result, out = e2e_output
     scores = pd.read_csv(out / "final_scores.csv")
-    unfinished = scores[scores["run_key"] == "MT5-mtppo-redo-s01"]
-    assert set(unfinished["step"]) == {6000} and len(unfinished) == 5
+    assert "MT5-mtppo-redo-s01" not in set(scores["run_key"])  # unfinished: left out by default
+    assert set(scores.loc[scores["arch"] != "single", "step"]) == {10_000}
     cell = Cell("MT3", "moe", "dense")
     assert result.finals[cell].scores.shape == (4, 3)
     est = result.table1_estimates[cell]
     assert est.low <= est.point <= est.high
     assert set(result.single_task) == {"MT3", "MT5"}
+
+
+def test_an_unfinished_run_is_counted_out_of_table1_or_included_and_marked(e2e_results, e2e_output, tmp_path):
+    """MT5-mtppo-redo-s01 stopped at step 6,000 of 10,000: by default its cell reads [n=3] and the
+    report names it; --include-unfinished scores it at 6,000 and the cell says so."""
+    _result, out = e2e_output
+    row = [r for r in _table_rows((out / "table1.md").read_text()) if r[:2] == ["MTPPO", "ReDo"]][0]
+    assert row[5].endswith("[n=3]")  # MT5's CI column
+    assert "at step 10,000 (the last evaluation); runs that stopped earlier are left out" in (out / "table1.md").read_text()
+    index = (out / "index.md").read_text()
+    assert "run MT5-mtppo-redo-s01 left out of the final scores of MT5/mtppo/redo: unfinished" in index
+
+    included = compute(e2e_results, reps=20, band_reps=10, seed=0, jobs=1, include_unfinished=True)
+    write_outputs(included, tmp_path, figures=False)
+    row = [r for r in _table_rows((tmp_path / "table1.md").read_text()) if r[:2] == ["MTPPO", "ReDo"]][0]
+    assert row[5].endswith("[1 unfinished]")
+    csv = pd.read_csv(tmp_path / "table1.csv")
+    assert csv.loc[(csv["arch"] == "mtppo") & (csv["treatment"] == "redo"), "n_unfinished"].tolist() == [0, 1]
+    scores = pd.read_csv(tmp_path / "final_scores.csv")
+    assert set(scores.loc[scores["run_key"] == "MT5-mtppo-redo-s01", "step"]) == {6000}
 
 
 def test_same_input_and_seed_give_identical_tables(e2e_results, e2e_output, tmp_path):

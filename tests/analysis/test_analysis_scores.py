@@ -52,13 +52,29 @@ def test_final_score_is_the_last_evaluation_of_each_run(hand_evals):
         ("MT3", "moe", "dense", 1, [0, 2000, 4000], lambda step, task: level[task] * step / 4000),
         ("MT3", "moe", "dense", 0, [0, 2000], lambda step, task: 0.9 if step == 2000 else 0.0),  # stopped early
     )
-    finals = final_scores(evals)
+    finals = final_scores(evals, include_unfinished=True)
     matrix = finals[Cell("MT3", "moe", "dense")]
     assert matrix.tasks == MT3  # benchmark order
     assert matrix.seeds == [0, 1]  # rows ordered by seed
     np.testing.assert_array_equal(matrix.steps, [2000, 4000])
     np.testing.assert_allclose(matrix.scores, [[0.9, 0.9, 0.9], [0.2, 0.4, 0.6]], atol=1e-12)
-    assert matrix.excluded == []
+    assert matrix.excluded == [] and matrix.unfinished == ["MT3-moe-dense-s00"] and matrix.table_step == 4000
+
+
+def test_an_unfinished_run_is_left_out_of_the_table_by_default(hand_evals):
+    """Seed 0 stopped at step 2,000 of a 4,000-step table: left out and named, not scored at 2,000."""
+    evals = _frame(
+        hand_evals,
+        ("MT3", "moe", "dense", 1, [0, 2000, 4000]),
+        ("MT3", "moe", "dense", 0, [0, 2000]),
+        ("MT5", "moe", "dense", 0, [0, 2000]),  # another benchmark's shorter grid does not lower MT3's
+    )
+    finals = final_scores(evals)
+    matrix = finals[Cell("MT3", "moe", "dense")]
+    assert matrix.run_keys == ["MT3-moe-dense-s01"] and matrix.unfinished == [] and matrix.table_step == 4000
+    assert matrix.excluded == [("MT3-moe-dense-s00", "unfinished: its last evaluation is at step 2,000, below the "
+                                                     "table's step 4,000 (include it with --include-unfinished)")]
+    assert finals[Cell("MT5", "moe", "dense")].run_keys == ["MT5-moe-dense-s00"]
 
 
 def test_final_score_at_a_given_step(hand_evals):
