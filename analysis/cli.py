@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--band-reps", metavar="N", type=_count(1), default=DEFAULT_BAND_REPS,
                         help=f"bootstrap repetitions for curve bands and profiles (default {DEFAULT_BAND_REPS})")
     parser.add_argument("--at-step", metavar="S", type=_count(0), default=None,
-                        help="take final scores at step S instead of each run's last evaluation")
+                        help="take final scores at step S instead of each benchmark's last evaluation step")
     parser.add_argument("--include-unfinished", action="store_true",
                         help="score runs that stopped before the table's step at their own last evaluation "
                              "(marked in Table 1) instead of leaving them out")

@@ -9,7 +9,10 @@ no layout engine, which also keeps drawing fast.
   with 95% bootstrap bands, rows = architectures, columns = benchmarks, the final IQM of
   single-task PPO on the benchmark's tasks as a dashed horizontal line.
 * :func:`plasticity_figure` — paper Figures 5-10: dormant neurons (actor, critic), effective
-  rank, Fisher trace and sparsity over training, rows = architectures, one figure per benchmark.
+  rank, Fisher trace and sparsity over training (mean over runs, 95% t-interval), rows =
+  architectures, one figure per benchmark.
+
+A panel that lacks one of the treatments it should show says so ("no data: ...").
 * :func:`single_task_curves_figure` — the single-task PPO runs, one panel per task.
 * :func:`profiles_figure` — performance profiles (fraction of runs x tasks above each score).
 * :func:`poi_figure` — probability of improvement over the Dense agent with 95% CIs.
@@ -30,9 +33,13 @@ from matplotlib.ticker import FuncFormatter
 from analysis.aggregate import Band, Interval
 from analysis.coverage import Cell
 from analysis.paper import arch_name, arch_sort_key, task_sort_key, treatment_name, treatment_sort_key
-from analysis.plasticity import PLASTICITY_METRICS, Metric
+from analysis.plasticity import INTERVAL_LABEL, PLASTICITY_METRICS, Metric
 
 DPI = 100
+POI_PAD = 0.05
+"""Room on either side of the [0, 1] probability axis of :func:`poi_figure`."""
+MISSING_COLOR = "#b22222"
+"""Colour of the "no data" notes that mark a missing cell in a panel."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,14 @@ def _sorted_benchmarks(cells) -> list[str]:
     return sorted(names, key=lambda b: (order.index(b), b) if b in order else (len(order), b))
 
 
+def _mark_missing(ax, treatments: Sequence[str], top: bool = True) -> None:
+    """Say in the panel which of its expected treatments have no data (a missing cell); ``top``
+    puts the note in the upper left corner, else the lower left (where the curves leave room)."""
+    if treatments:
+        ax.text(0.02, 0.97 if top else 0.03, "no data: " + ", ".join(treatment_name(t) for t in treatments),
+                ha="left", va="top" if top else "bottom", transform=ax.transAxes, fontsize=8, color=MISSING_COLOR)
+
+
 def _plot_band(ax, band: Band | None, treatment: str, legend: dict[str, object], *,
                linewidth: float, alpha: float) -> None:
     """A treatment's point estimate with its shaded interval; the first line per treatment goes in the legend."""
@@ -164,7 +179,8 @@ def learning_curves_figure(bands: Mapping[Cell, Band], treatments: Sequence[str]
 
     Args:
         bands: cell -> IQM band over steps (:func:`analysis.aggregate.iqm_curves_with_ci`).
-        treatments: which treatments to draw, in legend order (others are ignored).
+        treatments: which treatments to draw, in legend order (others are ignored); a panel
+            lacking one of them says so ("no data: ...").
         single_task: benchmark -> final single-task PPO IQM (dashed line), where available.
         title: the figure title.
     """
@@ -178,6 +194,7 @@ def learning_curves_figure(bands: Mapping[Cell, Band], treatments: Sequence[str]
             for treatment in treatments:
                 _plot_band(ax, bands.get(Cell(benchmark, arch, treatment)), treatment, legend,
                            linewidth=1.8, alpha=0.18)
+            _mark_missing(ax, [t for t in treatments if Cell(benchmark, arch, t) not in bands])
             if single_task and benchmark in single_task:
                 line = ax.axhline(single_task[benchmark].point, **SINGLE_TASK_STYLE)
                 legend.setdefault("Single-task PPO (final IQM)", line)
@@ -243,7 +260,8 @@ def plasticity_figure(curves: pd.DataFrame, benchmark: str, treatments: Sequence
     Args:
         curves: the frame of :func:`analysis.plasticity.plasticity_curves`.
         benchmark: which benchmark to draw.
-        treatments: treatments to draw, in legend order.
+        treatments: treatments to draw, in legend order; a panel lacking one says so.
+        title: the figure title (default: names the benchmark and the treatments with data).
     """
     data = curves[(curves["benchmark"] == benchmark) & curves["treatment"].isin(list(treatments))
                   & (curves["arch"] != "single")]
@@ -255,9 +273,11 @@ def plasticity_figure(curves: pd.DataFrame, benchmark: str, treatments: Sequence
         for j, metric in enumerate(metrics):
             ax = axes[i, j]
             drew = False
+            missing = []
             for treatment in treatments:
                 g = groups.get((arch, treatment, metric.column))
                 if g is None or g.empty:
+                    missing.append(treatment)
                     continue
                 color = treatment_color(treatment)
                 (line,) = ax.plot(g["step"], g["mean"], color=color, linewidth=1.5)
@@ -266,6 +286,8 @@ def plasticity_figure(curves: pd.DataFrame, benchmark: str, treatments: Sequence
                 drew = True
             if not drew:
                 ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="#888888")
+            else:
+                _mark_missing(ax, missing)
             ax.set_title(f"{arch_name(arch)}: {metric.label}", fontsize=9)
             ax.grid(alpha=0.3)
             ax.xaxis.set_major_formatter(FuncFormatter(_steps_formatter))
@@ -275,16 +297,24 @@ def plasticity_figure(curves: pd.DataFrame, benchmark: str, treatments: Sequence
                 ax.set_xlabel("Training steps per task", fontsize=9)
     if not archs:
         axes[0, 0].text(0.5, 0.5, "no data", ha="center", va="center", transform=axes[0, 0].transAxes)
-    _title(fig, title or f"Plasticity metrics on {benchmark} (mean over runs, 95% CI)")
+    shown = [t for t in treatments if t in set(data["treatment"])]
+    _title(fig, title or f"Plasticity metrics on {benchmark}: {', '.join(map(treatment_name, shown)) or 'no data'} "
+                         f"({INTERVAL_LABEL})")
     _legend(fig, legend)
     return fig
 
 
-def profiles_figure(profiles: Mapping[Cell, Band], benchmark: str, title: str = "") -> Figure:
-    """Performance profiles of one benchmark: one panel per architecture, one line per treatment."""
+def profiles_figure(profiles: Mapping[Cell, Band], benchmark: str, title: str = "",
+                    treatments: Sequence[str] | None = None) -> Figure:
+    """Performance profiles of one benchmark: one panel per architecture, one line per treatment.
+
+    ``treatments``: those each panel should show (default: those with a profile on the
+    benchmark); a panel lacking one says so ("no data: ...").
+    """
     cells = [c for c in profiles if c.benchmark == benchmark and c.arch != "single"]
     archs = _sorted_archs(cells)
-    treatments = sorted({c.treatment for c in cells}, key=treatment_sort_key)
+    if treatments is None:
+        treatments = sorted({c.treatment for c in cells}, key=treatment_sort_key)
     fig, axes = _figure("profiles", 1, max(len(archs), 1))
     legend: dict[str, object] = {}
     for j, arch in enumerate(archs):
@@ -292,6 +322,7 @@ def profiles_figure(profiles: Mapping[Cell, Band], benchmark: str, title: str = 
         for treatment in treatments:
             _plot_band(ax, profiles.get(Cell(benchmark, arch, treatment)), treatment, legend,
                        linewidth=1.6, alpha=0.15)
+        _mark_missing(ax, [t for t in treatments if Cell(benchmark, arch, t) not in profiles], top=False)
         ax.set_title(f"{arch_name(arch)} — {benchmark}", fontsize=11)
         ax.set_xlim(0.0, 1.0)
         ax.set_ylim(0.0, 1.02)
@@ -324,12 +355,14 @@ def poi_figure(poi: Mapping[Cell, Interval], title: str = "") -> Figure:
             est = poi.get(Cell(benchmark, arch, treatment))
             y = len(pairs) - 1 - k
             if est is None:
+                ax.text(0.5, y, "no data", ha="center", va="center", fontsize=8, color=MISSING_COLOR)
                 continue
             color = treatment_color(treatment)
             ax.plot([est.low, est.high], [y, y], color=color, linewidth=5, alpha=0.45, solid_capstyle="butt")
             ax.plot([est.point], [y], marker="|", color=color, markersize=12, markeredgewidth=2)
         ax.axvline(0.5, color="#888888", linestyle=":", linewidth=1)
-        ax.set_xlim(0.0, 1.0)
+        ax.set_xlim(-POI_PAD, 1.0 + POI_PAD)  # a P of 0 or 1 stays visible off the frame
+        ax.set_xticks([0.0, 0.25, 0.5, 0.75, 1.0])
         ax.set_ylim(-0.7, len(pairs) - 0.3)
         ax.set_yticks(range(len(pairs)))
         ax.set_yticklabels([f"{arch_name(a)}: {treatment_name(t)}" for a, t in reversed(pairs)] if j == 0 else [])

@@ -27,7 +27,7 @@ from analysis.coverage import SINGLE, Cell, Coverage, coverage
 from analysis.errors import AnalysisError
 from analysis.grid import read_sweep_grid
 from analysis.load import PathLike, load_evals, load_train, read_sweep_meta
-from analysis.plasticity import PLASTICITY_METRICS, plasticity_curves
+from analysis.plasticity import INTERVAL_LABEL, PLASTICITY_METRICS, plasticity_curves
 from analysis.scores import CurveMatrix, ScoreMatrix, add_scores, final_from_curves, score_curves, single_task_baseline
 
 
@@ -94,7 +94,7 @@ def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: 
         results_dir: a results folder (``metrics/evals``, optionally ``metrics/train`` and
             ``sweep.yaml``).
         reps: bootstrap repetitions for Table 1 and the probabilities of improvement.
-        at_step: take final scores at this step instead of each run's last evaluation.
+        at_step: take final scores at this step instead of each benchmark's last evaluation step.
         seed: seed of the bootstrap (NumPy's global RNG, restored afterwards).
         band_reps: bootstrap repetitions for learning-curve bands and performance profiles.
         paper_compare: put the draft paper's numbers beside ours; ``None`` decides from the
@@ -309,32 +309,42 @@ def final_scores_frame(finals: dict[Cell, ScoreMatrix]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["benchmark", "arch", "treatment", "seed", "run_key", "task", "step", "score"])
 
 
-def _treatment_groups(treatments: set[str]) -> list[tuple[str, str, list[str]]]:
-    """(file suffix, title, treatments) of the two figure families, paper order, as present."""
+def _treatment_groups(treatments: set[str]) -> list[tuple[str, list[str]]]:
+    """(file suffix, treatments) of the two figure families, paper order."""
     sparsity = [t for t in paper.SPARSITY_TREATMENTS if t in treatments]
     others = sorted(treatments - set(paper.SPARSITY_TREATMENTS), key=paper.treatment_sort_key)
     groups = []
     if sparsity:
-        groups.append(("sparsity", "pruning levels", sparsity))
+        groups.append(("sparsity", sparsity))
     if others:
-        base = [t for t in ("dense", "gmp95") if t in treatments]
-        what = "95% pruning vs. other interventions" if "gmp95" in treatments else "other interventions"
-        groups.append(("interventions", what, base + others))
+        groups.append(("interventions", [t for t in ("dense", "gmp95") if t in treatments] + others))
     return groups
+
+
+def group_title(suffix: str, shown: list[str]) -> str:
+    """What a figure of the family ``suffix`` shows, named from ``shown``: the treatments that
+    have data in it (a level the data lacks is never named; its panels say "no data")."""
+    names = ", ".join(paper.treatment_name(t) for t in shown) or "no data"
+    if suffix == "sparsity":
+        return f"pruning levels ({names})"
+    head = "95% pruning vs. other interventions" if "gmp95" in shown else "interventions"
+    return f"{head} ({names})"
 
 
 def _write_figures(result: Analysis, out: Path) -> list[Output]:
     outputs: list[Output] = []
     multi = result.multi_cells
-    treatments = {c.treatment for c in multi}
+    treatments = set(result.expected_treatments) | {c.treatment for c in multi}
     benchmarks = sorted({c.benchmark for c in multi}, key=tables._benchmark_key)
     figure_number = {"sparsity": "3", "interventions": "4"}
     plasticity_numbers = {"sparsity": {"MT3": "5", "MT5": "6", "MT7": "7"},
                           "interventions": {"MT3": "8", "MT5": "9", "MT7": "10"}}
-    for suffix, what, group in _treatment_groups(treatments):
+    with_curves = {c.treatment for c in result.curve_bands if c.arch != SINGLE}
+    for suffix, group in _treatment_groups(treatments):
+        what = group_title(suffix, [t for t in group if t in with_curves])
         fig = figures.learning_curves_figure(
             result.curve_bands, group, result.single_task,
-            title=f"Learning curves: {what} (IQM, 95% CI)")
+            title=f"Learning curves: {what} (IQM, 95% stratified bootstrap CI)")
         path = figures.save(fig, out / f"learning_curves_{suffix}.png")
         outputs.append(Output(path, f"Learning curves, {what} (paper Figure {figure_number[suffix]})",
                               "IQM over runs x tasks at each evaluation; shaded: 95% stratified bootstrap CI "
@@ -348,18 +358,24 @@ def _write_figures(result: Analysis, out: Path) -> list[Output]:
                               "IQM over runs at each evaluation, one panel per task; shaded: 95% stratified "
                               f"bootstrap CI ({result.band_reps} repetitions)."))
     if not result.plasticity.empty:
+        plasticity = result.plasticity
         for benchmark in benchmarks:
-            for suffix, what, group in _treatment_groups(treatments):
+            measured = set(plasticity.loc[(plasticity["benchmark"] == benchmark) & (plasticity["arch"] != SINGLE),
+                                          "treatment"])
+            for suffix, group in _treatment_groups(treatments):
+                what = group_title(suffix, [t for t in group if t in measured])
                 number = plasticity_numbers[suffix].get(benchmark)
-                fig = figures.plasticity_figure(result.plasticity, benchmark, group,
-                                                title=f"Plasticity on {benchmark}: {what} (mean over runs, 95% CI)")
+                fig = figures.plasticity_figure(plasticity, benchmark, group,
+                                                title=f"Plasticity on {benchmark}: {what} ({INTERVAL_LABEL})")
                 path = figures.save(fig, out / f"plasticity_{benchmark}_{suffix}.png")
                 outputs.append(Output(path, f"Plasticity metrics on {benchmark}, {what}"
                                       + (f" (paper Figure {number})" if number else ""),
                                       "Dormant neurons (actor, critic), effective rank of the actor's features, "
-                                      "Fisher trace and actor sparsity; mean over runs with a 95% normal CI."))
+                                      "Fisher trace and actor sparsity; mean over the runs measured at each step, "
+                                      "shaded: 95% Student-t interval of that mean (none for a single run)."))
     for benchmark in benchmarks:
-        fig = figures.profiles_figure(result.profiles, benchmark)
+        fig = figures.profiles_figure(result.profiles, benchmark,
+                                      treatments=sorted(treatments, key=paper.treatment_sort_key))
         path = figures.save(fig, out / f"profiles_{benchmark}.png")
         outputs.append(Output(path, f"Performance profiles on {benchmark}",
                               "Fraction of runs x tasks whose final normalised score exceeds tau; shaded: 95% "

@@ -31,7 +31,9 @@ def index_markdown(result: "Analysis", out_dir: Path) -> str:
         + (f" (last at step {result.last_step:,})" if result.last_step is not None else ""),
         f"- {n_multi} multi-task cells (benchmark x architecture x treatment), {n_single} single-task cells",
         f"- Final scores: " + (f"at step {result.at_step:,}" if result.at_step is not None
-                               else "each run's last evaluation"),
+                               else "each benchmark's last evaluation step; unfinished runs "
+                               + ("included at their own last step (marked)" if result.include_unfinished
+                                  else "left out")),
         f"- Bootstrap: {result.reps:,} repetitions for tables, {result.band_reps:,} for curve bands and "
         f"profiles, seed {result.seed}",
         f"- Paper comparison: {'yes' if result.paper_compare else 'no'} ({result.paper_reason})",
@@ -80,13 +82,16 @@ def index_markdown(result: "Analysis", out_dir: Path) -> str:
     lines += ["", "## Statistics", "",
               "- Normalised score: raw evaluation return / best achievable reward of the task (paper Table 3), "
               "recomputed from `return_mean`.",
-              "- Final score: the score at each run's last evaluation step (or `--at-step`); runs without a "
-              "complete evaluation there are listed under Coverage and left out.",
+              "- Final score: the score at the table's step (each benchmark's last evaluation step, or "
+              "`--at-step`); runs that stopped earlier are left out unless `--include-unfinished` (then scored at "
+              "their own last evaluation and marked), and runs without a complete, non-NaN evaluation there are "
+              "left out; all are listed under Coverage.",
               "- IQM: 25% trimmed mean over all runs x tasks of a cell; CIs: rliable's stratified percentile "
               "bootstrap (runs resampled within each task), seeded, 95%.",
               "- Probability of improvement: P(X > Dense) per task (ties count 1/2) averaged over tasks, with "
               "rliable's stratified independent bootstrap.",
-              "- Plasticity curves: mean over runs with a normal 95% CI; rows where a metric is null are skipped.",
+              "- Plasticity curves: mean over runs with a 95% Student-t interval (mean +- t(0.975, n-1) sd / sqrt(n)); "
+              "rows where a metric is null are skipped.",
               ""]
     archs = sorted({arch_name(c.arch) for c in result.multi_cells})
     if archs:

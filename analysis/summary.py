@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from analysis.paper import arch_name, treatment_name
+from analysis.tables import run_count_note
 
 if TYPE_CHECKING:  # pragma: no cover
     from analysis.pipeline import Analysis
@@ -51,6 +53,7 @@ def _print_table1(result: "Analysis", console: Console) -> None:
                 text = f"[bold yellow]{text}[/bold yellow]"
             if row["improves_on_dense"]:
                 text += " ↑"
+            text += escape(run_count_note(row))
             if "paper_iqm" in row and not math.isnan(row["paper_iqm"]):
                 text += f" [dim](paper {row['paper_iqm']:.2f})[/dim]"
             cells.append(text)

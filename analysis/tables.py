@@ -109,7 +109,7 @@ def _layout(frame: pd.DataFrame) -> tuple[list[str], list[tuple[str, str]]]:
     return benchmarks, pairs
 
 
-def _n_note(row: pd.Series) -> str:
+def run_count_note(row: pd.Series) -> str:
     """``[n=K]`` for fewer runs than expected, ``K unfinished`` for runs scored below the table's step."""
     parts = []
     expected = row.get("expected_runs")
@@ -146,7 +146,7 @@ def table1_markdown(frame: pd.DataFrame, caption: str | None = None) -> str:
                     value = f"**{value}**"
                 if row["improves_on_dense"]:
                     value += f" {BETTER_MARK}"
-                cells += [value, _ci(row["ci_low"], row["ci_high"]) + _n_note(row)]
+                cells += [value, _ci(row["ci_low"], row["ci_high"]) + run_count_note(row)]
             if paper:
                 cells.append("—" if math.isnan(row["paper_iqm"]) else
                              f"{_fmt(row['paper_iqm'])} {_ci(row['paper_ci_low'], row['paper_ci_high'])}")
@@ -208,7 +208,7 @@ def table1_latex(frame: pd.DataFrame, caption: str | None = None) -> str:
                     value = rf"\best{{{value}}}"
                 elif row["improves_on_dense"]:
                     value = rf"\better{{{value}}}"
-                cells += [value, _ci(row["ci_low"], row["ci_high"]) + _tex(_n_note(row))]
+                cells += [value, _ci(row["ci_low"], row["ci_high"]) + _tex(run_count_note(row))]
             if paper:
                 cells.append("--" if math.isnan(row["paper_iqm"]) else
                              rf"\textcolor{{gray}}{{{_fmt(row['paper_iqm'])} {_ci(row['paper_ci_low'], row['paper_ci_high'])}}}")
@@ -290,5 +290,5 @@ def counts(finals: Mapping[Cell, object]) -> tuple[dict[Cell, int], dict[Cell, i
 
 __all__: Sequence[str] = [
     "table1_frame", "table1_markdown", "table1_latex", "write_csv", "poi_frame", "poi_markdown",
-    "single_task_frame", "single_task_markdown", "counts",
+    "single_task_frame", "single_task_markdown", "counts", "run_count_note",
 ]

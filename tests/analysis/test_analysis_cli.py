@@ -243,3 +243,28 @@ def test_table1_iqm_is_exact_on_hand_made_parquet(tmp_path, rows_writer, make_ev
     assert (est.low, est.high) == (pytest.approx(intervals["m"][0, 0], abs=1e-9),
                                    pytest.approx(intervals["m"][1, 0], abs=1e-9))
     assert result.plasticity.empty  # no metrics/train: no plasticity figures, no error
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--seed", "-1", "argument --seed: must be >= 0, got -1"),
+    ("--jobs", "0", "argument --jobs: must be >= 1, got 0"),
+    ("--jobs", "-2", "argument --jobs: must be >= 1, got -2"),
+    ("--reps", "0", "argument --reps: must be >= 1, got 0"),
+])
+def test_python_dash_m_analysis_refuses_bad_counts_in_one_line(e2e_results, tmp_path, flag, value, message):
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-m", "analysis", str(e2e_results), "--out", str(tmp_path / "out"),
+                           "--no-figures", "--quiet", flag, value],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert errors == [f"python -m analysis: error: {message}"]
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_compute_refuses_a_negative_seed_and_zero_jobs(e2e_results):
+    with pytest.raises(AnalysisError, match="--seed must be >= 0, got -1"):
+        compute(e2e_results, seed=-1)
+    with pytest.raises(AnalysisError, match="--jobs must be >= 1, got 0"):
+        compute(e2e_results, jobs=0)

@@ -121,3 +121,20 @@ def test_single_task_baseline_joins_the_tasks_on_common_seeds(hand_evals):
     np.testing.assert_allclose(base.scores, [[0.0, 0.1, 0.2], [0.1, 0.2, 0.3]], atol=1e-12)
     assert any("s02" in key for key, _ in base.excluded)
     assert single_task_baseline(finals, "MT5") is None  # DoorKey and DistShift have no runs
+
+
+def test_a_run_whose_last_evaluation_is_nan_is_left_out_not_scored_earlier(hand_evals):
+    evals = _frame(hand_evals, ("MT3", "moe", "dense", 0, [0, 2000, 4000]), ("MT3", "moe", "dense", 1, [0, 2000, 4000]))
+    last = (evals["seed"] == 1) & (evals["step"] == 4000) & (evals["task"] == "LavaGapS7-v0")
+    evals.loc[last, "return_mean"] = np.nan
+    matrix = final_scores(evals)[Cell("MT3", "moe", "dense")]
+    assert matrix.run_keys == ["MT3-moe-dense-s00"]
+    assert matrix.excluded == [("MT3-moe-dense-s01", "its return_mean is NaN or null for LavaGapS7-v0 at step 4,000")]
+
+
+def test_a_run_whose_returns_are_null_everywhere_is_left_out_with_a_reason(hand_evals):
+    evals = _frame(hand_evals, ("MT3", "moe", "dense", 0, [0, 2000]), ("MT3", "moe", "dense", 1, [0, 2000]))
+    evals.loc[evals["seed"] == 0, "return_mean"] = None
+    matrix = final_scores(evals)[Cell("MT3", "moe", "dense")]
+    assert matrix.run_keys == ["MT3-moe-dense-s01"]
+    assert matrix.excluded == [("MT3-moe-dense-s00", "its return_mean is NaN, null or missing at every evaluation")]
