@@ -32,6 +32,8 @@ _EXPORTS = {
     "probability_of_improvement": "analysis.aggregate",
     "seeded_global_rng": "analysis.aggregate",
     "AnalysisError": "analysis.errors",
+    "Grid": "analysis.grid",
+    "read_sweep_grid": "analysis.grid",
     "dataset_files": "analysis.load",
     "load_evals": "analysis.load",
     "load_train": "analysis.load",
@@ -50,6 +52,7 @@ _EXPORTS = {
     "normalise": "analysis.scores",
     "score_curves": "analysis.scores",
     "single_task_baseline": "analysis.scores",
+    "table_steps": "analysis.scores",
 }
 
 

@@ -335,16 +335,21 @@ def profiles_figure(profiles: Mapping[Cell, Band], benchmark: str, title: str = 
     return fig
 
 
-def poi_rows(poi: Mapping[Cell, Interval]) -> list[tuple[str, str]]:
+def poi_rows(poi: Mapping[Cell, Interval], expected: Sequence[Cell] = ()) -> list[tuple[str, str]]:
     """The (arch, treatment) rows of :func:`poi_figure`, top to bottom."""
-    pairs = sorted({(c.arch, c.treatment) for c in poi}, key=lambda p: (arch_sort_key(p[0]), treatment_sort_key(p[1])))
+    cells = list(poi) + [c for c in expected if c.treatment != "dense" and c.arch != "single"]
+    pairs = sorted({(c.arch, c.treatment) for c in cells}, key=lambda p: (arch_sort_key(p[0]), treatment_sort_key(p[1])))
     return pairs
 
 
-def poi_figure(poi: Mapping[Cell, Interval], title: str = "") -> Figure:
-    """Probability of improvement over Dense: one panel per benchmark, one row per arch x treatment."""
-    benchmarks = _sorted_benchmarks(poi)
-    pairs = poi_rows(poi)
+def poi_figure(poi: Mapping[Cell, Interval], title: str = "", expected: Sequence[Cell] = ()) -> Figure:
+    """Probability of improvement over Dense: one panel per benchmark, one row per arch x treatment.
+
+    ``expected``: cells that should have a row (e.g. the sweep's grid); a row without an
+    estimate in a panel reads "no data".
+    """
+    benchmarks = _sorted_benchmarks(list(poi) + list(expected))
+    pairs = poi_rows(poi, expected)
     fig, axes = _figure("poi", max(len(pairs), 1), max(len(benchmarks), 1))
     gs = axes[0, 0].get_subplotspec().get_gridspec()
     for ax in axes.ravel():

@@ -324,11 +324,10 @@ def _treatment_groups(treatments: set[str]) -> list[tuple[str, list[str]]]:
 def group_title(suffix: str, shown: list[str]) -> str:
     """What a figure of the family ``suffix`` shows, named from ``shown``: the treatments that
     have data in it (a level the data lacks is never named; its panels say "no data")."""
-    names = ", ".join(paper.treatment_name(t) for t in shown) or "no data"
     if suffix == "sparsity":
-        return f"pruning levels ({names})"
-    head = "95% pruning vs. other interventions" if "gmp95" in shown else "interventions"
-    return f"{head} ({names})"
+        levels = [paper.treatment_name(t).removesuffix(" Sparsity") for t in shown if t != "dense"]
+        return f"pruning levels {', '.join(levels)}" if levels else "no pruning level with data"
+    return "95% pruning vs. other interventions" if "gmp95" in shown else "other interventions"
 
 
 def _write_figures(result: Analysis, out: Path) -> list[Output]:
@@ -344,7 +343,7 @@ def _write_figures(result: Analysis, out: Path) -> list[Output]:
         what = group_title(suffix, [t for t in group if t in with_curves])
         fig = figures.learning_curves_figure(
             result.curve_bands, group, result.single_task,
-            title=f"Learning curves: {what} (IQM, 95% stratified bootstrap CI)")
+            title=f"Learning curves: {what} (IQM, 95% CI)")
         path = figures.save(fig, out / f"learning_curves_{suffix}.png")
         outputs.append(Output(path, f"Learning curves, {what} (paper Figure {figure_number[suffix]})",
                               "IQM over runs x tasks at each evaluation; shaded: 95% stratified bootstrap CI "
@@ -381,7 +380,7 @@ def _write_figures(result: Analysis, out: Path) -> list[Output]:
                               "Fraction of runs x tasks whose final normalised score exceeds tau; shaded: 95% "
                               f"stratified bootstrap CI ({result.band_reps} repetitions)."))
     if result.poi:
-        fig = figures.poi_figure(result.poi)
+        fig = figures.poi_figure(result.poi, expected=result.multi_cells + result.coverage.missing_cells)
         path = figures.save(fig, out / "poi.png")
         outputs.append(Output(path, "Probability of improvement over Dense",
                               "P(treatment > Dense) on final scores, per benchmark and architecture; bars: 95% "

@@ -72,6 +72,9 @@ def test_a_missing_cell_is_marked_in_its_panel():
     poi = {Cell("MT3", "moe", "redo"): Interval(0.6, 0.5, 0.7), Cell("MT5", "moe", "gmp95"): Interval(0.6, 0.5, 0.7)}
     mt3, mt5 = poi_figure(poi).axes
     assert _texts(mt3) == ["no data"] and _texts(mt5) == ["no data"]
+    ax = poi_figure(poi, expected=[Cell("MT3", "mtppo", "redo")]).axes[0]  # a cell with no estimate anywhere
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["MoE: ReDo", "MoE: 95% Sparsity", "MTPPO: ReDo"]
+    assert _texts(ax) == ["no data", "no data"]  # MoE: 95% Sparsity and MTPPO: ReDo on MT3
 
 
 def test_figure_titles_name_only_the_pruning_levels_in_the_data(tmp_path):
@@ -83,7 +86,7 @@ def test_figure_titles_name_only_the_pruning_levels_in_the_data(tmp_path):
     result = compute(root, reps=10, band_reps=10, jobs=1)
     write_outputs(result, tmp_path / "out")
     titles = [o.title for o in result.outputs if o.kind == "figure"]
-    assert "Plasticity metrics on MT5, interventions (Dense, ReDo) (paper Figure 9)" in titles
-    assert "Plasticity metrics on MT3, 95% pruning vs. other interventions (Dense, 95% Sparsity, ReDo) " \
-           "(paper Figure 8)" in titles
-    assert "Plasticity metrics on MT5, pruning levels (Dense) (paper Figure 6)" in titles
+    assert "Plasticity metrics on MT5, other interventions (paper Figure 9)" in titles
+    assert "Plasticity metrics on MT3, 95% pruning vs. other interventions (paper Figure 8)" in titles
+    assert "Plasticity metrics on MT5, no pruning level with data (paper Figure 6)" in titles
+    assert "Plasticity metrics on MT3, pruning levels 95% (paper Figure 5)" in titles
