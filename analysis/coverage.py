@@ -157,7 +157,8 @@ def benchmark_tasks(benchmark: str) -> tuple[str, ...]:
         raise AnalysisError(f"unknown benchmark {benchmark!r} in the results: {exc}") from exc
 
 
-def coverage(evals: pd.DataFrame, grid: Mapping[Cell, tuple[int, ...]] | None = None) -> Coverage:
+def coverage(evals: pd.DataFrame, grid: Mapping[Cell, tuple[int, ...]] | None = None,
+             last_steps: Mapping[Cell, int] | None = None) -> Coverage:
     """The gaps in a (deduplicated) evaluation frame from :func:`analysis.load.load_evals`.
 
     Needs the columns ``run_key``, ``benchmark``, ``arch``, ``treatment``, ``seed``, ``step``
@@ -166,6 +167,9 @@ def coverage(evals: pd.DataFrame, grid: Mapping[Cell, tuple[int, ...]] | None = 
     Args:
         grid: the sweep's cells and their seeds (:attr:`analysis.grid.Grid.seeds`, from
             ``sweep.yaml``); ``None`` infers the grid from the rows (ad-hoc trials).
+        last_steps: the last evaluation step of each cell's finished runs
+            (:attr:`analysis.grid.Grid.last_steps`); ``None``: the last step any run of the
+            benchmark reached.
     """
     report = Coverage(duplicates_dropped=int(evals.attrs.get("duplicates_dropped", 0)),
                       conflicting_duplicates=int(evals.attrs.get("conflicting_duplicates", 0)))
@@ -195,7 +199,7 @@ def coverage(evals: pd.DataFrame, grid: Mapping[Cell, tuple[int, ...]] | None = 
     report.has_single_task = bool(single)
     if grid is not None:
         _compare_with_grid(report, seeds_by_cell)
-        _evaluation_points(evals, runs, report)
+        _evaluation_points(evals, runs, report, last_steps)
         return report
     expected: list[Cell] = []
     if multi:
@@ -258,8 +262,13 @@ def _benchmark_order(name: str) -> tuple[int, str]:
     return (order.index(name), name) if name in order else (len(order), name)
 
 
-def _evaluation_points(evals: pd.DataFrame, runs: pd.DataFrame, report: Coverage) -> None:
-    """Unfinished runs, holes in the step grid, and missing or unexpected tasks."""
+def _evaluation_points(evals: pd.DataFrame, runs: pd.DataFrame, report: Coverage,
+                       last_steps: Mapping[Cell, int] | None = None) -> None:
+    """Unfinished runs, holes in the step grid, and missing or unexpected tasks.
+
+    A run is unfinished when its last evaluation is below ``last_steps[cell]`` (the sweep's
+    ``total_steps``) where given, else below the last step any run of its benchmark reached.
+    """
     tasks_of = {b: benchmark_tasks(b) for b in runs["benchmark"].unique()}
     in_benchmark = np.fromiter(
         (task in tasks_of[bench] for bench, task in zip(evals["benchmark"].to_numpy(), evals["task"].to_numpy())),
@@ -276,6 +285,8 @@ def _evaluation_points(evals: pd.DataFrame, runs: pd.DataFrame, report: Coverage
         if grid is None or len(grid) == 0:
             continue
         end = int(grid[-1])
+        if last_steps is not None and Cell(row.benchmark, row.arch, row.treatment) in last_steps:
+            end = int(last_steps[Cell(row.benchmark, row.arch, row.treatment)])
         if int(row.last_step) < end:
             report.unfinished_runs[row.run_key] = (int(row.last_step), end)
         expected_rows = int(np.searchsorted(grid, row.last_step, side="right")) * len(tasks_of[row.benchmark])

@@ -22,6 +22,9 @@ class Grid:
 
     seeds: dict[Cell, tuple[int, ...]]
     """Cell -> its seeds, in the spec's order (multi-task cells, then single-task baselines)."""
+    last_steps: dict[Cell, int]
+    """Cell -> its trials' ``total_steps``: the last evaluation step a finished run reaches
+    (trials evaluate at step 0 and every ``eval_interval_steps``, which divides it)."""
     source: str = "sweep.yaml"
 
 
@@ -35,9 +38,12 @@ def grid_from_yaml(text: str, source: str = "sweep.yaml") -> Grid:
 
     spec = validate_spec(parse_yaml(text), source)
     seeds: dict[Cell, list[int]] = {}
+    last_steps: dict[Cell, int] = {}
     for trial in expand(spec):
-        seeds.setdefault(Cell(trial.benchmark, trial.arch, trial.treatment), []).append(int(trial.seed))
-    return Grid(seeds={cell: tuple(values) for cell, values in seeds.items()}, source=source)
+        cell = Cell(trial.benchmark, trial.arch, trial.treatment)
+        seeds.setdefault(cell, []).append(int(trial.seed))
+        last_steps[cell] = max(last_steps.get(cell, 0), int(trial.total_steps))
+    return Grid(seeds={cell: tuple(values) for cell, values in seeds.items()}, last_steps=last_steps, source=source)
 
 
 def read_sweep_grid(results_dir: PathLike) -> tuple[Grid | None, str | None]:

@@ -72,8 +72,9 @@ class Analysis:
     plasticity: pd.DataFrame
     last_step: int | None
     n_eval_points: int
-    table_steps: dict[str, int] = field(default_factory=dict)
-    """Benchmark -> the step Table 1 reads it at (``at_step``, or its last evaluation step)."""
+    table_steps: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Benchmark -> the step(s) Table 1 reads its cells at (``at_step``, the sweep's
+    ``total_steps``, or else the benchmark's last evaluation step)."""
     expected_treatments: list[str] = field(default_factory=list)
     """Multi-task treatments of the sweep's grid (or of the rows, without ``sweep.yaml``)."""
     timings: dict[str, float] = field(default_factory=dict)
@@ -135,7 +136,7 @@ def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: 
     evals = add_scores(evals)
     sweep = str(meta.get("name") or _most_common(evals["sweep"]) or Path(os.fspath(results_dir)).name)
     grid, grid_problem = read_sweep_grid(results_dir)
-    report = coverage(evals, grid.seeds if grid is not None else None)
+    report = coverage(evals, grid.seeds if grid is not None else None, grid.last_steps if grid is not None else None)
     if grid_problem:
         report.notes.append(f"sweep.yaml is not a valid sweep spec ({grid_problem}): the expected cells and "
                             "seeds are inferred from the rows")
@@ -150,7 +151,7 @@ def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: 
 
     say("building score matrices")
     curves = score_curves(evals)
-    finals = final_from_curves(curves, at_step, include_unfinished)
+    finals = final_from_curves(curves, at_step, include_unfinished, grid.last_steps if grid is not None else None)
     multi_steps = evals.loc[evals["arch"] != SINGLE, "step"]
     all_steps = np.unique(multi_steps.to_numpy() if len(multi_steps) else evals["step"].to_numpy())
     last_step = int(all_steps[-1]) if len(all_steps) else None
@@ -177,7 +178,11 @@ def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: 
     n_unfinished = {c: len(finals[c].unfinished) for c in multi}
     table1 = tables.table1_frame(estimates, n_runs, n_tasks, expected_runs=len(expected) if expected else None,
                                  paper=compare, n_unfinished=n_unfinished)
-    steps_of_table = {c.benchmark: finals[c].table_step for c in multi if finals[c].table_step is not None}
+    steps_of_table: dict[str, tuple[int, ...]] = {}
+    for cell in multi:
+        if finals[cell].table_step is not None:
+            steps_of_table[cell.benchmark] = tuple(sorted({*steps_of_table.get(cell.benchmark, ()),
+                                                           finals[cell].table_step}))
     lap("table1")
 
     say("single-task baselines")
@@ -239,14 +244,15 @@ def _most_common(series: pd.Series) -> str | None:
 
 
 def table1_caption(result: Analysis) -> str:
-    steps = sorted(set(result.table_steps.values()))
+    steps = sorted({s for values in result.table_steps.values() for s in values})
     if result.at_step is not None:
         where = f"at step {result.at_step:,}"
     elif len(steps) == 1:
-        where = f"at step {steps[0]:,} (the last evaluation)"
+        where = f"at step {steps[0]:,}"
     elif steps:
-        where = "at each benchmark's last evaluation (" + ", ".join(
-            f"{b}: step {s:,}" for b, s in sorted(result.table_steps.items(), key=lambda kv: tables._benchmark_key(kv[0]))) + ")"
+        where = "at each benchmark's last evaluation (" + "; ".join(
+            f"{b}: step {' or '.join(f'{s:,}' for s in values)}"
+            for b, values in sorted(result.table_steps.items(), key=lambda kv: tables._benchmark_key(kv[0]))) + ")"
     else:
         where = "at each run's last evaluation"
     late = ("" if result.at_step is not None

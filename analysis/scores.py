@@ -147,19 +147,21 @@ def table_steps(curves: Mapping[Cell, CurveMatrix]) -> dict[str, int]:
 
 def final_from_curves(curves: Mapping[Cell, CurveMatrix], at_step: int | None = None,
                       include_unfinished: bool = False,
-                      steps_of_tables: Mapping[str, int] | None = None) -> dict[Cell, ScoreMatrix]:
+                      expected_steps: Mapping[Cell, int] | None = None) -> dict[Cell, ScoreMatrix]:
     """Final scores of each cell from its curves (see :func:`final_scores`).
 
-    ``steps_of_tables`` (benchmark -> step) overrides :func:`table_steps` as the step each
-    benchmark's table is read at when ``at_step`` is None.
+    ``expected_steps`` (cell -> step, e.g. the ``total_steps`` a sweep's grid gives the cell)
+    sets the table's step of the cells it names when ``at_step`` is None; other cells use
+    their benchmark's last evaluation step (:func:`table_steps`).
     """
-    ends = dict(steps_of_tables) if steps_of_tables is not None else table_steps(curves)
+    ends = table_steps(curves)
+    expected_steps = expected_steps or {}
     finals: dict[Cell, ScoreMatrix] = {}
     for cell, curve in curves.items():
         scored = ~np.isnan(curve.scores)  # [runs, tasks, steps]
         rows_present = curve.rows_present()
         any_row = rows_present.any(axis=1)  # [runs, steps]
-        target = at_step if at_step is not None else ends.get(cell.benchmark)
+        target = at_step if at_step is not None else expected_steps.get(cell, ends.get(cell.benchmark))
         rows, keys, seeds, steps, excluded, unfinished = [], [], [], [], [], []
         for i, key in enumerate(curve.run_keys):
             if not scored[i].any():

@@ -116,7 +116,7 @@ def test_an_unfinished_run_is_counted_out_of_table1_or_included_and_marked(e2e_r
     _result, out = e2e_output
     row = [r for r in _table_rows((out / "table1.md").read_text()) if r[:2] == ["MTPPO", "ReDo"]][0]
     assert row[5].endswith("[n=3]")  # MT5's CI column
-    assert "at step 10,000 (the last evaluation); runs that stopped earlier are left out" in (out / "table1.md").read_text()
+    assert "at step 10,000; runs that stopped earlier are left out" in (out / "table1.md").read_text()
     index = (out / "index.md").read_text()
     assert "run MT5-mtppo-redo-s01 left out of the final scores of MT5/mtppo/redo: unfinished" in index
 

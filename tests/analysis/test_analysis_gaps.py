@@ -49,10 +49,10 @@ def test_null_returns_everywhere_or_a_missing_column_are_reported_not_a_crash(tm
     assert result.table1.loc[0, "n_runs"] == 1
 
 
-def _sweep_yaml(root, treatments, seeds, baselines=False):
+def _sweep_yaml(root, treatments, seeds, baselines=False, total_steps=2000):
     spec = {"name": "hand", "benchmarks": ["MT3"], "archs": ["mtppo", "moe"], "treatments": list(treatments),
             "seeds": seeds, "single_task_baselines": baselines, "checkpoint_interval_steps": 1000,
-            "defaults": {"total_steps": 2000, "steps_per_epoch": 500, "eval_interval_steps": 1000}}
+            "defaults": {"total_steps": total_steps, "steps_per_epoch": 500, "eval_interval_steps": 1000}}
     root.mkdir(parents=True, exist_ok=True)
     (root / "sweep.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
 
@@ -79,6 +79,21 @@ def test_coverage_follows_sweep_yaml_and_names_a_treatment_that_failed_everywher
     assert table.loc[("moe", "dense", "MT3"), "expected_runs"] == 3
     write_outputs(result, tmp_path / "out", figures=False)
     assert "| MoE | ReDo | — | missing |" in (tmp_path / "out" / "table1.md").read_text()
+
+
+def test_a_sweep_whose_runs_all_stopped_early_is_unfinished_against_its_total_steps(tmp_path, rows_writer,
+                                                                                   make_eval_row):
+    """sweep.yaml asks for 4,000 steps and every run stopped at 2,000: the rows alone would call
+    step 2,000 the end; the grid makes every run unfinished, left out unless asked for."""
+    root = tmp_path / "results"
+    _sweep_yaml(root, ["dense"], 2, total_steps=4000)
+    rows_writer(root, "evals", _runs(make_eval_row, [("MT3", "mtppo", "dense"), ("MT3", "moe", "dense")], (0, 1)))
+    result = compute(root, reps=20, band_reps=10, jobs=1)
+    assert result.coverage.unfinished_runs == {f"MT3-{a}-dense-s0{s}": (2000, 4000) for a in ("moe", "mtppo")
+                                               for s in (0, 1)}
+    assert result.table1["n_runs"].tolist() == [0, 0] and result.table_steps == {"MT3": (4000,)}
+    included = compute(root, reps=20, band_reps=10, jobs=1, include_unfinished=True)
+    assert included.table1["n_runs"].tolist() == [2, 2] and included.table1["n_unfinished"].tolist() == [2, 2]
 
 
 def test_runs_outside_the_grid_and_an_invalid_sweep_yaml_are_reported(tmp_path, rows_writer, make_eval_row):
