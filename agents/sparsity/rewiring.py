@@ -5,8 +5,9 @@ and grow as many connections at random positions that were empty before the drop
 layer's sparsity is unchanged. A layer denser than ``1 / (1 + zeta)`` has fewer empty
 positions than connections to grow: it grows at all of them and draws the rest from the
 just-dropped positions, which then start afresh like any other grown connection. Every
-grown weight starts at exactly zero (the caller also zeroes its optimizer state). Randomness comes from torch's global RNG, which the trial
-seeds and checkpoints, so a resumed trial regrows the same connections.
+grown weight starts at exactly zero (the caller also zeroes its optimizer state).
+Randomness comes from torch's global RNG, which the trial seeds and checkpoints, so a
+resumed trial regrows the same connections.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ densities follow ERK (or Mocanu's fixed-``epsilon`` Erdos-Renyi when ``epsilon``
 ``uniform``); every ``rewire_every`` steps each sparse layer drops the ``zeta`` fraction of its
 active weights with the smallest magnitude and regrows as many at random empty positions
 (just-dropped ones only where too few are empty), at zero and with fresh optimizer state
-(:mod:`agents.sparsity.rewiring`). Layer sparsity never changes. By default only ``Linear`` layers are sparse (the published protocol); the
-task encoder is left dense unless ``prune_task_encoder``.
+(:mod:`agents.sparsity.rewiring`). Layer sparsity never changes. By default only ``Linear``
+layers are sparse (the published protocol); the task encoder is left dense unless
+``prune_task_encoder``.
 """
 
 from __future__ import annotations
