@@ -41,10 +41,7 @@ def test_same_seed_gives_identical_rows(tmp_path, rows, straight_run):
         assert a.equals(b)
 
 
-def test_resume_after_a_checkpoint_gives_the_same_rows(tmp_path, rows, straight_run):
-    config, reference = straight_run
-    results = str(tmp_path)
-
+def _die_after_first_checkpoint_then_resume(config: TrialConfig, results: str) -> None:
     class Stop(Exception):
         pass
 
@@ -56,6 +53,12 @@ def test_resume_after_a_checkpoint_gives_the_same_rows(tmp_path, rows, straight_
     with pytest.raises(Stop):  # the process "dies" right after its first checkpoint
         _run(config, results, StopAfterFirst(os.path.join(results, "ck")))
     _run(config, results)  # fresh objects, state only from the checkpoint
+
+
+def test_resume_after_a_checkpoint_gives_the_same_rows(tmp_path, rows, straight_run):
+    config, reference = straight_run
+    results = str(tmp_path)
+    _die_after_first_checkpoint_then_resume(config, results)
     for dataset in ("evals", "train"):
         assert rows(results, dataset).equals(rows(reference, dataset))
 
@@ -64,18 +67,7 @@ def test_with_fresh_episodes_each_epoch_a_resume_gives_the_same_rows(tmp_path, r
     config = TrialConfig(**{**TINY, "arch": "mtppo"}, seed=3, reset_episodes_each_epoch=True, measure_plasticity=False)
     straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
     _run(config, straight)
-
-    class Stop(Exception):
-        pass
-
-    class StopAfterFirst(DirectoryCheckpointer):
-        def save(self, state, metrics):
-            super().save(state, metrics)
-            raise Stop
-
-    with pytest.raises(Stop):
-        _run(config, resumed, StopAfterFirst(os.path.join(resumed, "ck")))
-    _run(config, resumed)
+    _die_after_first_checkpoint_then_resume(config, resumed)
     for dataset in ("evals", "train"):
         a = rows(straight, dataset)
         assert len(a) == (3 * 3 if dataset == "evals" else 2)
