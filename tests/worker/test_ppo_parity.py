@@ -154,6 +154,8 @@ def test_single_task_update_matches_mushroom_ppo_as_moores_single_task_script_ru
     config = TrialConfig(benchmark="DistShift1-v0", arch="single", seed=0, total_steps=n, steps_per_epoch=n,
                          eval_interval_steps=n, checkpoint_interval_steps=n)
     assert (config.critic_epochs, config.critic_batch_size, config.policy_batch_per_task) == (10, 256, 256)
+    given = TrialConfig(benchmark="DistShift1-v0", arch="single", critic_epochs=1, critic_batch_size=0)
+    assert (given.critic_epochs, given.critic_batch_size) == (1, 0)  # a default, not a rule
     torch.set_num_threads(1)
     trial = _Trial(config)
     rollout, _ = trial.collect()
