@@ -7,8 +7,9 @@ One update per epoch on the epoch's ``N x T`` lock-step samples:
    termination (mushroom-rl's ``compute_gae`` applied to each task's samples).
 2. Advantages normalised per task: ``(A - mean) / (std + 1e-8)``.
 3. Old log-probabilities from the current actor (before any update).
-4. Critic first: MSE to the GAE targets, ``critic_epochs`` passes (MOORE: one full-batch
-   Adam step).
+4. Critic first: MSE to the GAE targets, ``critic_epochs`` passes of ``critic_batch_size``
+   shuffled minibatches (MOORE's multi-task scripts: one full-batch Adam step; its
+   single-task baseline, mushroom-rl's stock PPO: 10 epochs of 256).
 5. Policy: ``policy_epochs`` passes of shuffled minibatches of ``256 x T`` samples (tasks
    mixed), loss ``-mean(min(r A, clip(r, 1-eps, 1+eps) A)) - c_ent * mean(entropy)``.
 

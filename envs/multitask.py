@@ -104,6 +104,12 @@ class LockStepEnv:
             env.reset(self._episode_seed())
         return self.observations()
 
+    def reset_where(self, which: np.ndarray) -> None:
+        """Start a fresh episode in the tasks where ``which`` (bool ``[T]``) is True, in task order."""
+        for env, fresh in zip(self.envs, which, strict=True):
+            if fresh:
+                env.reset(self._episode_seed())
+
     def observations(self) -> np.ndarray:
         """Current observation of every task, ``[T, 3, 7, 7]`` uint8."""
         return np.stack([env.obs for env in self.envs])

@@ -17,6 +17,11 @@ from envs.benchmarks import get_benchmark
 ARCHITECTURES = ("mtppo", "moe", "moore", "single")
 """Names accepted for ``arch`` (see :mod:`agents.networks`)."""
 
+SINGLE_TASK_CRITIC = {"critic_epochs": 10, "critic_batch_size": 256}
+"""Critic settings arch ``single`` gets unless given: MOORE's single-task baseline
+(``run_minigrid_ppo_st.py``) is mushroom-rl's stock PPO with ``critic_fit_params=None``, i.e.
+10 epochs of shuffled 256-sample minibatches per update (80 Adam steps on 2,000 samples)."""
+
 
 class TrialConfig(BaseModel):
     """One trial of the grid: a benchmark, an architecture, a treatment and a seed."""
@@ -67,13 +72,21 @@ class TrialConfig(BaseModel):
     policy_batch_per_task: int = 256
     """Minibatch size per task for the policy (the minibatch mixes tasks: 256*T)."""
     critic_epochs: int = 1
-    """Critic passes per update; MOORE does one full-batch Adam step."""
+    """Critic passes per update; MOORE's multi-task scripts do one full-batch Adam step. Arch
+    ``single`` defaults to 10 instead (see ``SINGLE_TASK_CRITIC``)."""
     critic_batch_size: int = 0
-    """Critic minibatch size; 0 means the full batch, as MOORE does."""
+    """Critic minibatch size; 0 means the full batch, as MOORE's multi-task scripts do. Arch
+    ``single`` defaults to 256 instead (see ``SINGLE_TASK_CRITIC``)."""
     hidden_size: int = 128
     """Width of each task head's hidden layer."""
     n_experts: int = 0
     """Experts for MoE/MOORE; 0 takes the benchmark's k (2/3/4 for MT3/MT5/MT7)."""
+
+    reset_episodes_each_epoch: bool = False
+    """Start every task's episode afresh at the start of each epoch, as MOORE's ``Core.learn``
+    does (the paper's protocols set it): an episode still running at an epoch's end is
+    bootstrapped from ``V(s')`` as a truncation and dropped (it is not counted in
+    ``charts/train_*``). False carries it over into the next epoch."""
 
     # --- plasticity metrics (paper appendix C) ------------------------------------
     measure_plasticity: bool = True
@@ -92,6 +105,13 @@ class TrialConfig(BaseModel):
     """``auto`` uses a GPU when one is visible to the process, else the CPU."""
     torch_threads: int = 1
     """Intra-op threads for torch; one trial is one CPU by default."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_task_critic(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("arch") == "single":
+            data = {**SINGLE_TASK_CRITIC, **data}
+        return data
 
     @field_validator("benchmark")
     @classmethod

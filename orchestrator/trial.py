@@ -180,6 +180,12 @@ class _Trial:
             self.buffer.add(obs[n], task_ids)
             self.step += 1
             self.treatment.on_step(self.step, self.agent, self.buffer)
+        if self.config.reset_episodes_each_epoch:
+            # MOORE's Core.learn restarts every environment at each call: a running episode's
+            # last transition bootstraps from V(s') as a truncation, then the episode is dropped.
+            running = ~(terminated[-1] | truncated[-1])
+            truncated[-1] |= running
+            self.env.reset_where(running)
         return Rollout(obs, actions, rewards, next_obs, terminated, truncated), finished
 
     def evaluate(self) -> list[dict]:

@@ -3,16 +3,18 @@
 At ``setup`` each network's sparse layers get a random layout at ``sparsity`` whose per-layer
 densities follow ERK (or Mocanu's fixed-``epsilon`` Erdos-Renyi when ``epsilon`` is set, or
 ``uniform``); every ``rewire_every`` steps each sparse layer drops the ``zeta`` fraction of its
-active weights with the smallest magnitude and regrows as many at random empty positions,
-at zero and with fresh optimizer state (:mod:`agents.sparsity.rewiring`). Layer sparsity
-never changes. By default only ``Linear`` layers are sparse (the published protocol); the
-task encoder is left dense unless ``prune_task_encoder``.
+active weights with the smallest magnitude and regrows as many at random empty positions
+(just-dropped ones only where too few are empty), at zero and with fresh optimizer state
+(:mod:`agents.sparsity.rewiring`). Layer sparsity never changes. By default only ``Linear``
+layers are sparse (the published protocol); the task encoder is left dense unless
+``prune_task_encoder``.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
+from agents.interventions.optimizer_state import reset_optimizer_state
 from agents.sparsity.distribution import er_epsilon_densities, erk_densities, uniform_densities
 from agents.sparsity.masked import MaskedTreatment
 from agents.sparsity.masks import NETWORK_NAMES, prunable_weights
@@ -58,6 +60,10 @@ class SparseEvolutionaryTraining(MaskedTreatment, SetParameters):
             for name, mask in self.masks_of(network_name).items():
                 if bool(mask.all()):
                     continue  # an ERK-dense layer has nowhere to regrow
-                new_masks[name] = set_rewire(params[name].data, mask, self.zeta).mask
+                rewiring = set_rewire(params[name].data, mask, self.zeta)
+                redrawn = rewiring.grown & rewiring.dropped
+                if bool(redrawn.any()):  # active before and after: install_masks would keep its moments
+                    reset_optimizer_state(agent.optimizer_of(network_name), params[name], where=redrawn)
+                new_masks[name] = rewiring.mask
             self.install_masks(agent, network_name, new_masks)
         self._counters["set_rewires"] += 1

@@ -45,6 +45,10 @@ def test_paper_file_is_the_draft_grid_with_baselines():
     assert len({t.benchmark for t in baselines}) == 7 and {t.treatment for t in baselines} == {"dense"}
     assert {(t.total_steps, t.eval_interval_steps, t.eval_episodes) for t in trials} == {(200_000, 2000, 25)}
     assert len({t.run_key for t in trials}) == 2100
+    # MOORE's reference: fresh episodes every epoch; the baselines' critic as its single-task script.
+    assert {t.reset_episodes_each_epoch for t in trials} == {True}
+    assert {(t.critic_epochs, t.critic_batch_size) for t in baselines} == {(10, 256)}
+    assert {(t.critic_epochs, t.critic_batch_size) for t in multi} == {(1, 0)}
 
 
 @pytest.mark.skipif(not treatments_available("dense", "gmp95", "set95", "redo", "reset", "wd"),
@@ -57,6 +61,9 @@ def test_tmlr_file_sets_the_published_numbers():
     assert by_treatment["reset"].treatment_params == {"every": 100_000, "max_resets": 2}
     assert by_treatment["wd"].treatment_params == {"coef": 1e-6}
     assert {t.total_steps for t in trials} == {400_000} and {t.eval_interval_steps for t in trials} == {10_000}
+    assert {t.reset_episodes_each_epoch for t in trials} == {True}
+    assert {(t.arch == "single", t.critic_epochs, t.critic_batch_size) for t in trials} == {(True, 10, 256),
+                                                                                             (False, 1, 0)}
 
 
 def test_seeds_count_or_list():

@@ -120,3 +120,73 @@ def test_state_values_reuse_the_next_steps_values_exactly_where_valid():
     np.testing.assert_allclose(values, brute_values, rtol=0, atol=1e-6)
     np.testing.assert_allclose(next_values, brute_next, rtol=0, atol=1e-6)
     assert values.shape == next_values.shape == (N, T)
+
+
+class _SingleTaskNetwork(torch.nn.Module):
+    """Our ``single`` network in mushroom's constructor convention (the one task implied)."""
+
+    def __init__(self, input_shape, output_shape, **kwargs):
+        super().__init__()
+        from agents.networks import build_network
+
+        self.net = build_network("single", 1, output_shape[0])
+
+    def forward(self, state):
+        # The critic's [B, 1] is what mushroom's PPO expects: values, targets and advantages
+        # then keep that shape, and its policy loss multiplies [B, 1] ratios by [B, 1] advantages.
+        return self.net(state, torch.zeros(len(state), dtype=torch.long))
+
+
+def test_single_task_update_matches_mushroom_ppo_as_moores_single_task_script_runs_it():
+    # MOORE's run_minigrid_ppo_st.py: mushroom-rl's PPO, critic_fit_params=None (10 critic
+    # epochs), critic and policy minibatches of 256, 8 policy epochs, eps 0.2, entropy 0.01,
+    # lambda 0.95, Adam lr 1e-3. Our arch "single" must run the same update by default.
+    from mushroom_rl.algorithms.actor_critic import PPO as MushroomPPO
+    from mushroom_rl.core.environment import MDPInfo
+    from mushroom_rl.utils.spaces import Box, Discrete
+    from torch.nn import functional as F
+
+    from agents.ppo import ppo_update
+    from orchestrator.config import TrialConfig
+    from orchestrator.trial import _Trial
+
+    n = 600  # 3 minibatches of 256, 256 and 88
+    config = TrialConfig(benchmark="DistShift1-v0", arch="single", seed=0, total_steps=n, steps_per_epoch=n,
+                         eval_interval_steps=n, checkpoint_interval_steps=n)
+    assert (config.critic_epochs, config.critic_batch_size, config.policy_batch_per_task) == (10, 256, 256)
+    given = TrialConfig(benchmark="DistShift1-v0", arch="single", critic_epochs=1, critic_batch_size=0)
+    assert (given.critic_epochs, given.critic_batch_size) == (1, 0)  # a default, not a rule
+    torch.set_num_threads(1)
+    trial = _Trial(config)
+    rollout, _ = trial.collect()
+    assert rollout.terminated.any() and rollout.truncated.any()  # both kinds of episode end
+
+    adam = {"class": torch.optim.Adam, "params": {"lr": 1e-3, "betas": (0.9, 0.999)}}
+    policy = BoltzmannTorchPolicy(_SingleTaskNetwork, (3, 7, 7), (7,), beta=1.0)
+    critic_params = dict(network=_SingleTaskNetwork, optimizer=adam, loss=F.mse_loss, batch_size=256,
+                         input_shape=(3, 7, 7), output_shape=(1,))
+    mdp_info = MDPInfo(Box(0, 255, (3, 7, 7)), Discrete(7), gamma=0.99, horizon=252)
+    reference = MushroomPPO(mdp_info, policy, actor_optimizer=adam, critic_params=critic_params, n_epochs_policy=8,
+                            batch_size=256, eps_ppo=0.2, lam=0.95, ent_coeff=0.01, critic_fit_params=None)
+    policy._logits.model.network.net.load_state_dict(trial.agent.actor.state_dict())
+    reference._V.model.network.net.load_state_dict(trial.agent.critic.state_dict())
+    dataset = [(rollout.obs[i, 0].astype(np.float32), rollout.actions[i, :1], float(rollout.rewards[i, 0]),
+                rollout.next_obs[i, 0].astype(np.float32), bool(rollout.terminated[i, 0]),
+                bool(rollout.terminated[i, 0] or rollout.truncated[i, 0])) for i in range(n)]
+
+    # The same minibatch order on both sides: mushroom shuffles with numpy's global RNG, and a
+    # RandomState seeded alike gives the same permutations (critic epochs first, then policy).
+    before = {net: [p.detach().clone() for p in getattr(trial.agent, net).parameters()] for net in ("actor", "critic")}
+    np.random.seed(7)
+    reference.fit(dataset)
+    ppo_update(trial.agent, rollout, config, np.random.RandomState(7), trial.treatment)
+
+    for net, theirs, steps in [("critic", reference._V.model.network.net, 10 * 3),
+                               ("actor", policy._logits.model.network.net, 8 * 3)]:
+        ours, optimizer = getattr(trial.agent, net), trial.agent.optimizer_of(net)
+        assert all(int(optimizer.state[p]["step"]) == steps for p in ours.parameters())  # Adam steps
+        for (name, a), b, a0 in zip(ours.named_parameters(), theirs.parameters(), before[net]):
+            # Float summation order differs (we sort minibatch indices; fused Adam), so the two
+            # updates agree to a small fraction of their own size, not bit for bit.
+            gap = float(((a - b).norm() / (a - a0).norm()).detach())
+            assert gap < 1e-4, (net, name, gap)

@@ -41,10 +41,7 @@ def test_same_seed_gives_identical_rows(tmp_path, rows, straight_run):
         assert a.equals(b)
 
 
-def test_resume_after_a_checkpoint_gives_the_same_rows(tmp_path, rows, straight_run):
-    config, reference = straight_run
-    results = str(tmp_path)
-
+def _die_after_first_checkpoint_then_resume(config: TrialConfig, results: str) -> None:
     class Stop(Exception):
         pass
 
@@ -56,8 +53,54 @@ def test_resume_after_a_checkpoint_gives_the_same_rows(tmp_path, rows, straight_
     with pytest.raises(Stop):  # the process "dies" right after its first checkpoint
         _run(config, results, StopAfterFirst(os.path.join(results, "ck")))
     _run(config, results)  # fresh objects, state only from the checkpoint
+
+
+def test_resume_after_a_checkpoint_gives_the_same_rows(tmp_path, rows, straight_run):
+    config, reference = straight_run
+    results = str(tmp_path)
+    _die_after_first_checkpoint_then_resume(config, results)
     for dataset in ("evals", "train"):
         assert rows(results, dataset).equals(rows(reference, dataset))
+
+
+def test_with_fresh_episodes_each_epoch_a_resume_gives_the_same_rows(tmp_path, rows):
+    config = TrialConfig(**{**TINY, "arch": "mtppo"}, seed=3, reset_episodes_each_epoch=True, measure_plasticity=False)
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    _run(config, straight)
+    _die_after_first_checkpoint_then_resume(config, resumed)
+    for dataset in ("evals", "train"):
+        a = rows(straight, dataset)
+        assert len(a) == (3 * 3 if dataset == "evals" else 2)
+        assert rows(resumed, dataset).equals(a)
+
+
+def test_fresh_episodes_each_epoch_drop_running_episodes_as_bootstrapped_truncations():
+    from envs.multitask import TaskEnv
+    from orchestrator.trial import _Trial
+
+    fields = dict(benchmark="MT3", arch="mtppo", seed=5, total_steps=600, steps_per_epoch=300,
+                  eval_interval_steps=300, checkpoint_interval_steps=300)
+    carried = _Trial(TrialConfig(**fields))
+    fresh = _Trial(TrialConfig(reset_episodes_each_epoch=True, **fields))
+    first_carried, _ = carried.collect()
+    first, _ = fresh.collect()
+    # MOORE's reference: the epoch's data are the same, except that every episode still running
+    # at its end is cut there as a truncation: not absorbing, so GAE bootstraps from V(s').
+    running = ~(first_carried.terminated[-1] | first_carried.truncated[-1])
+    assert running.all()  # 300 steps < every MT3 task's max_steps: no episode ends exactly there
+    for name in ("obs", "actions", "rewards", "next_obs", "terminated"):
+        assert (getattr(first, name) == getattr(first_carried, name)).all(), name
+    assert (first.truncated[:-1] == first_carried.truncated[:-1]).all()
+    assert first.truncated[-1].all() and not first.terminated[-1].any()
+    # Carried over: the next epoch continues mid-episode; fresh: every episode starts at step 0.
+    assert all(len(env.actions) > 0 for env in carried.env.envs)
+    assert all(len(env.actions) == 0 for env in fresh.env.envs)
+    seeds = [env.episode_seed for env in fresh.env.envs]
+    second, _ = fresh.collect()
+    for t, env in enumerate(fresh.env.envs):  # epoch 2 began at reset(seed) of a new episode
+        assert (second.obs[0, t] == TaskEnv(env.task).reset(seeds[t])).all()
+    assert all(len(env.actions) == 0 for env in fresh.env.envs)
+    assert (second.terminated[-1] | second.truncated[-1]).all()
 
 
 def test_cpu_seconds_are_reported_and_add_up_over_a_resume(tmp_path, straight_run):
