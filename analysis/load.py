@@ -229,27 +229,32 @@ def read_sweep_meta(results_dir: PathLike) -> dict[str, Any]:
     """``name`` and ``protocol`` from ``<results_dir>/sweep.yaml`` when present and readable.
 
     Returns an empty dict when the file is absent (ad-hoc trials) or unreadable; the analysis
-    works without it.
+    works without it. A file that the project's YAML reader refuses (malformed, not UTF-8, or
+    over its size, depth or alias limits) is an :class:`AnalysisError` naming it.
     """
+    from orchestrator.errors import UserError
+    from orchestrator.yaml_input import MAX_FILE_BYTES, load_yaml_bytes
+
     text = os.fspath(results_dir)
     try:
         if "://" in text:
             fs, root = pafs.FileSystem.from_uri(text)
-            with fs.open_input_stream(f"{root.rstrip('/')}/sweep.yaml") as handle:
-                raw = handle.read().decode("utf-8")
+            source = f"{root.rstrip('/')}/sweep.yaml"
+            with fs.open_input_stream(source) as handle:
+                raw = handle.read(MAX_FILE_BYTES + 1)
         else:
             path = Path(text) / "sweep.yaml"
             if not path.is_file():
                 return {}
-            raw = path.read_text(encoding="utf-8")
-    except (OSError, pa.ArrowException, UnicodeDecodeError):
+            source = str(path)
+            with open(path, "rb") as handle:
+                raw = handle.read(MAX_FILE_BYTES + 1)
+    except (OSError, pa.ArrowException):
         return {}
     try:
-        import yaml
-
-        spec = yaml.safe_load(raw)
-    except Exception:  # noqa: BLE001 - a broken sweep.yaml must not stop the analysis
-        return {}
+        spec = load_yaml_bytes(raw, source)
+    except UserError as exc:
+        raise AnalysisError(str(exc)) from None
     if not isinstance(spec, dict):
         return {}
     return {key: spec[key] for key in ("name", "protocol") if key in spec}
