@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import reprlib
 from types import TracebackType
 
@@ -75,6 +76,22 @@ def write_error_message(exc: BaseException, rerun: str = "rerun the same command
     target = f"could not write {filename}" if filename else "could not write a results file"
     until = "once there is room" if no_room else "once the storage is writable again"
     return f"{target}: {reason}; nothing written before was lost: {rerun} {until}"
+
+
+def write_failure_in(text: str) -> str | None:
+    """The reason of a failed write reported in ``text`` (a trial's error as Ray passes it on), or ``None``.
+
+    Ray hands the driver a remote trial's error as text; this finds the errno (or torch's
+    write failure) in its last lines, so the sweep's summary can say "no room" in one line.
+    """
+    tail = "\n".join(text.strip().splitlines()[-3:])
+    for match in re.finditer(r"\[errno (\d+)\]", tail, flags=re.IGNORECASE):
+        number = int(match.group(1))
+        if number in _NO_ROOM | _NO_ACCESS:
+            return os.strerror(number)
+    if any(s in tail for s in _TORCH_WRITE_FAILURES):
+        return "the write failed (disk full or file too large?)"
+    return None
 
 
 def _file_being_written(tb: TracebackType | None) -> str | None:

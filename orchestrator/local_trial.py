@@ -119,13 +119,13 @@ def prepare_results(results: str, config: TrialConfig, resume: bool) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    # Imported here: torch and the trial worker load only when a trial runs, not for --help.
+    config = build_config(args)
+    trial_dir = prepare_results(args.results, config, args.resume)
+    # Imported here: torch and the trial worker load only once the input is checked, not for --help.
     from orchestrator.checkpoint import DirectoryCheckpointer
     from orchestrator.sink import ParquetSink
     from orchestrator.trial import run_trial
 
-    config = build_config(args)
-    trial_dir = prepare_results(args.results, config, args.resume)
     checkpoints = os.path.join(trial_dir, "checkpoints")
     sink = ParquetSink.for_config(args.results, config)
     if args.quiet:

@@ -18,6 +18,7 @@ import sys
 from rich.table import Table
 
 from orchestrator import estimate, faults
+from orchestrator.errors import write_failure_in
 from orchestrator.spec import SpecError, SweepSpec, cells, expand, load_spec, parse_assignments, trials_by_cell
 from orchestrator.sweep_folder import SweepFolder, check_writable, driver_lock, inspect, prepare
 from orchestrator.sweep_progress import make_console
@@ -175,13 +176,19 @@ def summarise(spec: SweepSpec, trials, grid, folder: SweepFolder) -> int:
         return EXIT_OK
     if failed:
         print(f"sweep {spec.name}: {len(failed)} trial(s) failed after {spec.max_failures} retries:", file=sys.stderr)
+        no_room = False
         for result in failed[:10]:
             text = str(result.error).strip()
             last_line = text.splitlines()[-1] if text else repr(result.error)
+            reason = write_failure_in(text)
+            if reason is not None:  # disk full, file too large, quota, permission: nothing lost
+                no_room = True
+                last_line = f"could not write its results ({reason}); nothing written before was lost"
             print(f"  {result.config['trial']['run_key']}: {last_line[:200]} ({result.path}/error.txt)",
                   file=sys.stderr)
-        print(f"{done}/{len(trials)} trials done; rerun the same command to retry the failed ones from their "
-              f"last checkpoint", file=sys.stderr)
+        when = " once there is room" if no_room else ""
+        print(f"{done}/{len(trials)} trials done; rerun the same command{when} to retry the failed ones from "
+              f"their last checkpoint", file=sys.stderr)
         return EXIT_FAILED_TRIALS
     print(f"sweep {spec.name}: interrupted with {done}/{len(trials)} trials done; the state is saved: "
           f"rerun the same command to resume", file=sys.stderr)

@@ -93,7 +93,14 @@ def load_yaml(text: str, source: str) -> Any:
             return None
         if _expanded_size(node, {}) > MAX_NODES:
             raise _TooBig(f"more than {MAX_NODES:,} values once its aliases are expanded")
-        return loader.construct_document(node)
+        try:
+            return loader.construct_document(node)
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - PyYAML's constructors fail on e.g. `!!timestamp x` with
+            # AttributeError or ValueError: a malformed value either way
+            raise UserError(f"{source}: malformed YAML: cannot read a value ({clip(str(exc)) or type(exc).__name__})"
+                            ) from None
     except _TooBig as exc:
         raise UserError(f"{source}: refused: {exc} (limits of YAML input: {MAX_DEPTH} levels, "
                         f"{MAX_NODES:,} values)") from None
@@ -102,8 +109,6 @@ def load_yaml(text: str, source: str) -> Any:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UserError(f"{source}: malformed YAML{where}: {problem}") from None
-    except (ValueError, TypeError, OverflowError) as exc:  # a constructor on e.g. a bad timestamp
-        raise UserError(f"{source}: malformed YAML: {clip(str(exc))}") from None
     finally:
         loader.dispose()
 
