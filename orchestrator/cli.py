@@ -47,16 +47,15 @@ def _plugins():
     return found
 
 
-RERUN = {"trial": "rerun the same command with --resume (it continues from the last checkpoint)",
-         "run": "rerun the same command (it resumes from the last checkpoints)"}
-"""How each command goes on after a failed write."""
+RERUN = {"trial": "rerun the same command with --resume", "run": "rerun the same command"}
+"""How each command goes on after a failed write (these two continue from their last checkpoint)."""
 
 
 def one_line_error(exc: BaseException, command: str) -> str | None:
     """The one line that reports ``exc`` to the user, or ``None`` when it is a bug (keep the traceback)."""
     if isinstance(exc, UserError):
         return str(exc)
-    message = write_error_message(exc, RERUN.get(command, "rerun the same command"))
+    message = write_error_message(exc, RERUN.get(command, "rerun the same command"), resumes=command in RERUN)
     if message is not None:
         return message
     if isinstance(exc, OSError) and exc.errno in _PATH_ERRNOS and exc.filename:

@@ -57,13 +57,14 @@ _PATH_LOCALS = ("path", "target", "tmp")
 _PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def write_error_message(exc: BaseException, rerun: str = "rerun the same command") -> str | None:
+def write_error_message(exc: BaseException, rerun: str = "rerun the same command",
+                        resumes: bool = True) -> str | None:
     """One line for a write that failed for want of room or permission, or ``None`` for anything else.
 
     The line names the file (from the exception, else from the project's frame that was
     writing it), says that nothing already written is lost (segments and checkpoints are
     written to a temporary name and renamed), and how to go on (``rerun``, e.g. "rerun the
-    same command with --resume").
+    same command with --resume"; ``resumes``: the rerun continues from the last checkpoint).
     """
     if isinstance(exc, OSError) and exc.errno in _NO_ROOM | _NO_ACCESS:
         reason = os.strerror(exc.errno)
@@ -75,7 +76,8 @@ def write_error_message(exc: BaseException, rerun: str = "rerun the same command
     filename = getattr(exc, "filename", None) or _file_being_written(exc.__traceback__)
     target = f"could not write {filename}" if filename else "could not write a results file"
     until = "once there is room" if no_room else "once the storage is writable again"
-    return f"{target}: {reason}; nothing written before was lost: {rerun} {until}"
+    resume = "; it continues from the last checkpoint" if resumes else ""
+    return f"{target}: {reason}; nothing written before was lost: {rerun} {until}{resume}"
 
 
 def write_failure_in(text: str) -> str | None:

@@ -267,3 +267,55 @@ def test_cuda_without_cuda_is_refused(tmp_path):
     line = one_error_line({**vars(result), "seconds": 0}, "trial")
     assert "device 'cuda' but this machine has no CUDA device" in line
     assert not (tmp_path / "r").exists()
+
+
+SMALL_TRIAL = TRIAL + ["--total-steps", "400", "--steps-per-epoch", "100", "--eval-interval", "200",
+                       "--eval-episodes", "2", "--checkpoint-interval", "200", "--quiet",
+                       "--set", "measure_plasticity=false"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("file_size, failing", [(8 << 10, ".parquet"), (200 << 10, ".pt")])
+def test_disk_full_is_one_line_and_a_rerun_resumes(tmp_path, file_size, failing):
+    """A file-size limit (what ``ulimit -f`` sets; Python ignores SIGXFSZ, so writes fail with EFBIG)
+    stops the trial at a Parquet segment or at a checkpoint; the line names that file, and the
+    rerun it asks for completes every row exactly once."""
+    import pyarrow.dataset as ds
+
+    result = mtrl(SMALL_TRIAL, tmp_path, file_size=file_size)
+    line = one_error_line({**vars(result), "seconds": 0}, "trial")
+    written = line.split("could not write ", 1)[1].split(": ", 1)[0]
+    assert os.path.abspath(os.path.join(tmp_path, written)).startswith(f"{tmp_path / 'r'}/")
+    assert written.endswith(failing)
+    assert line.endswith("; nothing written before was lost: rerun the same command with --resume once there "
+                         "is room; it continues from the last checkpoint")
+    assert mtrl(SMALL_TRIAL + ["--resume"], tmp_path).returncode == 0
+    for dataset, rows in (("evals", [0, 200, 400]), ("train", [100, 200, 300, 400])):
+        steps = ds.dataset(tmp_path / "r" / "metrics" / dataset, partitioning="hive").to_table()["step"]
+        assert sorted(steps.to_pylist()) == rows
+
+
+def test_a_bug_keeps_its_traceback(tmp_path):
+    """Only user errors are one line: a ValueError raised by numpy (here in place of the config
+    check) is a bug, shown with its traceback and exit status 1."""
+    code = ("import sys\nimport numpy as np\nfrom orchestrator import cli, local_trial\n"
+            "local_trial.build_config = lambda args: np.zeros(3).reshape(2)\n"
+            f"sys.exit(cli.main({TRIAL!r}))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": REPO}, timeout=TIMEOUT_S)
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "ValueError: cannot reshape array of size 3" in result.stderr
+    assert "mtrl trial: error" not in result.stderr
+
+
+def test_one_parser_reads_1e_minus_6_as_a_float():
+    """``--treatment-param``, ``--set`` and sweep files share one YAML reader (YAML 1.2 floats)."""
+    from orchestrator.cli import build_parser
+    from orchestrator.local_trial import build_config
+    from orchestrator.spec import parse_assignments
+
+    args = build_parser().parse_args(TRIAL + ["--treatment", "wd", "--treatment-param", "coef=1e-6",
+                                              "--set", "critic_lr=2e-4"])
+    config = build_config(args)
+    assert config.treatment_params == {"coef": 1e-6} and config.critic_lr == 2e-4
+    assert parse_assignments(["treatments=[{wd: {coef: 1e-6}}]"]) == {"treatments": [{"wd": {"coef": 1e-6}}]}
