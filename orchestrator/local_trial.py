@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from envs.benchmarks import benchmark_names
 from orchestrator.config import ARCHITECTURES, TrialConfig
-from orchestrator.errors import UserError, brief
+from orchestrator.errors import UserError, brief, clip
 from orchestrator.results_dir import ResultsDirError, claim
 from orchestrator.yaml_input import parse_assignments
 
@@ -29,7 +29,7 @@ def config_error_message(exc: ValidationError) -> str:
     """pydantic's multi-line report as one line: ``field: message; field: message``."""
     parts = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
+        where = ".".join(clip(str(p)) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts)

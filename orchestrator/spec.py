@@ -349,7 +349,7 @@ def apply_assignments(data: dict[str, Any], assignments: Mapping[str, Any]) -> d
         elif isinstance(node, dict):
             node[last] = value
         else:
-            raise SpecError(f"--set {path}: {'.'.join(parts[:-1])} is not a mapping or list")
+            raise SpecError(f"--set {clip(path)}: {clip('.'.join(parts[:-1]))} is not a mapping or list")
     return out
 
 
@@ -360,7 +360,7 @@ def _child(node: Any, part: str, path: str) -> Any:
         if part not in node or node[part] is None:
             node[part] = {}
         return node[part]
-    raise SpecError(f"--set {path}: {part!r} is inside a value that is not a mapping or list")
+    raise SpecError(f"--set {clip(path)}: {brief(part)} is inside a value that is not a mapping or list")
 
 
 def _index(node: list, part: str, path: str) -> int:
@@ -368,7 +368,7 @@ def _index(node: list, part: str, path: str) -> int:
         index = int(part)
         node[index]
     except (ValueError, IndexError):
-        raise SpecError(f"--set {path}: {part!r} is not an index of a list of {len(node)}") from None
+        raise SpecError(f"--set {clip(path)}: {brief(part)} is not an index of a list of {len(node)}") from None
     return index
 
 
@@ -407,7 +407,7 @@ def _one_line(exc: ValidationError) -> str:
             parts.append(f"{loc[0]}: {_UNION_SHAPES[loc[0]]}")
         elif err["type"] == "extra_forbidden":
             parent_fields = _fields_at(loc[:-1])
-            parts.append(f"unknown key {brief(where)}{_suggest(loc[-1], parent_fields)}")
+            parts.append(f"unknown key {where!r}{_suggest(loc[-1], parent_fields)}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
             parts.append(f"{where}: {msg}" if where else msg)
