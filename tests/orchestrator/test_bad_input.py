@@ -319,3 +319,19 @@ def test_one_parser_reads_1e_minus_6_as_a_float():
     config = build_config(args)
     assert config.treatment_params == {"coef": 1e-6} and config.critic_lr == 2e-4
     assert parse_assignments(["treatments=[{wd: {coef: 1e-6}}]"]) == {"treatments": [{"wd": {"coef": 1e-6}}]}
+
+
+def test_a_remote_trial_write_failure_is_recognised_in_its_text(tmp_path):
+    """Ray hands the driver a failed trial's traceback as text: a real EFBIG from pyarrow is recognised
+    in it (the sweep summary then says "could not write its results"), and another error is not."""
+    from orchestrator.errors import write_failure_in
+
+    code = ("import resource, traceback, pyarrow as pa, pyarrow.parquet as pq\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+            "try:\n    pq.write_table(pa.table({'x': list(range(100_000))}), 'big.parquet')\n"
+            "except OSError:\n    print(traceback.format_exc())\n")
+    text = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=TIMEOUT_S, check=True).stdout
+    assert "Traceback" in text
+    assert write_failure_in(text) == "File too large"
+    assert write_failure_in("Traceback ...\nValueError: cannot reshape array of size 3 into shape (2,)") is None
