@@ -199,7 +199,8 @@ class SweepSpec(_Strict):
         names = []
         for entry in value:
             if isinstance(entry, dict) and len(entry) != 1:
-                raise ValueError(f"a treatment with parameters is one mapping {{name: {{param: value}}}}, got {brief(entry)}")
+                raise ValueError(f"a treatment with parameters is one mapping {{name: {{param: value}}}}, "
+                                 f"got {brief(entry)}")
             name = entry if isinstance(entry, str) else next(iter(entry))
             if name not in treatment_names():
                 raise ValueError(f"unknown treatment {brief(name)}; choose one of: {', '.join(treatment_names())}")

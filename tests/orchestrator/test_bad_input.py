@@ -128,6 +128,7 @@ CASES: dict[str, Case] = {
                                         "--treatment-param coef=...: malformed YAML"),
     "trial --set bomb": Case(TRIAL + ["--set", "gamma=" + FLOW_BOMB], "--set gamma=...: refused"),
     "trial --results naming a file": Case(TRIAL, "--results r is a file, not a folder", {"r": "x"}, absent=()),
+    "trial --results of 300 characters": Case(TRIAL[:-1] + ["r" * 300], f"{'r' * 300}: File name too long"),
     # --- mtrl analyze ---
     "analyze --out naming a file": Case(["analyze", "results", "--out", "results/report", "--quiet"],
                                         "--out results/report is a file; give a folder", {"results/report": "x"}),
