@@ -250,7 +250,7 @@ class SweepSpec(_Strict):
             for axis in ("benchmark", "arch", "treatment"):
                 wanted = getattr(override.match, axis)
                 if wanted is not None and wanted not in {getattr(c, axis) for c in grid}:
-                    raise ValueError(f"overrides.{i}.match.{axis}: {wanted!r} is not in this sweep's grid")
+                    raise ValueError(f"overrides.{i}.match.{axis}: {brief(wanted)} is not in this sweep's grid")
             if not any(override.match.matches(c.benchmark, c.arch, c.treatment) for c in grid):
                 raise ValueError(f"overrides.{i}.match selects no cell of this sweep")
         return self

@@ -18,7 +18,7 @@ import sys
 from rich.table import Table
 
 from orchestrator import estimate, faults
-from orchestrator.errors import write_failure_in
+from orchestrator.errors import brief, write_failure_in
 from orchestrator.spec import SpecError, SweepSpec, cells, expand, load_spec, parse_assignments, trials_by_cell
 from orchestrator.sweep_folder import SweepFolder, check_writable, driver_lock, inspect, prepare
 from orchestrator.sweep_progress import make_console
@@ -73,7 +73,7 @@ def run_main(args: argparse.Namespace) -> int:
     if address is None:
         check_local_resources(spec, local_cpus(args.num_cpus), local_gpus(spec))
     if address is not None and "://" not in storage and not os.path.isabs(storage):
-        raise SpecError(f"storage {storage!r} is relative: on a cluster give --storage as an absolute path on "
+        raise SpecError(f"storage {brief(storage)} is relative: on a cluster give --storage as an absolute path on "
                         f"storage every node mounts (NFS) or an s3:// URI")
     check_writable(storage)
     prepare(folder, spec)
