@@ -14,6 +14,7 @@ Wire it into another argparse CLI with :func:`register`::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -96,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
             out_dir = Path(args.results_dir) / "analysis"
         if "://" not in str(args.results_dir) and not Path(args.results_dir).is_dir():
             raise AnalysisError(f"results folder {args.results_dir} does not exist")
+        if "://" not in str(out_dir):
+            check_out_dir(Path(out_dir))
         progress = (lambda msg: console.log(msg)) if console is not None else None
         result = compute(args.results_dir, reps=args.reps, at_step=args.at_step, seed=args.seed,
                          band_reps=args.band_reps, paper_compare=args.paper_compare, progress=progress,
@@ -109,6 +112,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(index)
     return 0
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse, before any work, an output folder that is a file, lies under a file, or cannot be written."""
+    existing = next((p for p in (out_dir, *out_dir.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        where = "is a file" if existing == out_dir else f"lies under the file {existing}"
+        raise AnalysisError(f"--out {out_dir} {where}; give a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise AnalysisError(f"--out {out_dir}: {existing} is not writable")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -229,35 +229,55 @@ def read_sweep_meta(results_dir: PathLike) -> dict[str, Any]:
     """``name`` and ``protocol`` from ``<results_dir>/sweep.yaml`` when present and readable.
 
     Returns an empty dict when the file is absent (ad-hoc trials) or unreadable; the analysis
-    works without it.
+    works without it. A file that the project's YAML reader refuses (malformed, not UTF-8, or
+    over its size, depth or alias limits) is an :class:`AnalysisError` naming it.
     """
-    raw = read_sweep_text(results_dir)
-    if raw is None:
-        return {}
-    try:
-        import yaml
+    from orchestrator.errors import UserError
+    from orchestrator.yaml_input import load_yaml_bytes
 
-        spec = yaml.safe_load(raw)
-    except Exception:  # noqa: BLE001 - a broken sweep.yaml must not stop the analysis
+    found = read_sweep_bytes(results_dir)
+    if found is None:
         return {}
+    raw, source = found
+    try:
+        spec = load_yaml_bytes(raw, source)
+    except UserError as exc:
+        raise AnalysisError(str(exc)) from None
     if not isinstance(spec, dict):
         return {}
     return {key: spec[key] for key in ("name", "protocol") if key in spec}
 
 
-def read_sweep_text(results_dir: PathLike) -> str | None:
-    """The text of ``<results_dir>/sweep.yaml``, or ``None`` when it is absent or unreadable."""
+def read_sweep_bytes(results_dir: PathLike) -> tuple[bytes, str] | None:
+    """``(bytes, source)`` of ``<results_dir>/sweep.yaml``, or ``None`` when absent or unreadable.
+
+    Reads at most one byte more than the YAML reader's size limit, so a huge file costs nothing
+    and is still refused by it.
+    """
+    from orchestrator.yaml_input import MAX_FILE_BYTES
+
     text = os.fspath(results_dir)
     try:
         if "://" in text:
             fs, root = pafs.FileSystem.from_uri(text)
-            with fs.open_input_stream(f"{root.rstrip('/')}/sweep.yaml") as handle:
-                raw = handle.read().decode("utf-8")
-        else:
-            path = Path(text) / "sweep.yaml"
-            if not path.is_file():
-                return None
-            raw = path.read_text(encoding="utf-8")
-    except (OSError, pa.ArrowException, UnicodeDecodeError):
+            source = f"{root.rstrip('/')}/sweep.yaml"
+            with fs.open_input_stream(source) as handle:
+                return handle.read(MAX_FILE_BYTES + 1), source
+        path = Path(text) / "sweep.yaml"
+        if not path.is_file():
+            return None
+        with open(path, "rb") as handle:
+            return handle.read(MAX_FILE_BYTES + 1), str(path)
+    except (OSError, pa.ArrowException):
         return None
-    return raw
+
+
+def read_sweep_text(results_dir: PathLike) -> str | None:
+    """The text of ``<results_dir>/sweep.yaml``, or ``None`` when it is absent or unreadable."""
+    found = read_sweep_bytes(results_dir)
+    if found is None:
+        return None
+    try:
+        return found[0].decode("utf-8")
+    except UnicodeDecodeError:
+        return None

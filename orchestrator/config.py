@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from envs.benchmarks import get_benchmark
+from orchestrator.errors import brief
 
 ARCHITECTURES = ("mtppo", "moe", "moore", "single")
 """Names accepted for ``arch`` (see :mod:`agents.networks`)."""
@@ -21,6 +22,9 @@ SINGLE_TASK_CRITIC = {"critic_epochs": 10, "critic_batch_size": 256}
 """Critic settings arch ``single`` gets unless given: MOORE's single-task baseline
 (``run_minigrid_ppo_st.py``) is mushroom-rl's stock PPO with ``critic_fit_params=None``, i.e.
 10 epochs of shuffled 256-sample minibatches per update (80 Adam steps on 2,000 samples)."""
+
+MAX_SEED = 2**31 - 1
+"""Largest seed: the Parquet ``seed`` column is int32."""
 
 
 class TrialConfig(BaseModel):
@@ -43,43 +47,43 @@ class TrialConfig(BaseModel):
     """Name of the sweep this trial belongs to (a column of every Parquet row)."""
 
     # --- budget -------------------------------------------------------------------
-    total_steps: int = 200_000
+    total_steps: int = Field(200_000, le=10**9)
     """Lock-step training steps; each step advances every task's environment once."""
-    steps_per_epoch: int = 2_000
+    steps_per_epoch: int = Field(2_000, le=100_000)
     """Steps collected between two PPO updates (2000 per task, 2000*T samples in all)."""
     eval_interval_steps: int = 2_000
     """Evaluate every this many steps (and once before training)."""
-    eval_episodes: int = 25
+    eval_episodes: int = Field(25, le=1_000)
     """Evaluation episodes per task and evaluation point (MOORE used 16, the paper 25)."""
     checkpoint_interval_steps: int = 10_000
     """Write Parquet segments and a checkpoint every this many steps (and at the end)."""
 
     # --- PPO (MOORE's semantics) --------------------------------------------------
-    gamma: float = 0.99
+    gamma: float = Field(0.99, gt=0, le=1, allow_inf_nan=False)
     """Discount factor for GAE."""
-    gae_lambda: float = 0.95
+    gae_lambda: float = Field(0.95, ge=0, le=1, allow_inf_nan=False)
     """GAE lambda."""
-    clip_eps: float = 0.2
+    clip_eps: float = Field(0.2, gt=0, le=1, allow_inf_nan=False)
     """PPO clipping epsilon of the surrogate objective."""
-    ent_coef: float = 0.01
+    ent_coef: float = Field(0.01, ge=0, le=1, allow_inf_nan=False)
     """Entropy bonus coefficient."""
-    actor_lr: float = 1e-3
+    actor_lr: float = Field(1e-3, gt=0, le=1, allow_inf_nan=False)
     """Adam learning rate of the actor."""
-    critic_lr: float = 1e-3
+    critic_lr: float = Field(1e-3, gt=0, le=1, allow_inf_nan=False)
     """Adam learning rate of the critic."""
-    policy_epochs: int = 8
+    policy_epochs: int = Field(8, le=1_000)
     """Passes over the epoch's samples for the policy."""
-    policy_batch_per_task: int = 256
+    policy_batch_per_task: int = Field(256, le=100_000)
     """Minibatch size per task for the policy (the minibatch mixes tasks: 256*T)."""
-    critic_epochs: int = 1
+    critic_epochs: int = Field(1, le=1_000)
     """Critic passes per update; MOORE's multi-task scripts do one full-batch Adam step. Arch
     ``single`` defaults to 10 instead (see ``SINGLE_TASK_CRITIC``)."""
-    critic_batch_size: int = 0
+    critic_batch_size: int = Field(0, ge=0, le=10**6)
     """Critic minibatch size; 0 means the full batch, as MOORE's multi-task scripts do. Arch
     ``single`` defaults to 256 instead (see ``SINGLE_TASK_CRITIC``)."""
-    hidden_size: int = 128
+    hidden_size: int = Field(128, le=8_192)
     """Width of each task head's hidden layer."""
-    n_experts: int = 0
+    n_experts: int = Field(0, ge=0, le=64)
     """Experts for MoE/MOORE; 0 takes the benchmark's k (2/3/4 for MT3/MT5/MT7)."""
 
     reset_episodes_each_epoch: bool = False
@@ -91,19 +95,19 @@ class TrialConfig(BaseModel):
     # --- plasticity metrics (paper appendix C) ------------------------------------
     measure_plasticity: bool = True
     """Compute dormancy, srank and Fisher trace at every evaluation point."""
-    plasticity_buffer_size: int = 100_000
-    """Training observations kept for the metrics (the most recent ones)."""
-    metric_batch_size: int = 1024
+    plasticity_buffer_size: int = Field(100_000, ge=1, le=10**7)
+    """Training observations kept for the metrics (the most recent ones; 155 bytes each, so at most 1.55 GB)."""
+    metric_batch_size: int = Field(1024, le=10**6)
     """Samples drawn from the buffer for each metric."""
-    dormant_tau: float = 0.01
+    dormant_tau: float = Field(0.01, ge=0, le=1, allow_inf_nan=False)
     """Threshold on the normalised activation below which a neuron is dormant."""
-    srank_delta: float = 0.01
+    srank_delta: float = Field(0.01, ge=0, lt=1, allow_inf_nan=False)
     """Tolerance delta of the effective rank srank_delta."""
 
     # --- execution ----------------------------------------------------------------
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """``auto`` uses a GPU when one is visible to the process, else the CPU."""
-    torch_threads: int = 1
+    torch_threads: int = Field(1, le=1_024)
     """Intra-op threads for torch; one trial is one CPU by default."""
 
     @model_validator(mode="before")
@@ -116,6 +120,8 @@ class TrialConfig(BaseModel):
     @field_validator("benchmark")
     @classmethod
     def _known_benchmark(cls, value: str) -> str:
+        if len(value) > 100:  # no benchmark name is this long; keep the message short
+            raise ValueError(f"unknown benchmark {brief(value)}")
         get_benchmark(value)  # raises a one-line ValueError naming the choices
         return value
 
@@ -123,7 +129,7 @@ class TrialConfig(BaseModel):
     @classmethod
     def _known_arch(cls, value: str) -> str:
         if value not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {value!r}; choose one of: {', '.join(ARCHITECTURES)}")
+            raise ValueError(f"unknown architecture {brief(value)}; choose one of: {', '.join(ARCHITECTURES)}")
         return value
 
     @field_validator("treatment")
@@ -132,14 +138,22 @@ class TrialConfig(BaseModel):
         from agents.treatments import treatment_names
 
         if value not in treatment_names():
-            raise ValueError(f"unknown treatment {value!r}; choose one of: {', '.join(treatment_names())}")
+            raise ValueError(f"unknown treatment {brief(value)}; choose one of: {', '.join(treatment_names())}")
         return value
 
     @field_validator("seed")
     @classmethod
     def _non_negative_seed(cls, value: int) -> int:
-        if value < 0:
-            raise ValueError(f"seed must be >= 0, got {value}")
+        if not 0 <= value <= MAX_SEED:
+            raise ValueError(f"seed must be in 0..{MAX_SEED} (the seed column is int32), got {value}")
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1: `seed: true` or `total_steps: yes` is a typo, not a number.
+        if isinstance(value, bool) and cls.model_fields[info.field_name].annotation in (int, float):
+            raise ValueError(f"expected a number, got {str(value).lower()}")
         return value
 
     @model_validator(mode="after")

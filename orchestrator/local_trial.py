@@ -11,16 +11,17 @@ import argparse
 import json
 import os
 
-import yaml
 from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from envs.benchmarks import benchmark_names
 from orchestrator.config import ARCHITECTURES, TrialConfig
+from orchestrator.errors import UserError, brief, clip
 from orchestrator.results_dir import ResultsDirError, claim
+from orchestrator.yaml_input import parse_assignments
 
 
-class UsageError(ValueError):
+class UsageError(UserError):
     """Bad input on the command line: reported as one line, exit code 2."""
 
 
@@ -28,21 +29,10 @@ def config_error_message(exc: ValidationError) -> str:
     """pydantic's multi-line report as one line: ``field: message; field: message``."""
     parts = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
+        where = ".".join(clip(str(p)) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts)
-
-
-def parse_assignments(pairs: list[str], what: str) -> dict:
-    """``["a=1", "b=[1, 2]"]`` -> ``{"a": 1, "b": [1, 2]}`` (values parsed as YAML)."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"{what} expects key=value, got {pair!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 def register(subparsers) -> None:
@@ -83,13 +73,21 @@ def build_config(args: argparse.Namespace) -> TrialConfig:
         if name not in fields and isinstance(budget, int) and budget > 0 and budget % default:
             fields[name] = budget if name != "steps_per_epoch" else min(default, budget)
     try:
-        return TrialConfig(**fields)
+        config = TrialConfig(**fields)
     except ValidationError as exc:
         raise UsageError(config_error_message(exc)) from None
+    if config.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("device 'cuda' but this machine has no CUDA device; use device=auto or cpu")
+    return config
 
 
 def prepare_results(results: str, config: TrialConfig, resume: bool) -> str:
     """Check ``results`` may hold this trial; returns the trial's own folder."""
+    if os.path.exists(results) and not os.path.isdir(results):
+        raise UsageError(f"--results {results} is a file, not a folder")
     claim(results, layout="trial")
     trials_dir = os.path.join(results, "trials")
     others = sorted(set(os.listdir(trials_dir)) - {config.run_key}) if os.path.isdir(trials_dir) else []
@@ -99,12 +97,16 @@ def prepare_results(results: str, config: TrialConfig, resume: bool) -> str:
     trial_dir = os.path.join(trials_dir, config.run_key)
     config_path = os.path.join(trial_dir, "config.json")
     if os.path.exists(config_path):
-        with open(config_path) as f:
-            stored = json.load(f)
+        try:
+            with open(config_path) as f:
+                stored = json.load(f)
+        except ValueError:
+            raise ResultsDirError(f"{config_path} is not the JSON this tool writes; is this a results folder "
+                                  f"of this tool?") from None
         mine = json.loads(config.to_json())
         diff = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
         if diff:
-            shown = ", ".join(f"{k}: {stored.get(k)!r} -> {mine.get(k)!r}" for k in diff[:4])
+            shown = ", ".join(f"{k}: {brief(stored.get(k))} -> {brief(mine.get(k))}" for k in diff[:4])
             raise ResultsDirError(f"{results} holds {config.run_key} with a different configuration ({shown})")
         if not resume:
             raise ResultsDirError(
@@ -117,13 +119,13 @@ def prepare_results(results: str, config: TrialConfig, resume: bool) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    # Imported here: torch and the trial worker load only when a trial runs, not for --help.
+    config = build_config(args)
+    trial_dir = prepare_results(args.results, config, args.resume)
+    # Imported here: torch and the trial worker load only once the input is checked, not for --help.
     from orchestrator.checkpoint import DirectoryCheckpointer
     from orchestrator.sink import ParquetSink
     from orchestrator.trial import run_trial
 
-    config = build_config(args)
-    trial_dir = prepare_results(args.results, config, args.resume)
     checkpoints = os.path.join(trial_dir, "checkpoints")
     sink = ParquetSink.for_config(args.results, config)
     if args.quiet:

@@ -12,12 +12,13 @@ import json
 import os
 
 from orchestrator import schema
+from orchestrator.errors import UserError
 
 MARKER = "mtrl-results.json"
 MARKER_KIND = "mtrl-results"
 
 
-class ResultsDirError(ValueError):
+class ResultsDirError(UserError):
     """A results folder that cannot be used as asked (foreign, another trial's, ...)."""
 
 

@@ -35,19 +35,25 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from envs.benchmarks import get_benchmark
-from orchestrator.config import ARCHITECTURES, TrialConfig
+from orchestrator import yaml_input
+from orchestrator.config import ARCHITECTURES, MAX_SEED, TrialConfig
+from orchestrator.errors import UserError, brief, clip
+from orchestrator.yaml_input import load_yaml, read_yaml_file
 
 GRID_FIELDS = ("benchmark", "arch", "treatment", "seed", "sweep")
 """TrialConfig fields the grid itself sets: not allowed in ``defaults`` or ``overrides``."""
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""A sweep name, matched as a whole (it becomes a folder name and the ``sweep`` column)."""
+MAX_NAME_LENGTH = 64
+MAX_SEEDS = 1_000
+"""Most seeds per cell (a count or a list)."""
 
 
-class SpecError(ValueError):
+class SpecError(UserError):
     """A sweep file that cannot run as written: reported as one line, nothing started."""
 
 
@@ -59,9 +65,9 @@ class _Strict(BaseModel):
 class Resources(_Strict):
     """What Ray reserves for one trial."""
 
-    cpu: float = Field(1.0, gt=0)
+    cpu: float = Field(1.0, gt=0, le=1_024, allow_inf_nan=False)
     """CPU cores per trial (torch uses ``defaults.torch_threads`` of them)."""
-    gpu: float = Field(0.0, ge=0)
+    gpu: float = Field(0.0, ge=0, le=64, allow_inf_nan=False)
     """GPUs per trial; fractional values share one GPU (0.25 = four trials per GPU)."""
 
     @field_validator("gpu")
@@ -138,7 +144,7 @@ class SweepSpec(_Strict):
     """Grid axis: ``mtppo``, ``moe``, ``moore`` (``single`` only with single-task benchmarks)."""
     treatments: list[str | dict[str, dict[str, Any]]] = Field(min_length=1)
     """Grid axis: treatment names, or ``{name: {param: value}}`` to override its parameters."""
-    seeds: int | list[int]
+    seeds: StrictInt | list[StrictInt]
     """A count ``n`` (seeds ``0 .. n-1``) or an explicit list of seeds."""
     single_task_baselines: bool = False
     """Also run arch ``single`` with treatment ``dense`` on every task of the benchmarks."""
@@ -147,11 +153,11 @@ class SweepSpec(_Strict):
     overrides: list[Override] = Field(default_factory=list)
     """Per-cell TrialConfig fields, applied after ``defaults`` in file order."""
     resources: Resources = Field(default_factory=Resources)
-    checkpoint_interval_steps: int = Field(10_000, gt=0)
+    checkpoint_interval_steps: int = Field(10_000, gt=0, le=10**9)
     """Parquet segment + checkpoint every this many steps (an override may change it per cell)."""
-    max_failures: int = Field(3, ge=0)
+    max_failures: int = Field(3, ge=0, le=100)
     """Retries of a failed trial, each from its last checkpoint."""
-    max_concurrent_trials: int | None = Field(None, ge=1)
+    max_concurrent_trials: int | None = Field(None, ge=1, le=100_000)
     """Cap on trials running at once (default: as many as the resources allow)."""
     storage: str = "results"
     """Where results go: a local/NFS path or ``s3://bucket/prefix`` (``--storage`` overrides)."""
@@ -159,14 +165,19 @@ class SweepSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
-            raise ValueError(f"{value!r} is not a folder-safe name (letters, digits, '.', '_', '-')")
+        if len(value) > MAX_NAME_LENGTH:
+            raise ValueError(f"{brief(value)} is longer than {MAX_NAME_LENGTH} characters")
+        if not NAME_PATTERN.fullmatch(value):
+            raise ValueError(f"{brief(value)} is not a folder-safe name (letters, digits, '.', '_', '-', "
+                             f"starting with a letter or digit)")
         return value
 
     @field_validator("benchmarks")
     @classmethod
     def _known_benchmarks(cls, value: list[str]) -> list[str]:
         for name in value:
+            if len(name) > 100:  # no benchmark name is this long; keep the message short
+                raise ValueError(f"unknown benchmark {brief(name)}")
             get_benchmark(name)  # raises with the list of choices
         _unique(value, "benchmark")
         return value
@@ -176,7 +187,7 @@ class SweepSpec(_Strict):
     def _known_archs(cls, value: list[str]) -> list[str]:
         for name in value:
             if name not in ARCHITECTURES:
-                raise ValueError(f"unknown architecture {name!r}; choose one of: {', '.join(ARCHITECTURES)}")
+                raise ValueError(f"unknown architecture {brief(name)}; choose one of: {', '.join(ARCHITECTURES)}")
         _unique(value, "arch")
         return value
 
@@ -188,10 +199,11 @@ class SweepSpec(_Strict):
         names = []
         for entry in value:
             if isinstance(entry, dict) and len(entry) != 1:
-                raise ValueError(f"a treatment with parameters is one mapping {{name: {{param: value}}}}, got {entry}")
+                raise ValueError(f"a treatment with parameters is one mapping {{name: {{param: value}}}}, "
+                                 f"got {brief(entry)}")
             name = entry if isinstance(entry, str) else next(iter(entry))
             if name not in treatment_names():
-                raise ValueError(f"unknown treatment {name!r}; choose one of: {', '.join(treatment_names())}")
+                raise ValueError(f"unknown treatment {brief(name)}; choose one of: {', '.join(treatment_names())}")
             names.append(name)
         _unique(names, "treatment")  # the run_key names the treatment only
         return value
@@ -202,11 +214,17 @@ class SweepSpec(_Strict):
         if isinstance(value, int):
             if value < 1:
                 raise ValueError(f"must be a count >= 1 or a list of seeds, got {value}")
+            if value > MAX_SEEDS:
+                raise ValueError(f"at most {MAX_SEEDS:,} seeds per cell, got {value:,}")
             return value
         if not value:
             raise ValueError("must be a count >= 1 or a non-empty list of seeds")
+        if len(value) > MAX_SEEDS:
+            raise ValueError(f"at most {MAX_SEEDS:,} seeds per cell, got a list of {len(value):,}")
         if any(s < 0 for s in value):
-            raise ValueError(f"every seed must be >= 0, got {value}")
+            raise ValueError(f"every seed must be >= 0, got {brief(value)}")
+        if any(s > MAX_SEED for s in value):
+            raise ValueError(f"every seed must be <= {MAX_SEED} (the seed column is int32), got {brief(value)}")
         _unique(value, "seed")
         return value
 
@@ -232,7 +250,7 @@ class SweepSpec(_Strict):
             for axis in ("benchmark", "arch", "treatment"):
                 wanted = getattr(override.match, axis)
                 if wanted is not None and wanted not in {getattr(c, axis) for c in grid}:
-                    raise ValueError(f"overrides.{i}.match.{axis}: {wanted!r} is not in this sweep's grid")
+                    raise ValueError(f"overrides.{i}.match.{axis}: {brief(wanted)} is not in this sweep's grid")
             if not any(override.match.matches(c.benchmark, c.arch, c.treatment) for c in grid):
                 raise ValueError(f"overrides.{i}.match selects no cell of this sweep")
         return self
@@ -271,7 +289,7 @@ def _unique(values: Sequence, what: str) -> None:
     seen = set()
     for v in values:
         if v in seen:
-            raise ValueError(f"{what} {v!r} appears twice")
+            raise ValueError(f"{what} {brief(v)} appears twice")
         seen.add(v)
 
 
@@ -285,7 +303,7 @@ def _check_trial_fields(fields: Mapping[str, Any], allow_checkpoint_interval: bo
         if key == "checkpoint_interval_steps" and not allow_checkpoint_interval:
             raise ValueError("set checkpoint_interval_steps at the top level of the sweep file")
         if key not in known:
-            raise ValueError(f"unknown trial setting {key!r}{_suggest(key, known)}")
+            raise ValueError(f"unknown trial setting {brief(key)}{_suggest(key, known)}")
 
 
 def _suggest(key: str, choices: Iterable[str]) -> str:
@@ -294,55 +312,22 @@ def _suggest(key: str, choices: Iterable[str]) -> str:
 
 
 # --- loading --------------------------------------------------------------------------
-class _SweepLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, but ``1e-6`` is a float (YAML 1.2) rather than a string."""
-
-
-_SweepLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                 |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                 |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                 |[-+]?\.(?:inf|Inf|INF)
-                 |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
-
-
-def parse_yaml(text: str) -> Any:
-    """YAML as a sweep file reads it (safe, with YAML 1.2 floats)."""
-    return yaml.load(text, Loader=_SweepLoader)
+def parse_yaml(text: str, source: str = "YAML") -> Any:
+    """YAML as a sweep file reads it (:func:`orchestrator.yaml_input.load_yaml`: YAML 1.2 floats, limits)."""
+    return load_yaml(text, source)
 
 
 def parse_assignments(pairs: Sequence[str]) -> dict[str, Any]:
     """``["a.b=1", "seeds=[1, 2]"]`` -> ``{"a.b": 1, "seeds": [1, 2]}`` (values parsed as YAML)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise SpecError(f"--set expects key=value, got {pair!r}")
-        try:
-            out[key.strip()] = parse_yaml(value)
-        except yaml.YAMLError:
-            raise SpecError(f"--set {key.strip()}: {value!r} is not a YAML value") from None
-    return out
+    return yaml_input.parse_assignments(pairs, "--set")
 
 
 def read_sweep_file(path: str) -> dict[str, Any]:
-    """The YAML mapping of a sweep file; :class:`SpecError` if it is missing or malformed."""
+    """The YAML mapping of a sweep file; :class:`SpecError` if it is missing, malformed or too big."""
     try:
-        with open(path) as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such sweep file") from None
-    except IsADirectoryError:
-        raise SpecError(f"{path}: is a folder, not a sweep file") from None
-    try:
-        data = parse_yaml(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"{path}: malformed YAML{where}: {problem}") from None
+        data = read_yaml_file(path, what="sweep file")
+    except UserError as exc:
+        raise SpecError(str(exc)) from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a sweep file is a YAML mapping (name:, benchmarks:, ...), got {type(data).__name__}")
     return data
@@ -365,7 +350,7 @@ def apply_assignments(data: dict[str, Any], assignments: Mapping[str, Any]) -> d
         elif isinstance(node, dict):
             node[last] = value
         else:
-            raise SpecError(f"--set {path}: {'.'.join(parts[:-1])} is not a mapping or list")
+            raise SpecError(f"--set {clip(path)}: {clip('.'.join(parts[:-1]))} is not a mapping or list")
     return out
 
 
@@ -376,7 +361,7 @@ def _child(node: Any, part: str, path: str) -> Any:
         if part not in node or node[part] is None:
             node[part] = {}
         return node[part]
-    raise SpecError(f"--set {path}: {part!r} is inside a value that is not a mapping or list")
+    raise SpecError(f"--set {clip(path)}: {brief(part)} is inside a value that is not a mapping or list")
 
 
 def _index(node: list, part: str, path: str) -> int:
@@ -384,7 +369,7 @@ def _index(node: list, part: str, path: str) -> int:
         index = int(part)
         node[index]
     except (ValueError, IndexError):
-        raise SpecError(f"--set {path}: {part!r} is not an index of a list of {len(node)}") from None
+        raise SpecError(f"--set {clip(path)}: {brief(part)} is not an index of a list of {len(node)}") from None
     return index
 
 
@@ -415,7 +400,7 @@ def _one_line(exc: ValidationError) -> str:
     """The problems pydantic found (at most three), phrased for a user; unknown keys get a suggestion."""
     parts = []
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
+        loc = [clip(str(p)) for p in err["loc"]]
         # A union (treatments entry: str | mapping) names its branches in the location.
         loc = [p for p in loc if not p.startswith(("str", "dict[", "int", "list["))]
         where = ".".join(loc)
@@ -536,7 +521,7 @@ _MISSING = object()
 
 
 def _show(value: Any) -> str:
-    return "(absent)" if value is _MISSING else repr(value)
+    return "(absent)" if value is _MISSING else brief(value)
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:

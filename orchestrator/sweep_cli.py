@@ -18,6 +18,7 @@ import sys
 from rich.table import Table
 
 from orchestrator import estimate, faults
+from orchestrator.errors import brief, write_failure_in
 from orchestrator.spec import SpecError, SweepSpec, cells, expand, load_spec, parse_assignments, trials_by_cell
 from orchestrator.sweep_folder import SweepFolder, check_writable, driver_lock, inspect, prepare
 from orchestrator.sweep_progress import make_console
@@ -69,20 +70,60 @@ def run_main(args: argparse.Namespace) -> int:
         return EXIT_OK
     fault_spec = faults.faults_from_environment()
     address = args.address or os.environ.get("RAY_ADDRESS") or None
+    if address is None:
+        check_local_resources(spec, local_cpus(args.num_cpus), local_gpus(spec))
     if address is not None and "://" not in storage and not os.path.isabs(storage):
-        raise SpecError(f"storage {storage!r} is relative: on a cluster give --storage as an absolute path on "
+        raise SpecError(f"storage {brief(storage)} is relative: on a cluster give --storage as an absolute path on "
                         f"storage every node mounts (NFS) or an s3:// URI")
     check_writable(storage)
     prepare(folder, spec)
     with driver_lock(folder):
         started_ray = connect_ray(address, args.num_cpus)
         try:
+            if address is None:  # what Ray itself found (a container may have fewer CPUs than the host)
+                import ray
+
+                found = ray.cluster_resources()
+                check_local_resources(spec, found.get("CPU", 0), found.get("GPU", 0))
             return run_tune(spec, trials, folder, fault_spec)
         finally:
             if started_ray:
                 import ray
 
                 ray.shutdown()
+
+
+def local_cpus(num_cpus: int | None) -> float:
+    """CPUs a local Ray instance gets: ``--num-cpus``, else the cores this process may use."""
+    if num_cpus is not None:
+        if num_cpus < 1:
+            raise SpecError(f"--num-cpus must be >= 1, got {num_cpus}")
+        return num_cpus
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def local_gpus(spec: SweepSpec) -> float:
+    """GPUs a local Ray instance sees (torch is imported only when the spec asks for GPUs)."""
+    if not spec.resources.gpu:
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def check_local_resources(spec: SweepSpec, cpus: float, gpus: float) -> None:
+    """Refuse a trial that a local Ray instance can never place (Tune would wait for it forever).
+
+    On a cluster (``--address``) nothing is refused: an autoscaler may add nodes, and until one
+    fits, Ray prints that it cannot fulfil the request and the trial waits.
+    """
+    wanted = spec.resources
+    if wanted.cpu > cpus:
+        raise SpecError(f"resources.cpu is {wanted.cpu:g} per trial but the local Ray instance has {cpus:g} CPUs; "
+                        f"lower it, pass --num-cpus, or run on a cluster (--address)")
+    if wanted.gpu > gpus:
+        raise SpecError(f"resources.gpu is {wanted.gpu:g} per trial but this machine has {gpus:g} GPUs; "
+                        f"lower it or run on a cluster with GPUs (--address)")
 
 
 def connect_ray(address: str | None, num_cpus: int | None) -> bool:
@@ -135,13 +176,19 @@ def summarise(spec: SweepSpec, trials, grid, folder: SweepFolder) -> int:
         return EXIT_OK
     if failed:
         print(f"sweep {spec.name}: {len(failed)} trial(s) failed after {spec.max_failures} retries:", file=sys.stderr)
+        no_room = False
         for result in failed[:10]:
             text = str(result.error).strip()
             last_line = text.splitlines()[-1] if text else repr(result.error)
+            reason = write_failure_in(text)
+            if reason is not None:  # disk full, file too large, quota, permission: nothing lost
+                no_room = True
+                last_line = f"could not write its results ({reason}); nothing written before was lost"
             print(f"  {result.config['trial']['run_key']}: {last_line[:200]} ({result.path}/error.txt)",
                   file=sys.stderr)
-        print(f"{done}/{len(trials)} trials done; rerun the same command to retry the failed ones from their "
-              f"last checkpoint", file=sys.stderr)
+        when = " once there is room" if no_room else ""
+        print(f"{done}/{len(trials)} trials done; rerun the same command{when} to retry the failed ones from "
+              f"their last checkpoint", file=sys.stderr)
         return EXIT_FAILED_TRIALS
     print(f"sweep {spec.name}: interrupted with {done}/{len(trials)} trials done; the state is saved: "
           f"rerun the same command to resume", file=sys.stderr)

@@ -33,7 +33,9 @@ import yaml
 from orchestrator import schema
 from orchestrator.results_dir import MARKER, MARKER_KIND, ResultsDirError, claim
 from orchestrator.sink import resolve_filesystem, write_bytes_atomically
-from orchestrator.spec import SweepSpec, parse_yaml, spec_differences, validate_spec
+from orchestrator.errors import NotWritableError
+from orchestrator.spec import SweepSpec, spec_differences, validate_spec
+from orchestrator.yaml_input import MAX_FILE_BYTES, load_yaml_bytes
 
 SPEC_FILE = "sweep.yaml"
 TUNE_DIR = "tune"
@@ -72,14 +74,14 @@ class SweepFolder:
     def filesystem(self) -> tuple[pafs.FileSystem, str]:
         return resolve_filesystem(self.root)
 
-    def read_bytes(self, name: str) -> bytes | None:
-        """Contents of ``<root>/<name>``, or ``None`` when it does not exist."""
+    def read_bytes(self, name: str, limit: int = -1) -> bytes | None:
+        """Contents of ``<root>/<name>`` (at most ``limit`` bytes if given), or ``None`` when it does not exist."""
         fs, path = self.filesystem()
         target = posixpath.join(path, name)
         if fs.get_file_info(target).type != pafs.FileType.File:
             return None
         with fs.open_input_stream(target) as f:
-            return f.read()
+            return f.read() if limit < 0 else f.read(limit)
 
     def read_text(self, name: str) -> str | None:
         data = self.read_bytes(name)
@@ -87,10 +89,11 @@ class SweepFolder:
 
     def stored_spec(self) -> SweepSpec | None:
         """The spec this folder was started with, or ``None`` for a new folder."""
-        text = self.read_text(SPEC_FILE)
-        if text is None:
+        data = self.read_bytes(SPEC_FILE, limit=MAX_FILE_BYTES + 1)
+        if data is None:
             return None
-        return validate_spec(parse_yaml(text), f"{self.root}/{SPEC_FILE}")
+        source = f"{self.root}/{SPEC_FILE}"
+        return validate_spec(load_yaml_bytes(data, source), source)
 
 
 def check_writable(storage: str) -> None:
@@ -105,7 +108,7 @@ def check_writable(storage: str) -> None:
         fs.delete_file(target)
     except (OSError, pa.ArrowException) as exc:
         reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
-        raise PermissionError(f"storage {storage} is not writable ({reason})") from None
+        raise NotWritableError(f"storage {storage} is not writable ({reason})") from None
 
 
 def prepare(folder: SweepFolder, spec: SweepSpec) -> bool:
@@ -193,7 +196,7 @@ def inspect(folder: SweepFolder, spec: SweepSpec) -> str:
     """What ``mtrl run`` would do with ``folder`` (read-only; for ``--dry-run``)."""
     try:
         stored = folder.stored_spec()
-    except (OSError, ValueError) as exc:
+    except OSError as exc:  # an unreadable spec is refused (UserError) as `mtrl run` would
         return f"cannot read {folder.root}: {exc}"
     if stored is None:
         return f"new sweep in {folder.root}"
