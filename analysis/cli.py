@@ -126,6 +126,8 @@ def check_out_dir(out_dir: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m analysis RESULTS_DIR [--out DIR] [--reps N] [--at-step S]``."""
-    parser = argparse.ArgumentParser(prog="python -m analysis", description=DESCRIPTION)
+    from orchestrator.errors import OneLineArgumentParser
+
+    parser = OneLineArgumentParser(prog="python -m analysis", description=DESCRIPTION)
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -24,9 +24,10 @@ _PATH_ERRNOS = {errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, e
 
 def build_parser() -> argparse.ArgumentParser:
     from orchestrator import local_trial
+    from orchestrator.errors import OneLineArgumentParser
 
-    parser = argparse.ArgumentParser(prog="mtrl", description="Sparsity and plasticity in multi-task RL: "
-                                     "run trials and sweeps, check their status, analyse results.")
+    parser = OneLineArgumentParser(prog="mtrl", description="Sparsity and plasticity in multi-task RL: "
+                                   "run trials and sweeps, check their status, analyse results.")
     sub = parser.add_subparsers(dest="command", required=True)
     local_trial.register(sub)
     for module in _plugins():

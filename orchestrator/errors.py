@@ -8,11 +8,13 @@ its message on one line and exits with status 2 before any work starts. A failed
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import re
 import reprlib
 from types import TracebackType
+from typing import NoReturn
 
 
 class UserError(ValueError):
@@ -21,6 +23,18 @@ class UserError(ValueError):
 
 class NotWritableError(UserError, PermissionError):
     """A folder the user named (``--storage``) cannot be written: found by a probe before any work."""
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line and exit 2, like every other bad input.
+
+    argparse prints the whole usage block above the error; the block says nothing about what
+    was wrong, so only the error is printed, with a pointer to ``--help``. Subparsers made by
+    ``add_subparsers`` inherit this class.
+    """
+
+    def error(self, message: str) -> "NoReturn":
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 _SHORT = reprlib.Repr()

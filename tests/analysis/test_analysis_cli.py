@@ -258,8 +258,8 @@ def test_python_dash_m_analysis_refuses_bad_counts_in_one_line(e2e_results, tmp_
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
-    errors = [line for line in done.stderr.splitlines() if "error" in line]
-    assert errors == [f"python -m analysis: error: {message}"]
+    # One line: argparse's usage block is not printed above it.
+    assert done.stderr.splitlines() == [f"python -m analysis: error: {message} (see python -m analysis --help)"]
     assert not (tmp_path / "out").exists()  # refused before any work
 
 

@@ -61,6 +61,9 @@ CORRUPT_SPECS = {
 }
 
 CASES: dict[str, Case] = {
+    # --- the command line itself: argparse's usage block is not printed above the error ---
+    "missing sweep file": Case(["run"], "error: the following arguments are required: SWEEP.yaml (see mtrl run --help)"),
+    "bad number": Case(RUN[:-1] + ["many"], "argument --num-cpus: invalid int value: 'many'"),
     # --- sweep files ---
     "bomb in a treatment": Case(RUN, "error: sweep.yaml: refused: more than 100,000 values once its aliases",
                                 {"sweep.yaml": BOMB + sweep_text().replace("- dense", "- {redo: {tau: *a8}}")}),
