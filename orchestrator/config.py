@@ -92,6 +92,10 @@ class TrialConfig(BaseModel):
     """``auto`` uses a GPU when one is visible to the process, else the CPU."""
     torch_threads: int = 1
     """Intra-op threads for torch; one trial is one CPU by default."""
+    fast_observations: bool = True
+    """MiniGrid observations through the exact fast path of ``envs.fast_obs`` (same bytes)."""
+    check_observations: bool = False
+    """Compute every observation both ways and stop at the first difference (a platform check)."""
 
     @field_validator("benchmark")
     @classmethod
