@@ -5,9 +5,10 @@
     python bench/bench_obs.py --small          # CI-sized run of the same code
     python bench/bench_obs.py --check 1000000  # compare a million steps with gen_obs, print mismatches
 
-Per task, one accelerated env steps through the same states as a plain one (same seeds,
-same random actions): gen_obs and the fast path are timed on each state they both see, and
-each env's ``step`` on its own trajectory; the two alternate over rounds and each keeps its
+Per task, an accelerated env steps through a random trajectory; on each state MiniGrid's
+gen_obs and the fast path are timed (CPU time of this thread, so that other processes on a
+shared machine do not count). A plain env and an accelerated one then step through the same
+actions and seeds, each ``step`` timed; the ways alternate over rounds and each keeps its
 fastest round. Then ``bench/bench_trial.py --compare-observations`` runs an MT3 trial per
 architecture with ``fast_observations`` on and off.
 
@@ -34,52 +35,56 @@ from envs.fast_obs import accelerate  # noqa: E402
 from envs.fast_obs_check import ALL_ENVS, compare_run  # noqa: E402
 
 ROUNDS = 3
+REPEATS = 5  # gen_obs calls timed together per state: the clock's own cost is a few percent of one call
+clock = time.thread_time  # CPU time of this thread: other processes on a shared machine do not count
 
 
 def _observation_round(env_id: str, steps: int) -> tuple[float, float]:
-    """Seconds of gen_obs and of the fast path, on the same states of one random trajectory."""
+    """CPU seconds per call of gen_obs and of the fast path, on the same states of one random trajectory."""
     env = accelerate(gym.make(env_id).unwrapped)
     rng = np.random.default_rng(0)
     env.reset(seed=0)
     plain_s = fast_s = 0.0
-    for episode in range(1, 10**9):
-        for _ in range(steps):
-            _, _, terminated, truncated, _ = env.step(int(rng.integers(0, 3)))
-            t0 = time.perf_counter()
+    episode = 0
+    for action in rng.integers(0, 3, size=steps):
+        _, _, terminated, truncated, _ = env.step(int(action))
+        t0 = clock()
+        for _ in range(REPEATS):
             MiniGridEnv.gen_obs(env)
-            t1 = time.perf_counter()
+        t1 = clock()
+        for _ in range(REPEATS):
             env.gen_obs()
-            t2 = time.perf_counter()
-            plain_s += t1 - t0
-            fast_s += t2 - t1
-            steps -= 1
-            if terminated or truncated:
-                env.reset(seed=episode)
-                break
-        if steps <= 0:
-            return plain_s, fast_s
+        t2 = clock()
+        plain_s += t1 - t0
+        fast_s += t2 - t1
+        if terminated or truncated:
+            episode += 1
+            env.reset(seed=episode)
+    return plain_s / REPEATS, fast_s / REPEATS
 
 
 def _step_round(env_id: str, steps: int, fast: bool) -> float:
-    """Seconds inside ``step`` (resets excluded) over ``steps`` random actions."""
+    """CPU seconds inside ``step`` (resets excluded) over ``steps`` random actions."""
     env = gym.make(env_id).unwrapped
     if fast:
         accelerate(env)
     rng = np.random.default_rng(1)
     env.reset(seed=0)
     total, episode = 0.0, 0
+    started = clock()
     for action in rng.integers(0, 3, size=steps):
-        t0 = time.perf_counter()
         _, _, terminated, truncated, _ = env.step(int(action))
-        total += time.perf_counter() - t0
         if terminated or truncated:
+            total += clock() - started
             episode += 1
             env.reset(seed=episode)
-    return total
+            started = clock()
+    return total + clock() - started
 
 
 def per_task(steps: int) -> None:
-    print(f"per task: microseconds per call, fastest of {ROUNDS} alternating rounds of {steps} random steps\n")
+    print(f"per task: CPU microseconds per call, fastest of {ROUNDS} alternating rounds of {steps} random steps "
+          "(left/right/forward; resets not timed)\n")
     print(f"{'task':24} {'gen_obs':>8} {'fast':>6} {'obs x':>6}   {'step':>6} {'fast step':>9} {'step x':>7}")
     for task in PAPER_TASKS:
         env_id = TASKS[task].env_id

@@ -12,7 +12,7 @@ Targets (issue 2): batched evaluation >= 3x faster than one episode at a time; a
 spends >= 50% of its wall time inside env.step/reset; peak RSS < 1.5 GB. With
 ``--compare-observations`` (issue 21, run by ``bench/bench_obs.py``) each architecture's
 trial runs with ``fast_observations`` on and off, alternating over rounds, each way keeping
-its fastest: an MT3 trial >= 1.4x faster with MTPPO and >= 1.25x with MOORE.
+its round with the fewest CPU seconds: an MT3 trial >= 1.4x faster with MTPPO and >= 1.25x with MOORE.
 """
 
 from __future__ import annotations
@@ -68,12 +68,14 @@ def one_trial(arch: str, total_steps: int, steps_per_epoch: int, episodes: int,
     trial_module.ppo_update = timed("update", trial_module.ppo_update, lambda args: None)
     with tempfile.TemporaryDirectory() as results:
         started = time.perf_counter()
-        run_trial(config, ParquetSink.for_config(results, config), DirectoryCheckpointer(os.path.join(results, "ck")))
+        result = run_trial(config, ParquetSink.for_config(results, config),
+                           DirectoryCheckpointer(os.path.join(results, "ck")))
         wall = time.perf_counter() - started
         train = pd.read_parquet(os.path.join(results, "metrics", "train")).sort_values("step")
     last = train.iloc[-1]
     if trial_only:
-        return {"arch": arch, "wall_s": wall, "env_fraction": float(last["perf/env_fraction"])}
+        return {"arch": arch, "wall_s": wall, "cpu_s": result.cpu_seconds,
+                "env_fraction": float(last["perf/env_fraction"])}
 
     # Evaluation alone, untrained policy (the longest episodes), both ways, same seeds. The
     # two ways alternate over EVAL_ROUNDS rounds and each keeps its fastest round: this VM's
@@ -141,16 +143,19 @@ def compare_observations(small: bool, total: int, epoch: int, episodes: int) -> 
     """Each architecture's trial with fast observations and with MiniGrid's own, side by side."""
     print(f"MT3 trial, {total} lock-step steps ({total // epoch} epochs of {epoch}), eval {episodes} episodes/task "
           f"every {epoch} steps, 1 torch thread; fastest of {OBSERVATION_ROUNDS} alternating rounds per way\n")
-    print(f"{'arch':7} {'plain s':>8} {'in env':>7} {'fast s':>7} {'in env':>7} {'speed-up':>9}")
+    print(f"{'arch':7} {'plain CPU s':>11} {'wall s':>7} {'in env':>7} {'fast CPU s':>10} {'wall s':>7} "
+          f"{'in env':>7} {'speed-up CPU':>13} {'wall':>6}")
     for arch in ARCHS:
         runs = {"plain": [], "fast": []}
         for _ in range(OBSERVATION_ROUNDS):
             for way in runs:
                 runs[way].append(_child(arch, small, "--trial-only", *(["--plain-obs"] if way == "plain" else [])))
-        plain, fast = (min(runs[way], key=lambda r: r["wall_s"]) for way in ("plain", "fast"))
-        print(f"{arch:7} {plain['wall_s']:8.1f} {plain['env_fraction']:7.1%} {fast['wall_s']:7.1f} "
-              f"{fast['env_fraction']:7.1%} {plain['wall_s'] / fast['wall_s']:8.2f}x", flush=True)
-    print("\nin env = share of the trial's wall time inside MiniGrid's step/reset (perf/env_fraction)")
+        plain, fast = (min(runs[way], key=lambda r: r["cpu_s"]) for way in ("plain", "fast"))
+        print(f"{arch:7} {plain['cpu_s']:11.1f} {plain['wall_s']:7.1f} {plain['env_fraction']:7.1%} "
+              f"{fast['cpu_s']:10.1f} {fast['wall_s']:7.1f} {fast['env_fraction']:7.1%} "
+              f"{plain['cpu_s'] / fast['cpu_s']:12.2f}x {plain['wall_s'] / fast['wall_s']:5.2f}x", flush=True)
+    print("\nCPU s = the trial thread's CPU seconds (run_trial's cpu_seconds; steadier than wall time on a shared "
+          "machine); in env = share of the wall time inside MiniGrid's step/reset (perf/env_fraction)")
 
 
 def main() -> None:

@@ -7,10 +7,11 @@ operations instead of MiniGrid's per-cell Python loops (``Grid.slice``, ``rotate
 
 How it works. The env's grid is kept encoded as a ``uint8`` array padded with ``V - 1`` cells
 of out-of-grid wall on every side (what ``Grid.slice`` returns outside the grid), next to a
-``see_behind`` array. The agent's view is one gather through a table of flat offsets per
-direction (the slice and the ``direction + 1`` left rotations folded together). Visibility is
-MiniGrid's row-by-row propagation, looked up by the view's ``see_behind`` pattern in a
-memo filled by :func:`visible_cells`. Then the agent's cell shows what it carries, or empty.
+``see_behind`` array. The agent's view is a table of flat offsets per direction (the slice and
+the ``direction + 1`` left rotations folded together). Visibility is MiniGrid's row-by-row
+propagation, looked up by the view's ``see_behind`` pattern in a memo filled by
+:func:`visible_cells`; hidden cells then point at an all-zero slot and the agent's cell at a
+slot holding what it carries (or empty), so the image is one gather.
 
 Keeping the encoded grid in sync, without hooking MiniGrid:
 
@@ -66,8 +67,8 @@ _OBSERVATION_METHODS = ("gen_obs", "gen_obs_grid", "get_view_exts")
 _EMPTY = (OBJECT_TO_IDX["empty"], 0, 0)
 _OUTSIDE = Wall().encode()  # Grid.slice fills cells outside the grid with Wall()
 
-_VISIBILITY_MEMO_LIMIT = 1 << 16
-_visibility_memo: dict[tuple[int, bytes], np.ndarray] = {}
+_HIDDEN_MEMO_LIMIT = 1 << 16
+_hidden_memo: dict[tuple[int, bytes], np.ndarray] = {}
 _warned: set[str] = set()
 
 
@@ -168,16 +169,16 @@ def visible_cells(see_behind: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _visibility(see_behind: bytes, view: int) -> np.ndarray:
-    """``visible_cells`` as ``uint8 [V, V, 1]``, memoised on the ``see_behind`` pattern's bytes."""
+def _hidden(see_behind: bytes, view: int) -> np.ndarray:
+    """The cells ``visible_cells`` leaves unseen, memoised on the ``see_behind`` pattern's bytes."""
     key = (view, see_behind)
-    found = _visibility_memo.get(key)
+    found = _hidden_memo.get(key)
     if found is None:
-        if len(_visibility_memo) >= _VISIBILITY_MEMO_LIMIT:
-            _visibility_memo.clear()
+        if len(_hidden_memo) >= _HIDDEN_MEMO_LIMIT:
+            _hidden_memo.clear()
         pattern = np.frombuffer(see_behind, dtype=np.uint8).reshape(view, view)
-        found = visible_cells(pattern).astype(np.uint8)[:, :, None]
-        _visibility_memo[key] = found
+        found = ~visible_cells(pattern)
+        _hidden_memo[key] = found
     return found
 
 
@@ -210,15 +211,15 @@ def _warn_once(message: str) -> None:
         print(f"warning: fast observations off: {message}", file=sys.stderr)
 
 
-def _encode(obj) -> tuple[int, int, int, int]:
-    """``obj``'s code and whether one sees behind it, as one 4-tuple."""
-    return (*obj.encode(), 1 if obj.see_behind() else 0)
+def _encode(obj) -> tuple[tuple[int, int, int], int]:
+    """``obj``'s code and whether one sees behind it."""
+    return obj.encode(), 1 if obj.see_behind() else 0
 
 
-_static_codes: dict[tuple[type, str], tuple[int, int, int, int]] = {}
+_static_codes: dict[tuple[type, str], tuple[tuple[int, int, int], int]] = {}
 
 
-def _encode_static(obj) -> tuple[int, int, int, int]:
+def _encode_static(obj) -> tuple[tuple[int, int, int], int]:
     key = (type(obj), obj.color)
     found = _static_codes.get(key)
     if found is None:
@@ -227,18 +228,27 @@ def _encode_static(obj) -> tuple[int, int, int, int]:
 
 
 class _Layout:
-    """Index tables of a padded ``width x height`` grid seen through a ``view x view`` window."""
+    """Index tables of a padded ``width x height`` grid seen through a ``view x view`` window.
+
+    Cells are numbered row-major over the padded grid; three slots follow them: ``unseen``
+    (all zeros), ``empty`` and ``carried`` (what the agent carries), so that the image is one
+    gather of codes once hidden cells and the agent's cell point at those slots.
+    """
 
     def __init__(self, width: int, height: int, view: int) -> None:
         self.pad = view - 1
         self.stride = width + 2 * self.pad
-        rows = height + 2 * self.pad
+        padded = (height + 2 * self.pad) * self.stride
         xs, ys = np.meshgrid(np.arange(width), np.arange(height))  # row-major, like Grid.grid
         self.flat_of_cell = ((ys + self.pad) * self.stride + xs + self.pad).ravel()
-        # An empty grid, inside a border of out-of-grid walls: the start of every rebuild.
-        self.cells = np.empty((rows * self.stride, 4), dtype=np.uint8)
-        self.cells[:] = (*_OUTSIDE, 0)
-        self.cells[self.flat_of_cell] = (*_EMPTY, 1)
+        self.unseen, self.empty, self.carried = padded, padded + 1, padded + 2
+        # An empty grid inside a border of out-of-grid walls: the start of every rebuild.
+        self.codes = np.empty((padded + 3, 3), dtype=np.uint8)
+        self.codes[:] = _OUTSIDE
+        self.codes[self.flat_of_cell] = _EMPTY
+        self.codes[[self.unseen, self.empty, self.carried]] = [(0, 0, 0), _EMPTY, _EMPTY]
+        self.see_behind = np.zeros(padded, dtype=np.uint8)
+        self.see_behind[self.flat_of_cell] = 1
         self.offsets = view_offsets(view, self.stride)
 
 
@@ -262,14 +272,16 @@ class _FastObservation:
 
     # --- keeping the encoded grid in sync ----------------------------------------------
     def _rebuild(self, grid: Grid) -> None:
-        self.view = self.env.agent_view_size
+        view = self.view = self.env.agent_view_size
         self.width, self.height = grid.width, grid.height
-        layout = _layout(grid.width, grid.height, self.view)
-        self.pad, self.stride, self.offsets = layout.pad, layout.stride, layout.offsets
-        self.flat_of_cell = layout.flat_of_cell
-        # codes[:, :3] is each padded cell's MiniGrid code, codes[:, 3] its see_behind.
-        self.codes = layout.cells.copy()
-        self.volatile: dict[int, tuple[object, tuple]] = {}  # cell -> (object, its last code)
+        self.layout = layout = _layout(grid.width, grid.height, view)
+        self.origin = layout.pad * layout.stride + layout.pad  # flat index of cell (0, 0)
+        self.agent_cell = (view // 2, view - 1)
+        self.codes = layout.codes.copy()
+        self.codes_as_cells = self.codes.view(np.dtype("V3")).ravel()  # one item per cell: 1-D gathers
+        self.see_behind = layout.see_behind.copy()
+        self.carried_code = _EMPTY
+        self.volatile: dict[int, tuple[object, tuple]] = {}  # cell -> (object, its last encoding)
         self.grid = grid
         cells = grid.grid
         self._encode_cells(cells, [k for k, obj in enumerate(cells) if obj is not None])
@@ -280,14 +292,16 @@ class _FastObservation:
         for k in indices:
             obj = cells[k]
             if obj is None:
-                encoded.append((*_EMPTY, 1))
+                encoded.append((_EMPTY, 1))
             elif type(obj) in _STATIC_CLASSES:
                 encoded.append(_encode_static(obj))
             else:
                 encoded.append(_encode(obj))
                 self.volatile[k] = (obj, encoded[-1])
         if indices:
-            self.codes[self.flat_of_cell[indices]] = encoded
+            flat = self.layout.flat_of_cell[indices]
+            self.codes[flat] = [code for code, _ in encoded]
+            self.see_behind[flat] = [see for _, see in encoded]
 
     def _sync(self, cells: list) -> None:
         changed = [k for k, (a, b) in enumerate(zip(cells, self.cells)) if a is not b]
@@ -300,7 +314,8 @@ class _FastObservation:
         for k, (obj, last) in self.volatile.items():
             now = _encode(obj)
             if now != last:
-                self.codes[self.flat_of_cell[k]] = now
+                flat = self.layout.flat_of_cell[k]
+                self.codes[flat], self.see_behind[flat] = now
                 self.volatile[k] = (obj, now)
 
     # --- the observation --------------------------------------------------------------
@@ -325,15 +340,19 @@ class _FastObservation:
         direction = env.agent_dir
         if not (0 <= x < self.width and 0 <= y < self.height and direction in (0, 1, 2, 3)):
             return None
-        window = self.offsets[direction] + ((y + self.pad) * self.stride + x + self.pad)
-        cells = self.codes[window]
-        if env.see_through_walls:
-            image = cells[:, :, :3].copy()
-        else:
-            image = cells[:, :, :3] * _visibility(cells[:, :, 3].tobytes(), self.view)
+        layout = self.layout
+        window = layout.offsets[direction] + (self.origin + y * layout.stride + x)
+        if not env.see_through_walls:
+            np.putmask(window, _hidden(self.see_behind[window].tobytes(), self.view), layout.unseen)
         carrying = env.carrying
-        image[self.view // 2, self.view - 1] = carrying.encode() if carrying else _EMPTY
-        return image
+        if carrying:
+            code = carrying.encode()
+            if code != self.carried_code:
+                self.codes[layout.carried] = self.carried_code = code
+            window[self.agent_cell] = layout.carried
+        else:
+            window[self.agent_cell] = layout.empty
+        return self.codes_as_cells[window].view(np.uint8).reshape(self.view, self.view, 3)
 
     def gen_obs(self) -> dict:
         env = self.env

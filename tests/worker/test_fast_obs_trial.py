@@ -47,8 +47,8 @@ def test_check_observations_from_the_command_line(tmp_path):
 def test_check_observations_stops_the_trial_at_the_first_difference(tmp_path, monkeypatch):
     # A fault in the fast path (walls encoded red) must stop the trial, naming env, step and cell.
     def wrong_colour(obj):
-        code = obj.encode()
-        return (code[0], 0 if obj.type == "wall" else code[1], code[2], 1 if obj.see_behind() else 0)
+        kind, colour, state = obj.encode()
+        return (kind, 0 if obj.type == "wall" else colour, state), 1 if obj.see_behind() else 0
 
     monkeypatch.setattr(fast_obs, "_encode_static", wrong_colour)
     config = TrialConfig(arch="single", check_observations=True, **{**TINY, "benchmark": "LavaGapS7-v0"})
