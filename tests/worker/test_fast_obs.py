@@ -159,3 +159,26 @@ def test_scripted_policy_reaches_an_open_door_with_a_carried_key_on_doorkey():
     report = compare_run(CheckEnv("MiniGrid-DoorKey-5x5-v0"), 400, "scripted", seed=0)
     assert report.mismatches == []
     assert report.events["picked up key"] > 0 and report.events["door unlocked"] > 0
+
+
+class _OwnGrid(Grid):
+    pass
+
+
+class _OwnGridEnv(DoorKeyEnv):
+    def _gen_grid(self, width, height):
+        super()._gen_grid(width, height)
+        self.grid.__class__ = _OwnGrid
+
+
+def test_a_grid_of_another_class_keeps_minigrids_path_with_one_warning_line(capsys, monkeypatch):
+    monkeypatch.setattr(fast_obs, "_warned", set())
+    env = accelerate(_OwnGridEnv(size=6))
+    assert is_accelerated(env)
+    obs, _ = env.reset(seed=0)
+    assert first_difference(obs, MiniGridEnv.gen_obs(env)) is None
+    obs, *_ = env.step(1)
+    assert first_difference(obs, MiniGridEnv.gen_obs(env)) is None
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: fast observations off: _OwnGridEnv: grid class _OwnGrid is not minigrid's Grid; "
+        "keeping MiniGrid's own gen_obs for it"]
