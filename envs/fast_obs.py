@@ -31,8 +31,12 @@ holds for any odd ``agent_view_size``, ``see_through_walls`` on or off, any posi
 view leaving the grid) and direction. Where the fast path does not know the observation
 code, the env keeps MiniGrid's own ``gen_obs`` and one warning line is printed: a minigrid
 version outside :data:`VERIFIED_MINIGRID`, an env class that overrides ``gen_obs``,
-``gen_obs_grid`` or ``get_view_exts``, a grid that is not a plain ``Grid``, an agent
-outside the grid or with an invalid direction.
+``gen_obs_grid`` or ``get_view_exts``, a grid that is not a plain ``Grid``. An agent outside
+the grid or with an invalid direction also gets MiniGrid's ``gen_obs`` (and its errors).
+
+MiniGrid has no hook for this, so the module uses two public attributes: it sets ``gen_obs``
+on the env instance (``reset`` and ``step`` call ``self.gen_obs()``) and reads ``Grid.grid``,
+the cell list. The version guard covers a minigrid that changes either.
 
 Verification. ``tests/worker/test_fast_obs*.py`` compare both paths at every step (random
 and scripted policies reaching opened doors, carried keys, toggled boxes) on the paper's
@@ -138,10 +142,11 @@ def visible_cells(see_behind: np.ndarray) -> np.ndarray:
     """Which cells of a ``[V, V]`` (x, y) view the agent at ``(V // 2, V - 1)`` sees.
 
     MiniGrid's rule (``Grid.process_vis``), row by row from the agent's row up: a row's seen
-    cells spread right, then left, through cells one can see behind; every seen cell one can
-    see behind shows the cell above it and, on the side(s) its sweep passed it on, the
-    diagonal one. A cell reached only by the leftward sweep shows only its left diagonal, and
-    the leftmost cell reached that way shows nothing above it (its sweep has ended).
+    cells spread right, then left, through cells one can see behind. In the row above, a cell
+    one can see behind shows its own column and the next one each sweep passes on to: seen by
+    the rightward sweep at ``x < V - 1``, columns ``x`` and ``x + 1``; seen at ``x >= 1``
+    (after both sweeps), ``x - 1`` and ``x``. So a column-0 cell that only the leftward sweep
+    reached shows nothing above it (that sweep stops at column 1).
     """
     size = see_behind.shape[0]
     mask = np.zeros((size, size), dtype=bool)
