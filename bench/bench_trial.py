@@ -6,9 +6,13 @@ process so that peak RSS is its own, and the figures are printed side by side:
 
     python bench/bench_trial.py            # 2 epochs per architecture (a few minutes)
     python bench/bench_trial.py --small    # CI-sized smoke run of the same code
+    python bench/bench_trial.py --compare-observations   # each architecture, fast vs plain observations
 
 Targets (issue 2): batched evaluation >= 3x faster than one episode at a time; a trial
-spends >= 50% of its wall time inside env.step/reset; peak RSS < 1.5 GB.
+spends >= 50% of its wall time inside env.step/reset; peak RSS < 1.5 GB. With
+``--compare-observations`` (issue 21, run by ``bench/bench_obs.py``) each architecture's
+trial runs with ``fast_observations`` on and off, alternating over rounds, each way keeping
+its round with the fewest CPU seconds: an MT3 trial >= 1.4x faster with MTPPO and >= 1.25x with MOORE.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ import time
 
 ARCHS = ("mtppo", "moe", "moore")
 EVAL_ROUNDS = 2
+OBSERVATION_ROUNDS = 2
 
 
-def one_trial(arch: str, total_steps: int, steps_per_epoch: int, episodes: int) -> dict:
+def one_trial(arch: str, total_steps: int, steps_per_epoch: int, episodes: int,
+              fast_observations: bool = True, trial_only: bool = False) -> dict:
     import numpy as np
     import pandas as pd
 
@@ -41,7 +47,8 @@ def one_trial(arch: str, total_steps: int, steps_per_epoch: int, episodes: int) 
 
     config = TrialConfig(benchmark="MT3", arch=arch, seed=0, total_steps=total_steps,
                          steps_per_epoch=steps_per_epoch, eval_interval_steps=steps_per_epoch,
-                         checkpoint_interval_steps=total_steps, eval_episodes=episodes)
+                         checkpoint_interval_steps=total_steps, eval_episodes=episodes,
+                         fast_observations=fast_observations)
     # Where the wall time goes: each phase's seconds, with the env clock's share split out.
     phases = {name: [0.0, 0.0] for name in ("collect", "evaluate", "update", "plasticity")}
 
@@ -61,10 +68,14 @@ def one_trial(arch: str, total_steps: int, steps_per_epoch: int, episodes: int) 
     trial_module.ppo_update = timed("update", trial_module.ppo_update, lambda args: None)
     with tempfile.TemporaryDirectory() as results:
         started = time.perf_counter()
-        run_trial(config, ParquetSink.for_config(results, config), DirectoryCheckpointer(os.path.join(results, "ck")))
+        result = run_trial(config, ParquetSink.for_config(results, config),
+                           DirectoryCheckpointer(os.path.join(results, "ck")))
         wall = time.perf_counter() - started
         train = pd.read_parquet(os.path.join(results, "metrics", "train")).sort_values("step")
     last = train.iloc[-1]
+    if trial_only:
+        return {"arch": arch, "wall_s": wall, "cpu_s": result.cpu_seconds,
+                "env_fraction": float(last["perf/env_fraction"])}
 
     # Evaluation alone, untrained policy (the longest episodes), both ways, same seeds. The
     # two ways alternate over EVAL_ROUNDS rounds and each keeps its fastest round: this VM's
@@ -122,20 +133,49 @@ def one_trial(arch: str, total_steps: int, steps_per_epoch: int, episodes: int) 
     }
 
 
+def _child(arch: str, small: bool, *extra: str) -> dict:
+    cmd = [sys.executable, __file__, "--arch", arch, *extra] + (["--small"] if small else [])
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def compare_observations(small: bool, total: int, epoch: int, episodes: int) -> None:
+    """Each architecture's trial with fast observations and with MiniGrid's own, side by side."""
+    print(f"MT3 trial, {total} lock-step steps ({total // epoch} epochs of {epoch}), eval {episodes} episodes/task "
+          f"every {epoch} steps, 1 torch thread; fastest of {OBSERVATION_ROUNDS} alternating rounds per way\n")
+    print(f"{'arch':7} {'plain CPU s':>11} {'wall s':>7} {'in env':>7} {'fast CPU s':>10} {'wall s':>7} "
+          f"{'in env':>7} {'speed-up CPU':>13} {'wall':>6}")
+    for arch in ARCHS:
+        runs = {"plain": [], "fast": []}
+        for _ in range(OBSERVATION_ROUNDS):
+            for way in runs:
+                runs[way].append(_child(arch, small, "--trial-only", *(["--plain-obs"] if way == "plain" else [])))
+        plain, fast = (min(runs[way], key=lambda r: r["cpu_s"]) for way in ("plain", "fast"))
+        print(f"{arch:7} {plain['cpu_s']:11.1f} {plain['wall_s']:7.1f} {plain['env_fraction']:7.1%} "
+              f"{fast['cpu_s']:10.1f} {fast['wall_s']:7.1f} {fast['env_fraction']:7.1%} "
+              f"{plain['cpu_s'] / fast['cpu_s']:12.2f}x {plain['wall_s'] / fast['wall_s']:5.2f}x", flush=True)
+    print("\nCPU s = the trial thread's CPU seconds (run_trial's cpu_seconds; steadier than wall time on a shared "
+          "machine); in env = share of the wall time inside MiniGrid's step/reset (perf/env_fraction)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="tiny budget: checks the script runs")
+    parser.add_argument("--compare-observations", action="store_true",
+                        help="each architecture with fast_observations on and off")
     parser.add_argument("--arch", help=argparse.SUPPRESS)  # child-process mode
+    parser.add_argument("--plain-obs", action="store_true", help=argparse.SUPPRESS)  # child: fast_observations off
+    parser.add_argument("--trial-only", action="store_true", help=argparse.SUPPRESS)  # child: no evaluation rounds
     args = parser.parse_args()
     total, epoch, episodes = (600, 300, 3) if args.small else (4000, 2000, 25)
     if args.arch:
-        print(json.dumps(one_trial(args.arch, total, epoch, episodes)))
+        print(json.dumps(one_trial(args.arch, total, epoch, episodes, fast_observations=not args.plain_obs,
+                                   trial_only=args.trial_only)))
         return
-    rows = []
-    for arch in ARCHS:
-        cmd = [sys.executable, __file__, "--arch", arch] + (["--small"] if args.small else [])
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
+    if args.compare_observations:
+        compare_observations(args.small, total, epoch, episodes)
+        return
+    rows = [_child(arch, args.small) for arch in ARCHS]
     print(f"MT3, {total} lock-step steps ({total // epoch} epochs of {epoch}), eval {episodes} episodes/task "
           f"every {epoch} steps, 1 torch thread\n")
     header = (f"{'arch':7} {'wall s':>8} {'env steps/s':>12} {'in env.step':>12} "

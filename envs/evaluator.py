@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from envs.benchmarks import TASKS
+from envs.fast_obs import ObservationPath
 from envs.multitask import EnvClock, TaskEnv
 
 Policy = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -48,11 +49,12 @@ class TaskEvaluation:
 class BatchedEvaluator:
     """Keeps ``T x episodes_per_task`` environments alive across evaluation points."""
 
-    def __init__(self, tasks: tuple[str, ...], episodes_per_task: int, clock: EnvClock | None = None) -> None:
+    def __init__(self, tasks: tuple[str, ...], episodes_per_task: int, clock: EnvClock | None = None,
+                 observations: ObservationPath = ObservationPath()) -> None:
         self.tasks = tasks
         self.episodes_per_task = episodes_per_task
         self.clock = clock or EnvClock()
-        self.envs = [[TaskEnv(t, self.clock) for _ in range(episodes_per_task)] for t in tasks]
+        self.envs = [[TaskEnv(t, self.clock, observations) for _ in range(episodes_per_task)] for t in tasks]
 
     def evaluate(self, policy: Policy, episode_seeds: np.ndarray) -> list[TaskEvaluation]:
         T, E = len(self.tasks), self.episodes_per_task
@@ -82,11 +84,12 @@ class BatchedEvaluator:
 
 
 def evaluate_sequentially(tasks: tuple[str, ...], policy: Policy, episode_seeds: np.ndarray,
-                          clock: EnvClock | None = None) -> list[TaskEvaluation]:
+                          clock: EnvClock | None = None,
+                          observations: ObservationPath = ObservationPath()) -> list[TaskEvaluation]:
     """One episode at a time, one policy call per environment step: the slow reference."""
     results = []
     for i, task in enumerate(tasks):
-        env = TaskEnv(task, clock)
+        env = TaskEnv(task, clock, observations)
         returns, lengths = [], []
         for seed in episode_seeds[i]:
             obs = env.reset(seed)

@@ -20,13 +20,18 @@ import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
 import numpy as np
 
 from envs.benchmarks import TASKS
+from envs.fast_obs import ObservationMismatch, ObservationPath
 
 _SEED_HIGH = 2**31 - 1
 
 
-def make_task_env(task: str):
-    """The unwrapped MiniGrid environment of ``task`` (a name from :data:`TASKS`)."""
-    return gym.make(TASKS[task].env_id).unwrapped
+def make_task_env(task: str, observations: ObservationPath = ObservationPath()):
+    """The unwrapped MiniGrid environment of ``task`` (a name from :data:`TASKS`).
+
+    Its observations come through ``observations`` (by default :mod:`envs.fast_obs`'s exact
+    fast path; MiniGrid keeps the game).
+    """
+    return observations.apply(gym.make(TASKS[task].env_id).unwrapped)
 
 
 def image_of(obs: dict) -> np.ndarray:
@@ -43,9 +48,10 @@ class EnvClock:
 class TaskEnv:
     """One task's environment with the seed and action log that make its state replayable."""
 
-    def __init__(self, task: str, clock: EnvClock | None = None) -> None:
+    def __init__(self, task: str, clock: EnvClock | None = None,
+                 observations: ObservationPath = ObservationPath()) -> None:
         self.task = task
-        self.env = make_task_env(task)
+        self.env = make_task_env(task, observations)
         self.clock = clock or EnvClock()
         self.episode_seed = 0
         self.actions: list[int] = []
@@ -54,7 +60,10 @@ class TaskEnv:
 
     def reset(self, episode_seed: int) -> np.ndarray:
         start = time.perf_counter()
-        obs, _ = self.env.reset(seed=int(episode_seed))
+        try:
+            obs, _ = self.env.reset(seed=int(episode_seed))
+        except ObservationMismatch as exc:
+            raise ObservationMismatch(f"{exc} (reset, episode seed {int(episode_seed)})") from None
         self.clock.seconds += time.perf_counter() - start
         self.episode_seed = int(episode_seed)
         self.actions = []
@@ -64,7 +73,11 @@ class TaskEnv:
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool]:
         start = time.perf_counter()
-        obs, reward, terminated, truncated, _ = self.env.step(int(action))
+        try:
+            obs, reward, terminated, truncated, _ = self.env.step(int(action))
+        except ObservationMismatch as exc:
+            raise ObservationMismatch(
+                f"{exc} (episode seed {self.episode_seed}, after actions {self.actions + [int(action)]})") from None
         self.clock.seconds += time.perf_counter() - start
         self.actions.append(int(action))
         self.episode_return += float(reward)
@@ -89,11 +102,12 @@ class LockStepEnv:
     every layout the agent trains on.
     """
 
-    def __init__(self, tasks: tuple[str, ...], rng: np.random.Generator, clock: EnvClock | None = None) -> None:
+    def __init__(self, tasks: tuple[str, ...], rng: np.random.Generator, clock: EnvClock | None = None,
+                 observations: ObservationPath = ObservationPath()) -> None:
         self.tasks = tasks
         self.rng = rng
         self.clock = clock or EnvClock()
-        self.envs = [TaskEnv(t, self.clock) for t in tasks]
+        self.envs = [TaskEnv(t, self.clock, observations) for t in tasks]
 
     @property
     def n_tasks(self) -> int:

@@ -109,6 +109,10 @@ class TrialConfig(BaseModel):
     """``auto`` uses a GPU when one is visible to the process, else the CPU."""
     torch_threads: int = Field(1, le=1_024)
     """Intra-op threads for torch; one trial is one CPU by default."""
+    fast_observations: bool = True
+    """MiniGrid observations through the exact fast path of ``envs.fast_obs`` (same bytes)."""
+    check_observations: bool = False
+    """Compute every observation both ways and stop at the first difference (a platform check)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -3,12 +3,18 @@
 Measured on the 2-core development machine (one torch thread per trial, torch 2.13 CPU,
 MiniGrid 3.2), phase by phase with ``orchestrator.trial._Trial`` on MT3/MT7/a single task:
 
-* collection: about 0.7 ms per lock-step step per task (the MiniGrid step is ~0.35 ms of it;
-  0.55-1.0 ms across architectures and MT3/MT7);
+* MiniGrid's own step (observation included, resets amortised): ~0.35 ms through MiniGrid's
+  ``gen_obs``; ~0.035 ms through ``envs.fast_obs`` (``fast_observations``, the default): the
+  lock-step env over the seven tasks, with resets, ran 10.5-11x faster side by side
+  (``python bench/bench_obs.py`` prints per-task figures). It counts in collection and
+  evaluation below;
+* collection: about 0.35 ms per lock-step step per task besides the MiniGrid step (0.55-1.0 ms
+  in all through MiniGrid's ``gen_obs``, across architectures and MT3/MT7);
 * PPO update, per lock-step step per task: 0.5 ms for MTPPO and single-task, growing with the
   expert count k for MoE (0.4 k ms) and MOORE (0.5 k ms: k conv trunks and the Gram-matrix
   mixture; MT3 1.2 ms, MT7 1.9 ms measured);
-* evaluation: about 0.5 ms per environment step of the batched evaluator. Untrained
+* evaluation: about 0.15 ms per environment step of the batched evaluator besides the MiniGrid
+  step (0.5 ms in all through MiniGrid's ``gen_obs``). Untrained
   episodes run to ``max_steps``, trained ones end early; the model assumes an evaluation
   episode lasts ``EVAL_LENGTH_FRACTION`` of its task's ``max_steps`` on average over training
   (0.46 was measured on untrained MT3 agents);
@@ -25,8 +31,10 @@ from collections.abc import Iterable
 from envs.benchmarks import TASKS, get_benchmark
 from orchestrator.config import TrialConfig
 
-COLLECT_S_PER_TASK_STEP = 0.7e-3
-EVAL_S_PER_ENV_STEP = 0.5e-3
+MINIGRID_S_PER_STEP = {False: 0.35e-3, True: 0.035e-3}
+"""MiniGrid's step, by ``TrialConfig.fast_observations``."""
+COLLECT_S_PER_TASK_STEP = 0.35e-3  # policy, buffers and loop; MiniGrid's step comes on top
+EVAL_S_PER_ENV_STEP = 0.15e-3  # batched policy and loop; MiniGrid's step comes on top
 EVAL_LENGTH_FRACTION = 0.4
 PLASTICITY_S_PER_POINT = 1.0
 
@@ -44,10 +52,11 @@ def trial_core_seconds(config: TrialConfig) -> float:
     """Estimated CPU-core seconds of one trial, start to finish."""
     benchmark = get_benchmark(config.benchmark)
     task_steps = config.total_steps * benchmark.n_tasks
-    train = task_steps * (COLLECT_S_PER_TASK_STEP + update_s_per_task_step(config.arch, config.experts))
+    minigrid = MINIGRID_S_PER_STEP[config.fast_observations]
+    train = task_steps * (COLLECT_S_PER_TASK_STEP + minigrid + update_s_per_task_step(config.arch, config.experts))
     eval_points = config.total_steps // config.eval_interval_steps + 1  # and once before training
     episode_steps = sum(TASKS[t].max_steps for t in benchmark.tasks) * EVAL_LENGTH_FRACTION
-    evaluation = eval_points * config.eval_episodes * episode_steps * EVAL_S_PER_ENV_STEP
+    evaluation = eval_points * config.eval_episodes * episode_steps * (EVAL_S_PER_ENV_STEP + minigrid)
     plasticity = (eval_points - 1) * PLASTICITY_S_PER_POINT if config.measure_plasticity else 0.0
     return train + evaluation + plasticity
 

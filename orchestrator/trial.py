@@ -35,6 +35,7 @@ from agents.ppo import Rollout, ppo_update
 from agents.treatments import COUNTER_NAMES, build_treatment
 from envs.benchmarks import get_benchmark
 from envs.evaluator import BatchedEvaluator
+from envs.fast_obs import ObservationPath
 from envs.multitask import EnvClock, LockStepEnv
 from orchestrator import schema
 from orchestrator.checkpoint import Checkpointer
@@ -103,8 +104,9 @@ class _Trial:
         self.env_rng = np.random.default_rng([seed, _ENV_STREAM])
         self.update_rng = np.random.default_rng([seed, _UPDATE_STREAM])
         self.collect_gen = _torch_generator(seed, _COLLECT_STREAM)
-        self.env = LockStepEnv(self.tasks, self.env_rng, self.clock)
-        self.evaluator = BatchedEvaluator(self.tasks, config.eval_episodes, self.clock)
+        observations = ObservationPath(config.fast_observations, config.check_observations)
+        self.env = LockStepEnv(self.tasks, self.env_rng, self.clock, observations)
+        self.evaluator = BatchedEvaluator(self.tasks, config.eval_episodes, self.clock, observations)
         self.buffer = PlasticityBuffer(config.plasticity_buffer_size)
         self.step = 0
         self.epoch = 0
