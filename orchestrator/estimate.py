@@ -12,7 +12,9 @@ MiniGrid 3.2), phase by phase with ``orchestrator.trial._Trial`` on MT3/MT7/a si
   in all through MiniGrid's ``gen_obs``, across architectures and MT3/MT7);
 * PPO update, per lock-step step per task: 0.5 ms for MTPPO and single-task, growing with the
   expert count k for MoE (0.4 k ms) and MOORE (0.5 k ms: k conv trunks and the Gram-matrix
-  mixture; MT3 1.2 ms, MT7 1.9 ms measured);
+  mixture; MT3 1.2 ms, MT7 1.9 ms measured); each critic epoch past the first adds about
+  0.08 ms (the single-task baseline's 10 epochs of 256-sample minibatches made one 2,000-sample
+  update 2.4x as long as one full-batch critic step, side by side on a loaded machine);
 * evaluation: about 0.15 ms per environment step of the batched evaluator besides the MiniGrid
   step (0.5 ms in all through MiniGrid's ``gen_obs``). Untrained
   episodes run to ``max_steps``, trained ones end early; the model assumes an evaluation
@@ -39,13 +41,17 @@ EVAL_LENGTH_FRACTION = 0.4
 PLASTICITY_S_PER_POINT = 1.0
 
 
-def update_s_per_task_step(arch: str, experts: int) -> float:
+CRITIC_EPOCH_S_PER_TASK_STEP = 0.08e-3  # each critic epoch past the first
+
+
+def update_s_per_task_step(arch: str, experts: int, critic_epochs: int = 1) -> float:
     """Seconds of PPO update per lock-step step per task (see the module docstring)."""
+    extra_critic = (critic_epochs - 1) * CRITIC_EPOCH_S_PER_TASK_STEP
     if arch == "moe":
-        return 0.4 * experts * 1e-3
+        return 0.4 * experts * 1e-3 + extra_critic
     if arch == "moore":
-        return 0.5 * experts * 1e-3
-    return 0.5e-3
+        return 0.5 * experts * 1e-3 + extra_critic
+    return 0.5e-3 + extra_critic
 
 
 def trial_core_seconds(config: TrialConfig) -> float:
@@ -53,7 +59,7 @@ def trial_core_seconds(config: TrialConfig) -> float:
     benchmark = get_benchmark(config.benchmark)
     task_steps = config.total_steps * benchmark.n_tasks
     minigrid = MINIGRID_S_PER_STEP[config.fast_observations]
-    train = task_steps * (COLLECT_S_PER_TASK_STEP + minigrid + update_s_per_task_step(config.arch, config.experts))
+    train = task_steps * (COLLECT_S_PER_TASK_STEP + minigrid + update_s_per_task_step(config.arch, config.experts, config.critic_epochs))
     eval_points = config.total_steps // config.eval_interval_steps + 1  # and once before training
     episode_steps = sum(TASKS[t].max_steps for t in benchmark.tasks) * EVAL_LENGTH_FRACTION
     evaluation = eval_points * config.eval_episodes * episode_steps * (EVAL_S_PER_ENV_STEP + minigrid)
