@@ -3,8 +3,9 @@
 ``mtrl run SWEEP.yaml`` validates the whole grid, checks the storage, claims the sweep
 folder ``<storage>/<name>``, then starts a local Ray instance (or joins the cluster named by
 ``--address`` / ``RAY_ADDRESS``) and runs every trial under Tune. Running the same command
-again resumes: finished trials are kept, unfinished and failed ones continue from their
-last checkpoint. Exit codes: 0 all trials done, 1 some trials failed (rerun to retry them),
+again resumes: the sweep folder (its Parquet rows and checkpoints, checked first) decides
+which trials are complete; a fresh Tuner runs the others, each from its last good
+checkpoint, so a rerun may use other resources or another cluster. Exit codes: 0 all trials done, 1 some trials failed (rerun to retry them),
 2 bad input (nothing started), 130 interrupted (rerun to resume).
 """
 
@@ -13,13 +14,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import sys
 
 from rich.table import Table
 
 from orchestrator import estimate, faults
 from orchestrator.spec import SpecError, SweepSpec, cells, expand, load_spec, parse_assignments, trials_by_cell
-from orchestrator.sweep_folder import SweepFolder, check_writable, driver_lock, inspect, prepare
+from orchestrator.sweep_folder import SweepFolder, check_writable, claimed, inspect
 from orchestrator.sweep_progress import make_console
 
 EXIT_OK, EXIT_FAILED_TRIALS, EXIT_INTERRUPTED = 0, 1, 130
@@ -73,11 +75,14 @@ def run_main(args: argparse.Namespace) -> int:
         raise SpecError(f"storage {storage!r} is relative: on a cluster give --storage as an absolute path on "
                         f"storage every node mounts (NFS) or an s3:// URI")
     check_writable(storage)
-    prepare(folder, spec)
-    with driver_lock(folder):
+    with claimed(folder, spec):
+        remaining = remaining_trials(trials, folder)
+        if not remaining:
+            print(f"sweep {spec.name}: all {len(trials)} trials done; rows in {folder.root}/metrics")
+            return EXIT_OK
         started_ray = connect_ray(address, args.num_cpus)
         try:
-            return run_tune(spec, trials, folder, fault_spec)
+            return run_tune(spec, trials, remaining, folder, fault_spec)
         finally:
             if started_ray:
                 import ray
@@ -85,40 +90,80 @@ def run_main(args: argparse.Namespace) -> int:
                 ray.shutdown()
 
 
+def remaining_trials(trials, folder: SweepFolder) -> list:
+    """The trials whose files in the sweep folder are not complete, after checking (and repairing) them.
+
+    One line on stderr per trial whose files were damaged (see ``orchestrator.resume_check``).
+    """
+    from orchestrator.resume_check import check_sweep
+
+    checks = check_sweep(folder.root, trials)
+    for check in checks:
+        if check.problems:
+            print(check.line(folder.root), file=sys.stderr, flush=True)
+    return [t for t, check in zip(trials, checks) if not check.done]
+
+
 def connect_ray(address: str | None, num_cpus: int | None) -> bool:
     """Join the cluster at ``address`` or, if None, start a local instance; True if this call started Ray."""
+    if address is None:
+        quiet_local_ray(os.environ)  # before Ray is imported: it reads its settings once
     import ray
 
     if ray.is_initialized():
         return False
-    kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": True}
+    # Trials' output stays in Ray's worker logs; a failed attempt is one line (tune_glue.FailureLog).
+    kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address is None:
-        # Tune's trial actors never take the idle workers Ray prestarts for a new driver (one
-        # per CPU, each importing Ray for nothing: ~0.7 CPU-s apiece, seen in bench_sweep.py).
-        kwargs.update(address="local", num_cpus=num_cpus, include_dashboard=False,
-                      _system_config={"prestart_worker_first_driver": False})
+        kwargs.update(address="local", num_cpus=num_cpus, include_dashboard=False)
     else:
         kwargs.update(address=address)
     ray.init(**kwargs)
     return True
 
 
-def run_tune(spec: SweepSpec, trials, folder: SweepFolder, fault_spec: str | None) -> int:
+def quiet_local_ray(environ) -> None:
+    """Settings of the embedded local Ray, through environment variables Ray reads (no private API).
+
+    * ``RAY_AUTH_MODE=token``: the token authentication Ray 2.60 turns on for a local
+      instance anyway, said explicitly, so Ray does not print its warning on every run. With
+      no token of the user's (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``)
+      the instance gets a random one in ``RAY_AUTH_TOKEN``, which its processes inherit;
+    * ``RAY_prestart_worker_first_driver=0``: Tune's trial actors never take the idle workers
+      Ray prestarts for a new driver (one per CPU, each importing Ray for nothing: ~0.7 CPU-s
+      apiece, seen in bench_sweep.py). Ray reads every setting of its config as ``RAY_<name>``;
+      a Ray without this one ignores it.
+
+    A value the user set wins.
+    """
+    if "RAY_AUTH_MODE" not in environ:
+        environ["RAY_AUTH_MODE"] = "token"
+        has_token = ("RAY_AUTH_TOKEN" in environ or "RAY_AUTH_TOKEN_PATH" in environ
+                     or os.path.exists(os.path.expanduser("~/.ray/auth_token")))
+        if not has_token:
+            environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    environ.setdefault("RAY_prestart_worker_first_driver", "0")
+
+
+def run_tune(spec: SweepSpec, trials, remaining, folder: SweepFolder, fault_spec: str | None) -> int:
     from orchestrator.tune_progress import ProgressTable
     from orchestrator.tune_glue import build_tuner
 
     # Tune's own console output stays off (verbose=0); the progress table replaces it, and
     # the closing summary replaces Tune's advice (rerunning `mtrl run` is how to resume).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    # A failed attempt is one line from tune_glue.FailureLog; Tune's traceback of it (logged
+    # at ERROR) goes to logs/<run_key>.log instead of the console.
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     # Short trials checkpoint often; Tune's hint about snapshot frequency is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Tune's loggers are the ones build_tuner passes (tune_glue.result_loggers): no TensorBoard.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     progress = ProgressTable(spec.name, [cell.label() for cell in cells(spec)])
-    tuner, resumed = build_tuner(spec, trials, folder, callbacks=[progress], fault_spec=fault_spec)
-    print(f"sweep {spec.name}: {'resuming' if resumed else 'starting'} {len(trials)} trials in {folder.root}",
-          flush=True)
+    tuner = build_tuner(spec, remaining, folder, callbacks=[progress], fault_spec=fault_spec)
+    done = len(trials) - len(remaining)
+    print(f"sweep {spec.name}: {'resuming' if done else 'starting'} {len(trials)} trials in {folder.root}"
+          + (f" ({done} done, {len(remaining)} to run)" if done else ""), flush=True)
     grid = tuner.fit()
     return summarise(spec, trials, grid, folder)
 
@@ -126,7 +171,7 @@ def run_tune(spec: SweepSpec, trials, folder: SweepFolder, fault_spec: str | Non
 def summarise(spec: SweepSpec, trials, grid, folder: SweepFolder) -> int:
     """Final message and exit code: trials count as done when their Parquet is complete."""
     from orchestrator.sink import ParquetSink
-    from orchestrator.tune_glue import parquet_complete
+    from orchestrator.tune_glue import last_line, parquet_complete, trial_log_path
 
     done = sum(parquet_complete(ParquetSink.for_config(folder.root, t)) for t in trials)
     failed = [r for r in grid if r.error is not None]
@@ -136,9 +181,8 @@ def summarise(spec: SweepSpec, trials, grid, folder: SweepFolder) -> int:
     if failed:
         print(f"sweep {spec.name}: {len(failed)} trial(s) failed after {spec.max_failures} retries:", file=sys.stderr)
         for result in failed[:10]:
-            text = str(result.error).strip()
-            last_line = text.splitlines()[-1] if text else repr(result.error)
-            print(f"  {result.config['trial']['run_key']}: {last_line[:200]} ({result.path}/error.txt)",
+            run_key = result.config["trial"]["run_key"]
+            print(f"  {run_key}: {last_line(str(result.error))} (log: {trial_log_path(folder.root, run_key)})",
                   file=sys.stderr)
         print(f"{done}/{len(trials)} trials done; rerun the same command to retry the failed ones from their "
               f"last checkpoint", file=sys.stderr)
