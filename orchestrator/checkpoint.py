@@ -119,10 +119,14 @@ class DirectoryCheckpointer:
 
     def save(self, state: dict, metrics: dict) -> None:
         step = int(state["progress"]["step"])
-        write_bytes_atomically(self.fs, posixpath.join(self.path, checkpoint_name(step)), state_bytes(state))
+        write_bytes_atomically(self.fs, posixpath.join(self.path, checkpoint_name(step)), self.encode(state))
         for _, path in self.steps()[: -self.keep]:
             self.fs.delete_file(path)
         self.report(metrics)
+
+    def encode(self, state: dict) -> bytes:
+        """The file's bytes: ``torch.save`` of ``state``."""
+        return state_bytes(state)
 
     def report(self, metrics: dict) -> None:
         if self.on_report is not None:
@@ -132,7 +136,7 @@ class DirectoryCheckpointer:
     def exclusive(self, what: str) -> Iterator[None]:
         """Hold ``<directory>/.lock`` (a ``flock``; local and NFS paths): one writer per trial.
 
-        Raises ``BlockingIOError`` naming ``what`` when another process holds it. Object
+        Raises ``ResultsDirError`` (one line, exit 2) naming ``what`` when another process holds it. Object
         stores have no locks: there one writer per trial is the scheduler's job.
         """
         if is_uri(self.directory):
@@ -143,7 +147,9 @@ class DirectoryCheckpointer:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise BlockingIOError(f"{what} is being run by another process; wait for it to end") from None
+                from orchestrator.results_dir import ResultsDirError
+
+                raise ResultsDirError(f"{what} is being run by another process; wait for it to end") from None
             try:
                 yield
             finally:

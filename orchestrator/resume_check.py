@@ -54,7 +54,12 @@ class TrialCheck:
         """One warning line, or ``None`` when nothing was wrong."""
         if not self.problems:
             return None
-        where = "starts over" if self.resume_step is None else f"continues from its checkpoint at step {self.resume_step}"
+        if self.done:
+            where = "is complete without it"
+        elif self.resume_step is None:
+            where = "starts over"
+        else:
+            where = f"continues from its checkpoint at step {self.resume_step}"
         return (f"{self.run_key}: {'; '.join(self.problems)}; moved to {join(root, SET_ASIDE_DIR)}/; "
                 f"the trial {where}")
 
@@ -81,7 +86,8 @@ def _file_problem(fs, path: str, dataset: str, run_key: str, expected: set[tuple
     try:
         table = pq.read_table(path, filesystem=fs, columns=columns)
     except Exception as exc:  # cut short, not Parquet, wrong columns
-        return f"unreadable ({str(exc).strip().splitlines()[0][:80] if str(exc).strip() else type(exc).__name__})", set()
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"unreadable ({text.rsplit(chr(39) + ': ', 1)[-1][:80]})", set()
     if table.num_rows == 0:
         return "empty", set()
     if pc.any(pc.not_equal(table["run_key"], run_key)).as_py():
@@ -119,9 +125,8 @@ def check_trial(root: str, config: TrialConfig) -> TrialCheck:
             files[dataset].append(path)
             have[dataset] |= keys
     compacted = f"{run_key}.parquet"
-    if not problems and all([posixpath.basename(p) for p in files[d]] == [compacted] and have[d] == expected[d]
-                            for d in DATASETS):
-        return TrialCheck(run_key, done=True)
+    if all([posixpath.basename(p) for p in files[d]] == [compacted] and have[d] == expected[d] for d in DATASETS):
+        return TrialCheck(run_key, done=True, problems=problems)
 
     def covered(step: int) -> bool:
         return all({k for k in expected[d] if k[0] <= step} <= have[d] for d in DATASETS)

@@ -87,9 +87,9 @@ class ParquetSink:
         table = table.filter(keep).drop_columns(["__order"])
         return table.sort_by([(k, "ascending") for k in keys])
 
-    def compact(self) -> None:
+    def compact(self, datasets: Sequence[str] = ("evals", "train")) -> None:
         """Merge this run's files into ``<run_key>.parquet`` per dataset and remove the segments."""
-        for dataset in ("evals", "train"):
+        for dataset in datasets:
             files = self.run_files(dataset)
             target = posixpath.join(self.dirs[dataset], f"{self.run_key}.parquet")
             if not files or files == [target]:

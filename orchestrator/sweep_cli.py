@@ -112,8 +112,9 @@ def connect_ray(address: str | None, num_cpus: int | None) -> bool:
 
     if ray.is_initialized():
         return False
-    # Trials' output stays in Ray's worker logs; a failed attempt is one line (tune_glue.FailureLog).
-    kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": False}
+    # Trials print only their warning lines (files set aside); a failed attempt is one line
+    # from tune_glue.FailureLog.
+    kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": True}
     if address is None:
         kwargs.update(address="local", num_cpus=num_cpus, include_dashboard=False)
     else:

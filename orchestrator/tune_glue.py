@@ -22,8 +22,11 @@ import json
 import logging
 import os
 import posixpath
+import re
 import sys
 import time
+import traceback
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,11 +38,12 @@ from orchestrator.config import TrialConfig
 from orchestrator.resume_check import check_trial, trial_checkpoint_dir
 from orchestrator.sink import ParquetSink
 from orchestrator.spec import SweepSpec
-from orchestrator.storage import is_uri, join, read_bytes, resolve_filesystem, write_bytes_atomically
+from orchestrator.storage import join, read_bytes, resolve_filesystem, write_bytes_atomically
 from orchestrator.sweep_folder import TUNE_DIR, SweepFolder
 
 TRAINABLE_NAME = "mtrl_trial"
 LOGS_DIR = "logs"
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 CHECKPOINTS_TO_KEEP = 2
 
 
@@ -113,10 +117,15 @@ def finish_trial(config: TrialConfig, sweep_root: str, fault_spec: str | None, d
     check = check_trial(sweep_root, config)  # a Tune retry may find what the driver's check did not
     if check.problems:
         print(check.line(sweep_root), file=sys.stderr, flush=True)
-    sink = ParquetSink.for_config(sweep_root, config)
+    sink = faults.wrap_sink(ParquetSink.for_config(sweep_root, config), config.run_key, fault_spec, sweep_root)
     if not check.done:
         checkpointer: Checkpointer = SweepCheckpointer(sweep_root, config.run_key, extra={"device": device})
-        train(faults.wrap(checkpointer, config.run_key, fault_spec, sweep_root), sink)
+        try:
+            train(faults.wrap(checkpointer, config.run_key, fault_spec, sweep_root), sink)
+        except Exception:
+            append_to_log(sweep_root, config.run_key, f"--- {utc_stamp()} traceback on the trial's worker\n"
+                          f"{traceback.format_exc()}")
+            raise
         sink.compact()  # idempotent; finishes a compaction a kill cut short after the last checkpoint
         after = check_trial(sweep_root, config)
         if not after.done:
@@ -156,6 +165,19 @@ def trial_log_path(root: str, run_key: str) -> str:
 
 def trial_failures_path(root: str, run_key: str) -> str:
     return join(root, LOGS_DIR, f"{run_key}.failures.json")
+
+
+def utc_stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def append_to_log(root: str, run_key: str, text: str) -> None:
+    """Add ``text`` to ``logs/<run_key>.log`` (rewritten whole: object stores cannot append).
+
+    Its writers take turns: the trial's worker before its attempt ends, the driver after.
+    """
+    fs, path = resolve_filesystem(trial_log_path(root, run_key))
+    write_bytes_atomically(fs, path, (read_bytes(fs, path) or b"") + text.encode())
 
 
 def read_failures(root: str, run_key: str) -> dict | None:
@@ -200,20 +222,18 @@ class FailureLog(Callback):
 
     def _record(self, trial, retrying: bool) -> None:
         run_key = trial_name(trial)
-        text = last_failure_text(trial.error_file)
+        text = ANSI_ESCAPE.sub("", last_failure_text(trial.error_file))
         line = last_line(text)
-        fs, log_path = resolve_filesystem(trial_log_path(self.sweep_root, run_key))
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        stamp = utc_stamp()
         attempt = trial.num_failures
-        entry = f"--- {stamp} attempt {attempt} of {self.max_failures + 1} failed\n{text}\n"
-        previous = read_bytes(fs, log_path) or b""
-        write_bytes_atomically(fs, log_path, previous + entry.encode())
+        append_to_log(self.sweep_root, run_key, f"--- {stamp} attempt {attempt} of {self.max_failures + 1} failed "
+                                                f"(as Tune saw it)\n{text}\n")
         before = read_failures(self.sweep_root, run_key) or {}
         record = {"failures": int(before.get("failures", 0)) + 1, "last_error": line, "time": stamp}
         fs, json_path = resolve_filesystem(trial_failures_path(self.sweep_root, run_key))
         write_bytes_atomically(fs, json_path, json.dumps(record).encode())
         then = "retrying from its last checkpoint" if retrying else "giving up in this run"
-        shown = log_path if not is_uri(self.sweep_root) else trial_log_path(self.sweep_root, run_key)
+        shown = trial_log_path(self.sweep_root, run_key)
         print(f"{run_key}: attempt {attempt} of {self.max_failures + 1} failed: {line} ({then}; log: {shown})",
               file=sys.stderr, flush=True)
 
@@ -234,8 +254,8 @@ def result_loggers() -> list:
 
 
 def run_name() -> str:
-    """This run's Tune experiment folder under ``tune/``: the UTC start time, sortable."""
-    return time.strftime("run-%Y%m%dT%H%M%SZ", time.gmtime())
+    """This run's Tune experiment folder under ``tune/``: the UTC start time (sortable) and a unique suffix."""
+    return time.strftime("run-%Y%m%dT%H%M%SZ-", time.gmtime()) + uuid.uuid4().hex[:6]
 
 
 def build_tuner(spec: SweepSpec, trials: Sequence[TrialConfig], folder: SweepFolder,
