@@ -90,9 +90,8 @@ def read_status(root: str) -> SweepStatus:
         for status in trials.values():
             if status.state == "running":
                 status.state = "pending"
-    _DAMAGED.clear()
-    rows = _parquet_rows(fs, path)
-    damaged = list(_DAMAGED)
+    damaged: list[str] = []
+    rows = _parquet_rows(fs, path, damaged)
     unknown = sorted(set(rows["train"]) - set(trials))
     for run_key, status in trials.items():
         status.eval_rows = rows["evals"].get(run_key, (0, None))[0]
@@ -105,12 +104,12 @@ def read_status(root: str) -> SweepStatus:
 
 
 def _apply_failures(root: str, trials: dict[str, TrialStatus]) -> None:
-    from orchestrator.tune_glue import LOGS_DIR, read_failures
+    from orchestrator.trial_logs import FAILURES_SUFFIX, LOGS_DIR, read_failures
 
     fs, path = SweepFolder(root).filesystem()
     for info in list_files(fs, posixpath.join(path, LOGS_DIR)):
-        run_key = info.base_name.removesuffix(".failures.json")
-        if info.base_name.endswith(".failures.json") and run_key in trials:
+        run_key = info.base_name.removesuffix(FAILURES_SUFFIX)
+        if info.base_name.endswith(FAILURES_SUFFIX) and run_key in trials:
             record = read_failures(root, run_key) or {}
             trials[run_key].retries = max(trials[run_key].retries, int(record.get("failures") or 0))
             trials[run_key].last_error = record.get("last_error")
@@ -141,13 +140,13 @@ def _apply_tune_state(fs: pafs.FileSystem, tune_dir: str, trials: dict[str, Tria
     return newest.mtime.timestamp() if newest.mtime else None
 
 
-def _parquet_rows(fs: pafs.FileSystem, root: str, attempts: int = 3) -> dict[str, dict[str, tuple[int, int]]]:
+def _parquet_rows(fs: pafs.FileSystem, root: str, damaged: list[str], attempts: int = 3) -> dict[str, dict[str, tuple[int, int]]]:
     """Per dataset, ``{run_key: (distinct rows, last step)}`` (segments and compacted files deduplicated)."""
     for attempt in range(attempts):
         try:
             return {
-                "evals": _rows_per_run(fs, posixpath.join(root, schema.EVALS_DIR), list(schema.EVAL_KEYS)),
-                "train": _rows_per_run(fs, posixpath.join(root, schema.TRAIN_DIR), list(schema.TRAIN_KEYS)),
+                "evals": _rows_per_run(fs, posixpath.join(root, schema.EVALS_DIR), list(schema.EVAL_KEYS), damaged),
+                "train": _rows_per_run(fs, posixpath.join(root, schema.TRAIN_DIR), list(schema.TRAIN_KEYS), damaged),
             }
         except FileNotFoundError:
             if attempt == attempts - 1:  # a running sweep kept compacting under our feet
@@ -156,10 +155,8 @@ def _parquet_rows(fs: pafs.FileSystem, root: str, attempts: int = 3) -> dict[str
     raise AssertionError("unreachable")
 
 
-_DAMAGED: list[str] = []
-
-
-def _rows_per_run(fs: pafs.FileSystem, directory: str, keys: list[str]) -> dict[str, tuple[int, int]]:
+def _rows_per_run(fs: pafs.FileSystem, directory: str, keys: list[str],
+                  damaged: list[str]) -> dict[str, tuple[int, int]]:
     tables = []
     for info in list_files(fs, directory, recursive=True):
         if info.base_name.endswith(".parquet") and not is_hidden(info.base_name):
@@ -167,7 +164,7 @@ def _rows_per_run(fs: pafs.FileSystem, directory: str, keys: list[str]) -> dict[
                 tables.append(pq.read_table(info.path, filesystem=fs, columns=keys))
             except (OSError, pa.ArrowException):
                 # Damaged: its trial counts as not done; the next `mtrl run` sets it aside.
-                _DAMAGED.append(info.path)
+                damaged.append(info.path)
     if not tables:
         return {}
     distinct = pa.concat_tables(tables).group_by(keys, use_threads=False).aggregate([])

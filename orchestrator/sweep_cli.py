@@ -172,7 +172,8 @@ def run_tune(spec: SweepSpec, trials, remaining, folder: SweepFolder, fault_spec
 def summarise(spec: SweepSpec, trials, grid, folder: SweepFolder) -> int:
     """Final message and exit code: trials count as done when their Parquet is complete."""
     from orchestrator.sink import ParquetSink
-    from orchestrator.tune_glue import last_line, parquet_complete, trial_log_path
+    from orchestrator.trial_logs import trial_log_path
+    from orchestrator.tune_glue import last_line, parquet_complete
 
     done = sum(parquet_complete(ParquetSink.for_config(folder.root, t)) for t in trials)
     failed = [r for r in grid if r.error is not None]

@@ -18,8 +18,6 @@ Only public Ray APIs are used (``tests/orchestrator/test_public_ray_only.py`` ch
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import posixpath
 import re
@@ -38,11 +36,10 @@ from orchestrator.config import TrialConfig
 from orchestrator.resume_check import check_trial, trial_checkpoint_dir
 from orchestrator.sink import ParquetSink
 from orchestrator.spec import SweepSpec
-from orchestrator.storage import join, read_bytes, resolve_filesystem, write_bytes_atomically
-from orchestrator.sweep_folder import TUNE_DIR, SweepFolder
+from orchestrator.sweep_folder import SweepFolder
+from orchestrator.trial_logs import append_to_log, read_failures, trial_log_path, utc_stamp, write_failures
 
 TRAINABLE_NAME = "mtrl_trial"
-LOGS_DIR = "logs"
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 CHECKPOINTS_TO_KEEP = 2
 
@@ -159,37 +156,6 @@ def param_space(trials: Sequence[TrialConfig]) -> dict:
 
 
 # --- faults: one line on the console, the traceback in the sweep folder ------------------------
-def trial_log_path(root: str, run_key: str) -> str:
-    return join(root, LOGS_DIR, f"{run_key}.log")
-
-
-def trial_failures_path(root: str, run_key: str) -> str:
-    return join(root, LOGS_DIR, f"{run_key}.failures.json")
-
-
-def utc_stamp() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def append_to_log(root: str, run_key: str, text: str) -> None:
-    """Add ``text`` to ``logs/<run_key>.log`` (rewritten whole: object stores cannot append).
-
-    Its writers take turns: the trial's worker before its attempt ends, the driver after.
-    """
-    fs, path = resolve_filesystem(trial_log_path(root, run_key))
-    write_bytes_atomically(fs, path, (read_bytes(fs, path) or b"") + text.encode())
-
-
-def read_failures(root: str, run_key: str) -> dict | None:
-    """``{"failures": n, "last_error": line, "time": iso}`` of a trial that failed, else ``None`` (JSON only)."""
-    fs, path = resolve_filesystem(trial_failures_path(root, run_key))
-    try:
-        data = read_bytes(fs, path)
-        return None if data is None else json.loads(data.decode())
-    except (OSError, ValueError):
-        return None
-
-
 def last_failure_text(error_file: str | None) -> str:
     """The newest failure in Tune's plain-text ``error.txt`` (never its pickled twin)."""
     if not error_file or not os.path.isfile(error_file):
@@ -229,9 +195,8 @@ class FailureLog(Callback):
         append_to_log(self.sweep_root, run_key, f"--- {stamp} attempt {attempt} of {self.max_failures + 1} failed "
                                                 f"(as Tune saw it)\n{text}\n")
         before = read_failures(self.sweep_root, run_key) or {}
-        record = {"failures": int(before.get("failures", 0)) + 1, "last_error": line, "time": stamp}
-        fs, json_path = resolve_filesystem(trial_failures_path(self.sweep_root, run_key))
-        write_bytes_atomically(fs, json_path, json.dumps(record).encode())
+        write_failures(self.sweep_root, run_key,
+                       {"failures": int(before.get("failures", 0)) + 1, "last_error": line, "time": stamp})
         then = "retrying from its last checkpoint" if retrying else "giving up in this run"
         shown = trial_log_path(self.sweep_root, run_key)
         print(f"{run_key}: attempt {attempt} of {self.max_failures + 1} failed: {line} ({then}; log: {shown})",
