@@ -97,6 +97,9 @@ def standin_body(param: dict, sweep_root: str, fault_spec: str | None) -> None:
 
 def driver_main(argv: list[str]) -> int:
     """``mtrl run`` itself, with the trainable's body swapped for the stand-in."""
+    from orchestrator.sweep_cli import quiet_local_ray
+
+    quiet_local_ray(os.environ)  # as `mtrl run` does, before Ray is imported below
     from orchestrator import tune_glue
     from orchestrator.cli import main as mtrl
 
@@ -231,6 +234,8 @@ def main() -> int:
         first = Driver(sweep, storage, num_cpus, env, os.path.join(work, "first.log"), extra)
         to_first_trial = first.wait_for(lambda: bool(trial_dirs(root)), timeout=1800)
         half = first.wait_for(lambda: len(compacted(root)) >= n_trials // 2, timeout=7200)
+        if to_first_trial is None or half is None:
+            raise RuntimeError(f"the driver ended early: {open(os.path.join(work, 'first.log')).read()[-2000:]}")
         first.kill()
         kill_marked(ray_tmp)
         finished = compacted(root)

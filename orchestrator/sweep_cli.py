@@ -106,7 +106,7 @@ def remaining_trials(trials, folder: SweepFolder) -> list:
 
 def connect_ray(address: str | None, num_cpus: int | None) -> bool:
     """Join the cluster at ``address`` or, if None, start a local instance; True if this call started Ray."""
-    if address is None:
+    if address is None and "ray" not in sys.modules:
         quiet_local_ray(os.environ)  # before Ray is imported: it reads its settings once
     import ray
 
@@ -135,7 +135,7 @@ def quiet_local_ray(environ) -> None:
       apiece, seen in bench_sweep.py). Ray reads every setting of its config as ``RAY_<name>``;
       a Ray without this one ignores it.
 
-    A value the user set wins.
+    A value the user set wins. Only before this process imports Ray (Ray reads them once).
     """
     if "RAY_AUTH_MODE" not in environ:
         environ["RAY_AUTH_MODE"] = "token"
