@@ -46,7 +46,7 @@ def trial_workers(mark: str) -> list[int]:
 
 
 def test_a_stopped_worker_is_given_up_and_its_trial_continues(tmp_path):
-    sweep = tiny_sweep(tmp_path / "stop.yaml", "stop", seeds=2, total_steps=1600)
+    sweep = tiny_sweep(tmp_path / "stop.yaml", "stop", seeds=2, total_steps=4000)
     trials = trials_of(sweep)
     storage = tmp_path / "results"
     root = str(storage / "stop")
@@ -65,7 +65,7 @@ def test_a_stopped_worker_is_given_up_and_its_trial_continues(tmp_path):
                            interval=0.1, what="a checkpoint")
                 stopped = trial_workers(ray_tmp)[0]
                 os.kill(stopped, signal.SIGSTOP)
-                wait_until(lambda: "failed" in (tmp_path / "run.log").read_text(), timeout=180, interval=0.5,
+                wait_until(lambda: "attempt 1 of" in (tmp_path / "run.log").read_text(), timeout=180, interval=0.5,
                            what="Ray to give up on the stopped worker")
                 os.kill(stopped, signal.SIGCONT)
                 stopped = None
