@@ -16,11 +16,12 @@ import logging
 import os
 import secrets
 import sys
+from collections import Counter
 
 from rich.table import Table
 
 from orchestrator import estimate, faults
-from orchestrator.spec import SpecError, SweepSpec, cells, expand, load_spec, parse_assignments, trials_by_cell
+from orchestrator.spec import SpecError, SweepSpec, cell_of, cells, expand, load_spec, parse_assignments, trials_by_cell
 from orchestrator.sweep_folder import SweepFolder, check_writable, claimed, inspect
 from orchestrator.sweep_progress import make_console
 
@@ -160,7 +161,9 @@ def run_tune(spec: SweepSpec, trials, remaining, folder: SweepFolder, fault_spec
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Tune's loggers are the ones build_tuner passes (tune_glue.result_loggers): no TensorBoard.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    progress = ProgressTable(spec.name, [cell.label() for cell in cells(spec)])
+    todo = {t.run_key for t in remaining}
+    done_before = Counter(cell_of(t).label() for t in trials if t.run_key not in todo)
+    progress = ProgressTable(spec.name, [cell.label() for cell in cells(spec)], done_before=done_before)
     tuner = build_tuner(spec, remaining, folder, callbacks=[progress], fault_spec=fault_spec)
     done = len(trials) - len(remaining)
     print(f"sweep {spec.name}: {'resuming' if done else 'starting'} {len(trials)} trials in {folder.root}"
