@@ -1,7 +1,7 @@
 """Orchestration at the paper's scale: the real `mtrl run` code path on the full grid, trials stood in.
 
     python bench/bench_scale.py                  # sweeps/paper.yaml: 2,100 trials, --num-cpus 64
-    python bench/bench_scale.py --small          # 3 seeds (210 trials), --num-cpus 16: CI-sized
+    python bench/bench_scale.py --small          # 1 seed (70 trials), --num-cpus 8: CI-sized
     python bench/bench_scale.py --seeds 10 --num-cpus 32
 
 Everything of `mtrl run` is real (spec, the sweep folder and its driver lock, the resume check,
@@ -199,7 +199,7 @@ def verdict(ok: bool) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="3 seeds (210 trials) on 16 logical CPUs")
+    parser.add_argument("--small", action="store_true", help="1 seed (70 trials) on 8 logical CPUs")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the paper's 30)")
     parser.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of the local Ray (default 64)")
     parser.add_argument("--keep", action="store_true", help="keep the sweep folder")
@@ -208,8 +208,8 @@ def main() -> int:
     if args.driver is not None:
         return driver_main(args.driver)
 
-    seeds = args.seeds or (3 if args.small else None)
-    num_cpus = args.num_cpus or (16 if args.small else 64)
+    seeds = args.seeds or (1 if args.small else None)
+    num_cpus = args.num_cpus or (8 if args.small else 64)
     work = tempfile.mkdtemp(prefix="mtrl-bench-scale-")
     ray_tmp = os.path.join(work, "ray")
     os.makedirs(ray_tmp)
