@@ -113,9 +113,10 @@ def connect_ray(address: str | None, num_cpus: int | None) -> bool:
 
     if ray.is_initialized():
         return False
-    # Trials print only their warning lines (files set aside); a failed attempt is one line
-    # from tune_glue.FailureLog.
-    kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": True}
+    # Nothing of the workers' output reaches the console (Ray's own notices about them included):
+    # a trial's warnings come with its reports and a failed attempt is one line, both printed
+    # by tune_glue.FailureLog; the full text is in <sweep>/logs/<run_key>.log.
+    kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address is None:
         kwargs.update(address="local", num_cpus=num_cpus, include_dashboard=False)
     else:

@@ -42,6 +42,8 @@ from orchestrator.trial_logs import append_to_log, read_failures, trial_log_path
 TRAINABLE_NAME = "mtrl_trial"
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 CHECKPOINTS_TO_KEEP = 2
+WARNING_METRIC = "mtrl_warning"
+"""A reported metric holding the trial's warning lines (files set aside); the driver prints them."""
 
 
 # --- where a trial's networks run -----------------------------------------------------------
@@ -76,13 +78,23 @@ class SweepCheckpointer(DirectoryCheckpointer):
 
     def __init__(self, sweep_root: str, run_key: str, extra: dict | None = None) -> None:
         super().__init__(trial_checkpoint_dir(sweep_root, run_key), keep=CHECKPOINTS_TO_KEEP, aside_root=sweep_root,
-                         on_warning=lambda line: print(f"{run_key}: {line}", file=sys.stderr, flush=True))
+                         on_warning=self.warn)
+        self.sweep_root, self.run_key = sweep_root, run_key
         self.extra = dict(extra or {})
+        self.warnings: list[str] = []
+
+    def warn(self, line: str) -> None:
+        """A line for the console: written to the trial's log now, printed by the driver with the next report."""
+        line = line if line.startswith(f"{self.run_key}: ") else f"{self.run_key}: {line}"
+        append_to_log(self.sweep_root, self.run_key, f"--- {utc_stamp()} {line}\n")
+        self.warnings.append(line)
 
     def report(self, metrics: dict) -> None:
         from ray import tune
 
-        tune.report({**scalar_metrics(metrics), **self.extra})
+        warnings = {WARNING_METRIC: "\n".join(self.warnings)} if self.warnings else {}
+        self.warnings = []
+        tune.report({**scalar_metrics(metrics), **self.extra, **warnings})
 
 
 # --- the trainable ----------------------------------------------------------------------------
@@ -111,12 +123,12 @@ def run_tune_trial(param: dict, sweep_root: str, fault_spec: str | None = None) 
 def finish_trial(config: TrialConfig, sweep_root: str, fault_spec: str | None, device: str,
                  train: Callable[[Checkpointer, ParquetSink], Any], report: Callable[[dict], None]) -> None:
     """Check the trial's files, train what is missing, and check the result (shared with the scale bench)."""
+    checkpointer = SweepCheckpointer(sweep_root, config.run_key, extra={"device": device})
     check = check_trial(sweep_root, config)  # a Tune retry may find what the driver's check did not
     if check.problems:
-        print(check.line(sweep_root), file=sys.stderr, flush=True)
+        checkpointer.warn(check.line(sweep_root))
     sink = faults.wrap_sink(ParquetSink.for_config(sweep_root, config), config.run_key, fault_spec, sweep_root)
     if not check.done:
-        checkpointer: Checkpointer = SweepCheckpointer(sweep_root, config.run_key, extra={"device": device})
         try:
             train(faults.wrap(checkpointer, config.run_key, fault_spec, sweep_root), sink)
         except Exception:
@@ -129,8 +141,11 @@ def finish_trial(config: TrialConfig, sweep_root: str, fault_spec: str | None, d
             problem = after.line(sweep_root) or "its files are incomplete"
             raise RuntimeError(f"rows are missing after training ({problem}); it continues from its last good "
                                f"checkpoint")
-    report({"step": config.total_steps, "epoch": config.n_epochs, "run_key": config.run_key,
-            "already_complete": check.done, "device": device})
+    final = {"step": config.total_steps, "epoch": config.n_epochs, "run_key": config.run_key,
+             "already_complete": check.done, "device": device}
+    if checkpointer.warnings:
+        final[WARNING_METRIC] = "\n".join(checkpointer.warnings)
+    report(final)
 
 
 def make_trainable(sweep_root: str, fault_spec: str | None = None,
@@ -171,7 +186,8 @@ def last_line(text: str) -> str:
 
 
 class FailureLog(Callback):
-    """Tune callback: one console line per failed trial attempt, the full text in ``logs/<run_key>.log``.
+    """Tune callback: one console line per failed trial attempt, the full text in ``logs/<run_key>.log``;
+    and the trials' warning lines (reported as the ``mtrl_warning`` metric).
 
     ``logs/<run_key>.failures.json`` keeps the count over all runs and the last error line for
     ``mtrl status``. Written by the driver only (one writer), through the storage layer.
@@ -179,6 +195,10 @@ class FailureLog(Callback):
 
     def __init__(self, sweep_root: str, max_failures: int) -> None:
         self.sweep_root, self.max_failures = sweep_root, max_failures
+
+    def on_trial_result(self, iteration: int, trials, trial, result: dict, **info) -> None:
+        for line in str(result.get(WARNING_METRIC) or "").splitlines():
+            print(line, file=sys.stderr, flush=True)
 
     def on_trial_recover(self, iteration: int, trials, trial, **info) -> None:
         self._record(trial, retrying=True)
