@@ -157,21 +157,50 @@ def _parquet_rows(fs: pafs.FileSystem, root: str, damaged: list[str], attempts: 
 
 def _rows_per_run(fs: pafs.FileSystem, directory: str, keys: list[str],
                   damaged: list[str]) -> dict[str, tuple[int, int]]:
-    tables = []
+    """``{run_key: (distinct rows, last step)}`` of one dataset.
+
+    A finished run's lone compacted file is counted from its Parquet footer (rows, the step
+    column's statistics), which the compaction wrote deduplicated; every other file is read.
+    """
+    by_run: dict[str, list[pafs.FileInfo]] = {}
     for info in list_files(fs, directory, recursive=True):
         if info.base_name.endswith(".parquet") and not is_hidden(info.base_name):
+            by_run.setdefault(info.base_name.split("__")[0].removesuffix(".parquet"), []).append(info)
+    counted: dict[str, tuple[int, int]] = {}
+    tables = []
+    for run_key, infos in by_run.items():
+        if len(infos) == 1 and infos[0].base_name == f"{run_key}.parquet":
+            footer = _footer_rows(fs, infos[0].path)
+            if footer is not None:
+                counted[run_key] = footer
+                continue
+        for info in infos:
             try:
                 tables.append(pq.read_table(info.path, filesystem=fs, columns=keys))
             except (OSError, pa.ArrowException):
                 # Damaged: its trial counts as not done; the next `mtrl run` sets it aside.
                 damaged.append(info.path)
     if not tables:
-        return {}
+        return counted
     distinct = pa.concat_tables(tables).group_by(keys, use_threads=False).aggregate([])
     per_run = distinct.group_by("run_key", use_threads=False).aggregate([("step", "count"), ("step", "max")])
-    return {key: (count, last) for key, count, last in zip(per_run["run_key"].to_pylist(),
-                                                           per_run["step_count"].to_pylist(),
-                                                           per_run["step_max"].to_pylist())}
+    counted.update({key: (count, last) for key, count, last in zip(per_run["run_key"].to_pylist(),
+                                                                   per_run["step_count"].to_pylist(),
+                                                                   per_run["step_max"].to_pylist())})
+    return counted
+
+
+def _footer_rows(fs: pafs.FileSystem, path: str) -> tuple[int, int] | None:
+    """``(rows, last step)`` from a Parquet footer, or None when it lacks what is needed (then the file is read)."""
+    try:
+        meta = pq.read_metadata(path, filesystem=fs)
+        column = meta.schema.to_arrow_schema().get_field_index("step")
+        stats = [meta.row_group(i).column(column).statistics for i in range(meta.num_row_groups)]
+    except (OSError, pa.ArrowException, ValueError):
+        return None
+    if column < 0 or not stats or any(s is None or not s.has_min_max for s in stats):
+        return None
+    return meta.num_rows, max(int(s.max) for s in stats)
 
 
 # --- rendering -------------------------------------------------------------------------------
