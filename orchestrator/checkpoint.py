@@ -25,7 +25,6 @@ from typing import Protocol
 
 from orchestrator.storage import is_uri, list_files, move_aside, read_bytes, resolve_filesystem, write_bytes_atomically
 
-STATE_FILE = "state.pt"
 CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.pt$")
 LOCK_FILE = ".lock"
 
