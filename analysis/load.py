@@ -31,6 +31,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from analysis.errors import AnalysisError
+from orchestrator.storage import resolve_filesystem
 from orchestrator.schema import (
     EVAL_KEYS,
     EVALS_DIR,
@@ -101,13 +102,11 @@ def _filesystem(results_dir: PathLike, kind: str) -> tuple[pafs.FileSystem, str]
         raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
     subdir = _KINDS[kind][0]
     text = os.fspath(results_dir)
-    if "://" in text:
-        try:
-            fs, root = pafs.FileSystem.from_uri(text)
-        except (pa.ArrowException, OSError) as exc:
-            raise AnalysisError(f"cannot open results folder {text}: {exc}") from exc
-        return fs, f"{root.rstrip('/')}/{subdir}"
-    return pafs.LocalFileSystem(), str(Path(text).resolve() / subdir)
+    try:
+        fs, root = resolve_filesystem(text)  # the project's one storage layer
+    except (pa.ArrowException, OSError) as exc:
+        raise AnalysisError(f"cannot open results folder {text}: {exc}") from exc
+    return fs, f"{root.rstrip('/')}/{subdir}"
 
 
 def _list_files(fs: pafs.FileSystem, base: str) -> list[str]:

@@ -212,7 +212,7 @@ def measured_run(cmd: list[str], env: dict, marks: tuple[str, ...], log_path: st
 def cpu_inside_trials(sweep_folder: str) -> tuple[float, int]:
     """Sum of every trial's last ``perf/cpu_seconds`` in Tune's result.json, and the trial count."""
     total, trials = 0.0, 0
-    for path in glob.glob(os.path.join(sweep_folder, "tune", "*", "result.json")):
+    for path in glob.glob(os.path.join(sweep_folder, "tune", "run-*", "*", "result.json")):
         with open(path) as f:
             reports = [json.loads(line) for line in f if line.strip()]
         total += max(r.get("perf/cpu_seconds", 0.0) for r in reports)

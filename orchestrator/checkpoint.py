@@ -2,18 +2,31 @@
 
 A checkpoint is one ``torch.save`` file of plain containers and tensors, loaded back with
 ``torch.load(..., weights_only=True)``: no arbitrary unpickling of files a user may have
-been handed. ``run_trial`` only sees the :class:`Checkpointer` protocol; the directory
-implementation below serves ``mtrl trial``, and ``orchestrator.tune_glue`` adapts the same
-protocol to Ray Tune's checkpoints.
+been handed. ``run_trial`` only sees the :class:`Checkpointer` protocol; the
+:class:`DirectoryCheckpointer` below keeps ``step-<step>.pt`` files in a folder of the
+storage layer (a local path, NFS or ``s3://``): ``mtrl trial`` uses it directly, and
+``orchestrator.tune_glue`` uses it on the sweep folder and reports progress to Tune.
+
+A checkpoint that cannot be loaded (cut short, corrupt, another step inside) is moved aside
+with one warning line, and the previous one is used; with none left the trial starts over.
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
+import fcntl
+import io
+import posixpath
 import re
+import sys
+import zipfile
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
-STATE_FILE = "state.pt"
+from orchestrator.storage import is_uri, list_files, move_aside, read_bytes, resolve_filesystem, write_bytes_atomically
+
+CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.pt$")
+LOCK_FILE = ".lock"
 
 
 class Checkpointer(Protocol):
@@ -27,59 +40,116 @@ class Checkpointer(Protocol):
         """Progress of an epoch without a checkpoint."""
 
 
-def dump_state(state: dict, path: str) -> None:
-    """Write ``state`` to ``path`` atomically (a complete file or none)."""
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:09d}.pt"
+
+
+def state_bytes(state: dict) -> bytes:
     import torch  # here, not at module level: the CLI and the Ray driver import this module
 
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
 
 
-def load_state(path: str) -> dict:
+def load_state_bytes(data: bytes) -> dict:
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def checkpoint_intact(data: bytes) -> bool:
+    """Whether ``data`` is a whole ``torch.save`` archive (every member's CRC checks), unpickling nothing.
+
+    The driver checks checkpoints this way without importing torch.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return archive.testzip() is None and bool(archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return False
+
+
+def warn(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 class DirectoryCheckpointer:
-    """Checkpoints as ``<dir>/step-<step>.pt``; the rename is the completion marker.
+    """Checkpoints as ``<directory>/step-<step>.pt`` on any storage; the rename is the completion marker.
 
     Keeps the newest ``keep`` files. ``on_report`` (optional) receives every metrics dict,
-    e.g. to drive a progress bar.
+    e.g. to drive a progress bar. A damaged checkpoint goes to ``<aside_root>/set-aside/``
+    (default: the checkpoint folder's parent) with one line to ``on_warning``.
     """
 
-    _pattern = re.compile(r"^step-(\d+)\.pt$")
-
-    def __init__(self, directory: str, keep: int = 2, on_report=None) -> None:
+    def __init__(self, directory: str, keep: int = 2, on_report: Callable[[dict], None] | None = None,
+                 aside_root: str | None = None, on_warning: Callable[[str], None] = warn) -> None:
         self.directory = directory
         self.keep = keep
         self.on_report = on_report
+        self.on_warning = on_warning
+        self.fs, self.path = resolve_filesystem(directory)
+        self.aside_root = resolve_filesystem(aside_root)[1] if aside_root else posixpath.dirname(self.path)
 
-    def _complete(self) -> list[tuple[int, str]]:
-        if not os.path.isdir(self.directory):
-            return []
-        found = [(int(m.group(1)), name) for name in os.listdir(self.directory)
-                 if (m := self._pattern.match(name))]
+    def steps(self) -> list[tuple[int, str]]:
+        """``(step, path)`` of every checkpoint file, oldest first."""
+        found = [(int(m.group(1)), info.path) for info in list_files(self.fs, self.path)
+                 if (m := CHECKPOINT_NAME.match(info.base_name))]
         return sorted(found)
 
     def latest_step(self) -> int | None:
-        complete = self._complete()
-        return complete[-1][0] if complete else None
+        steps = self.steps()
+        return steps[-1][0] if steps else None
 
     def load(self) -> dict | None:
-        complete = self._complete()
-        if not complete:
-            return None
-        return load_state(os.path.join(self.directory, complete[-1][1]))
+        for step, path in reversed(self.steps()):
+            data = read_bytes(self.fs, path)
+            try:
+                state = load_state_bytes(data or b"")
+                if int(state["progress"]["step"]) != step:
+                    raise ValueError(f"it holds step {state['progress']['step']}")
+                return state
+            except Exception as exc:  # cut short, corrupt or foreign: never trusted, never deleted
+                reason = str(exc).strip().splitlines()[-1][:120] if str(exc).strip() else type(exc).__name__
+                moved = move_aside(self.fs, self.aside_root, path)
+                self.on_warning(f"checkpoint {path} is damaged ({reason}); moved to {moved}; "
+                                f"using the previous one")
+        return None
 
     def save(self, state: dict, metrics: dict) -> None:
-        os.makedirs(self.directory, exist_ok=True)
-        dump_state(state, os.path.join(self.directory, f"step-{state['progress']['step']:09d}.pt"))
-        for _, name in self._complete()[: -self.keep]:
-            os.remove(os.path.join(self.directory, name))
+        step = int(state["progress"]["step"])
+        write_bytes_atomically(self.fs, posixpath.join(self.path, checkpoint_name(step)), self.encode(state))
+        for _, path in self.steps()[: -self.keep]:
+            self.fs.delete_file(path)
         self.report(metrics)
+
+    def encode(self, state: dict) -> bytes:
+        """The file's bytes: ``torch.save`` of ``state``."""
+        return state_bytes(state)
 
     def report(self, metrics: dict) -> None:
         if self.on_report is not None:
             self.on_report(metrics)
+
+    @contextlib.contextmanager
+    def exclusive(self, what: str) -> Iterator[None]:
+        """Hold ``<directory>/.lock`` (a ``flock``; local and NFS paths): one writer per trial.
+
+        Raises ``ResultsDirError`` (one line, exit 2) naming ``what`` when another process holds it. Object
+        stores have no locks: there one writer per trial is the scheduler's job.
+        """
+        if is_uri(self.directory):
+            yield
+            return
+        self.fs.create_dir(self.path, recursive=True)
+        with open(posixpath.join(self.path, LOCK_FILE), "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                from orchestrator.results_dir import ResultsDirError
+
+                raise ResultsDirError(f"{what} is being run by another process; wait for it to end") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)

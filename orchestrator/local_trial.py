@@ -128,6 +128,13 @@ def main(args: argparse.Namespace) -> int:
 
     checkpoints = os.path.join(trial_dir, "checkpoints")
     sink = ParquetSink.for_config(args.results, config)
+    with DirectoryCheckpointer(checkpoints).exclusive(f"trial {config.run_key} in {args.results}"):
+        return _run(args, config, checkpoints, sink, run_trial)
+
+
+def _run(args: argparse.Namespace, config: TrialConfig, checkpoints: str, sink, run_trial) -> int:
+    from orchestrator.checkpoint import DirectoryCheckpointer
+
     if args.quiet:
         result = run_trial(config, sink, DirectoryCheckpointer(checkpoints))
     else:

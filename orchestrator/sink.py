@@ -17,24 +17,16 @@ All I/O goes through ``pyarrow.fs``: a local path, an NFS mount or ``s3://bucket
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from orchestrator import schema
-
-
-def resolve_filesystem(root: str) -> tuple[pafs.FileSystem, str]:
-    """``(filesystem, path)`` for a local path or a URI such as ``s3://bucket/results``."""
-    if "://" in root:
-        return pafs.FileSystem.from_uri(root)
-    import os
-
-    return pafs.LocalFileSystem(), os.path.abspath(root)
+# Re-exported: callers that resolve a results root through the sink keep working.
+from orchestrator.storage import (atomic_output_stream, list_files, resolve_filesystem,  # noqa: F401
+                                  write_bytes_atomically, write_table_atomically)
 
 
 def partition_dir(dataset_dir: str, benchmark: str, arch: str, treatment: str) -> str:
@@ -44,32 +36,6 @@ def partition_dir(dataset_dir: str, benchmark: str, arch: str, treatment: str) -
 def segment_name(run_key: str, first_step: int, last_step: int) -> str:
     """Rows of steps in ``(first_step, last_step]`` (plus step 0 in the first segment)."""
     return f"{run_key}__{first_step:09d}-{last_step:09d}.parquet"
-
-
-@contextmanager
-def atomic_output_stream(fs: pafs.FileSystem, path: str) -> Iterator[pa.NativeFile]:
-    """A stream to a hidden temporary name beside ``path``, renamed onto it once written.
-
-    Readers never see ``path`` half-written; the temporary name (``.<name>.tmp``) is skipped
-    by pyarrow, pandas and DuckDB globs.
-    """
-    directory, name = posixpath.split(path)
-    tmp = posixpath.join(directory, f".{name}.tmp")
-    with fs.open_output_stream(tmp) as stream:
-        yield stream
-    fs.move(tmp, path)
-
-
-def write_atomically(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
-    fs.create_dir(posixpath.dirname(path), recursive=True)
-    with atomic_output_stream(fs, path) as stream:
-        pq.write_table(table, stream)
-
-
-def write_bytes_atomically(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    """``data`` to ``path`` through :func:`atomic_output_stream`: never half-written."""
-    with atomic_output_stream(fs, path) as stream:
-        stream.write(data)
 
 
 class ParquetSink:
@@ -96,17 +62,15 @@ class ParquetSink:
         for dataset, rows in (("evals", evals), ("train", train)):
             if rows:
                 table = pa.Table.from_pylist(list(rows), schema=self.schemas[dataset])
-                write_atomically(self.fs, posixpath.join(self.dirs[dataset], name), table)
+                write_table_atomically(self.fs, posixpath.join(self.dirs[dataset], name), table)
 
     def run_files(self, dataset: str) -> list[str]:
         """Every file of this run in ``dataset`` (segments and a compacted file), sorted."""
         directory = self.dirs[dataset]
-        info = self.fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
         prefix = f"{self.run_key}__"
         compacted = f"{self.run_key}.parquet"
-        return sorted(f.path for f in info if f.type == pafs.FileType.File
-                      and (f.base_name == compacted or (f.base_name.startswith(prefix)
-                                                         and f.base_name.endswith(".parquet"))))
+        return [f.path for f in list_files(self.fs, directory)
+                if f.base_name == compacted or (f.base_name.startswith(prefix) and f.base_name.endswith(".parquet"))]
 
     def read(self, dataset: str) -> pa.Table:
         """This run's rows of ``dataset``, deduplicated on the keys (last file wins), sorted."""
@@ -123,14 +87,14 @@ class ParquetSink:
         table = table.filter(keep).drop_columns(["__order"])
         return table.sort_by([(k, "ascending") for k in keys])
 
-    def compact(self) -> None:
+    def compact(self, datasets: Sequence[str] = ("evals", "train")) -> None:
         """Merge this run's files into ``<run_key>.parquet`` per dataset and remove the segments."""
-        for dataset in ("evals", "train"):
+        for dataset in datasets:
             files = self.run_files(dataset)
             target = posixpath.join(self.dirs[dataset], f"{self.run_key}.parquet")
             if not files or files == [target]:
                 continue
-            write_atomically(self.fs, target, self.read(dataset))
+            write_table_atomically(self.fs, target, self.read(dataset))
             for path in files:
                 if path != target:
                     self.fs.delete_file(path)

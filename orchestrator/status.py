@@ -5,10 +5,11 @@ Three sources, all read-only and safe while a sweep runs:
 * ``sweep.yaml``: the expected trials (the spec is expanded again);
 * the Parquet datasets: rows per run_key; a trial whose train rows reach its last step is
   done, whatever Tune last recorded;
-* Tune's newest ``tune/experiment_state-*.json`` (plain JSON, nothing is unpickled): which
-  trials were running or had failed, and their retries, as of the time Tune saved it
-  (every few seconds while the driver lives; after a driver crash, "running" means "was
-  running when the driver died").
+* the newest run's ``tune/run-<time>/experiment_state-*.json`` (plain JSON, nothing is
+  unpickled): which trials were running or had failed, as of the time Tune saved it (every
+  few seconds while the driver lives; after a driver crash, "running" means "was running
+  when the driver died");
+* ``logs/<run_key>.failures.json``: failed attempts over all runs and the last error line.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from orchestrator import estimate, schema
 from orchestrator.config import TrialConfig
 from orchestrator.results_dir import MARKER, ResultsDirError
 from orchestrator.spec import Cell, SweepSpec, cell_of, cells, expand
-from orchestrator.sweep_folder import SPEC_FILE, TUNE_DIR, SweepFolder, driver_running, is_uri
+from orchestrator.storage import canonical_root, is_hidden, list_files
+from orchestrator.sweep_folder import SPEC_FILE, TUNE_DIR, SweepFolder, driver_running
 
 STATES = ("done", "running", "failed", "pending")
 _FROM_TUNE = {"TERMINATED": "done", "RUNNING": "running", "ERROR": "failed", "PENDING": "pending",
@@ -47,6 +49,7 @@ class TrialStatus:
     eval_rows: int = 0
     train_rows: int = 0
     last_step: int | None = None
+    last_error: str | None = None
 
 
 @dataclass
@@ -62,6 +65,8 @@ class SweepStatus:
     """``"pid N on HOST"`` of the live ``mtrl run``, ``""`` if none, ``None`` if unknown."""
     unknown_run_keys: list[str] = field(default_factory=list)
     """Run keys with Parquet rows that the spec does not list (should stay empty)."""
+    damaged_files: list[str] = field(default_factory=list)
+    """Parquet files that could not be read (the next ``mtrl run`` moves them aside)."""
 
     def counts(self) -> Counter:
         return Counter(t.state for t in self.trials)
@@ -70,8 +75,7 @@ class SweepStatus:
 # --- reading ---------------------------------------------------------------------------------
 def read_status(root: str) -> SweepStatus:
     """Status of the sweep folder ``root`` (a path or a URI); ``ResultsDirError`` if it is none."""
-    root = root.rstrip("/") if is_uri(root) else root
-    folder = SweepFolder(root if is_uri(root) else _absolute(root))
+    folder = SweepFolder(canonical_root(root))
     fs, path = folder.filesystem()
     if fs.get_file_info(posixpath.join(path, MARKER)).type != pafs.FileType.File:
         raise ResultsDirError(f"{root} is not a results folder of this tool (no {MARKER})")
@@ -80,12 +84,14 @@ def read_status(root: str) -> SweepStatus:
         raise ResultsDirError(f"{root} is not a sweep folder (no {SPEC_FILE}); `mtrl trial` folders have no status")
     trials = {t.run_key: TrialStatus(t) for t in expand(spec)}
     saved = _apply_tune_state(fs, posixpath.join(path, TUNE_DIR), trials)
+    _apply_failures(folder.root, trials)
     driver = driver_running(folder)
     if driver == "":  # nothing runs without a driver: the Tune state is from before it stopped
         for status in trials.values():
             if status.state == "running":
                 status.state = "pending"
-    rows = _parquet_rows(fs, path)
+    damaged: list[str] = []
+    rows = _parquet_rows(fs, path, damaged)
     unknown = sorted(set(rows["train"]) - set(trials))
     for run_key, status in trials.items():
         status.eval_rows = rows["evals"].get(run_key, (0, None))[0]
@@ -94,19 +100,28 @@ def read_status(root: str) -> SweepStatus:
             status.state = "done"
         elif status.state == "done":  # Tune says finished but the rows are not all there
             status.state = "pending"
-    return SweepStatus(root, spec, list(trials.values()), saved, driver, unknown)
+    return SweepStatus(folder.root, spec, list(trials.values()), saved, driver, unknown, damaged)
 
 
-def _absolute(path: str) -> str:
-    import os
+def _apply_failures(root: str, trials: dict[str, TrialStatus]) -> None:
+    from orchestrator.trial_logs import FAILURES_SUFFIX, LOGS_DIR, read_failures
 
-    return os.path.abspath(path)
+    fs, path = SweepFolder(root).filesystem()
+    for info in list_files(fs, posixpath.join(path, LOGS_DIR)):
+        run_key = info.base_name.removesuffix(FAILURES_SUFFIX)
+        if info.base_name.endswith(FAILURES_SUFFIX) and run_key in trials:
+            record = read_failures(root, run_key) or {}
+            trials[run_key].retries = max(trials[run_key].retries, int(record.get("failures") or 0))
+            trials[run_key].last_error = record.get("last_error")
 
 
 def _apply_tune_state(fs: pafs.FileSystem, tune_dir: str, trials: dict[str, TrialStatus]) -> float | None:
-    entries = fs.get_file_info(pafs.FileSelector(tune_dir, allow_not_found=True))
-    states = sorted((e for e in entries if e.base_name.startswith("experiment_state-")
-                     and e.base_name.endswith(".json")), key=lambda e: e.base_name)
+    runs = sorted(e.path for e in fs.get_file_info(pafs.FileSelector(tune_dir, allow_not_found=True))
+                  if e.type == pafs.FileType.Directory and e.base_name.startswith("run-"))
+    if not runs:
+        return None
+    states = [e for e in list_files(fs, runs[-1]) if e.base_name.startswith("experiment_state-")
+              and e.base_name.endswith(".json")]
     if not states:
         return None
     newest = states[-1]
@@ -125,13 +140,13 @@ def _apply_tune_state(fs: pafs.FileSystem, tune_dir: str, trials: dict[str, Tria
     return newest.mtime.timestamp() if newest.mtime else None
 
 
-def _parquet_rows(fs: pafs.FileSystem, root: str, attempts: int = 3) -> dict[str, dict[str, tuple[int, int]]]:
+def _parquet_rows(fs: pafs.FileSystem, root: str, damaged: list[str], attempts: int = 3) -> dict[str, dict[str, tuple[int, int]]]:
     """Per dataset, ``{run_key: (distinct rows, last step)}`` (segments and compacted files deduplicated)."""
     for attempt in range(attempts):
         try:
             return {
-                "evals": _rows_per_run(fs, posixpath.join(root, schema.EVALS_DIR), list(schema.EVAL_KEYS)),
-                "train": _rows_per_run(fs, posixpath.join(root, schema.TRAIN_DIR), list(schema.TRAIN_KEYS)),
+                "evals": _rows_per_run(fs, posixpath.join(root, schema.EVALS_DIR), list(schema.EVAL_KEYS), damaged),
+                "train": _rows_per_run(fs, posixpath.join(root, schema.TRAIN_DIR), list(schema.TRAIN_KEYS), damaged),
             }
         except FileNotFoundError:
             if attempt == attempts - 1:  # a running sweep kept compacting under our feet
@@ -140,18 +155,52 @@ def _parquet_rows(fs: pafs.FileSystem, root: str, attempts: int = 3) -> dict[str
     raise AssertionError("unreachable")
 
 
-def _rows_per_run(fs: pafs.FileSystem, directory: str, keys: list[str]) -> dict[str, tuple[int, int]]:
-    infos = fs.get_file_info(pafs.FileSelector(directory, recursive=True, allow_not_found=True))
-    tables = [pq.read_table(info.path, filesystem=fs, columns=keys) for info in infos
-              if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")
-              and not info.base_name.startswith((".", "_"))]
+def _rows_per_run(fs: pafs.FileSystem, directory: str, keys: list[str],
+                  damaged: list[str]) -> dict[str, tuple[int, int]]:
+    """``{run_key: (distinct rows, last step)}`` of one dataset.
+
+    A finished run's lone compacted file is counted from its Parquet footer (rows, the step
+    column's statistics), which the compaction wrote deduplicated; every other file is read.
+    """
+    by_run: dict[str, list[pafs.FileInfo]] = {}
+    for info in list_files(fs, directory, recursive=True):
+        if info.base_name.endswith(".parquet") and not is_hidden(info.base_name):
+            by_run.setdefault(info.base_name.split("__")[0].removesuffix(".parquet"), []).append(info)
+    counted: dict[str, tuple[int, int]] = {}
+    tables = []
+    for run_key, infos in by_run.items():
+        if len(infos) == 1 and infos[0].base_name == f"{run_key}.parquet":
+            footer = _footer_rows(fs, infos[0].path)
+            if footer is not None:
+                counted[run_key] = footer
+                continue
+        for info in infos:
+            try:
+                tables.append(pq.read_table(info.path, filesystem=fs, columns=keys))
+            except (OSError, pa.ArrowException):
+                # Damaged: its trial counts as not done; the next `mtrl run` sets it aside.
+                damaged.append(info.path)
     if not tables:
-        return {}
+        return counted
     distinct = pa.concat_tables(tables).group_by(keys, use_threads=False).aggregate([])
     per_run = distinct.group_by("run_key", use_threads=False).aggregate([("step", "count"), ("step", "max")])
-    return {key: (count, last) for key, count, last in zip(per_run["run_key"].to_pylist(),
-                                                           per_run["step_count"].to_pylist(),
-                                                           per_run["step_max"].to_pylist())}
+    counted.update({key: (count, last) for key, count, last in zip(per_run["run_key"].to_pylist(),
+                                                                   per_run["step_count"].to_pylist(),
+                                                                   per_run["step_max"].to_pylist())})
+    return counted
+
+
+def _footer_rows(fs: pafs.FileSystem, path: str) -> tuple[int, int] | None:
+    """``(rows, last step)`` from a Parquet footer, or None when it lacks what is needed (then the file is read)."""
+    try:
+        meta = pq.read_metadata(path, filesystem=fs)
+        column = meta.schema.to_arrow_schema().get_field_index("step")
+        stats = [meta.row_group(i).column(column).statistics for i in range(meta.num_row_groups)]
+    except (OSError, pa.ArrowException, ValueError):
+        return None
+    if column < 0 or not stats or any(s is None or not s.has_min_max for s in stats):
+        return None
+    return meta.num_rows, max(int(s.max) for s in stats)
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -196,6 +245,15 @@ def render_status(status: SweepStatus) -> Group:
     header = Text(f"sweep {spec.name} ({spec.protocol} protocol) in {status.root}: "
                   f"{counts['done']}/{len(status.trials)} trials done; {tune_note}{driver_note}")
     parts: list = [header, table]
+    if status.damaged_files:
+        parts.append(Text(f"{len(status.damaged_files)} unreadable Parquet file(s), e.g. {status.damaged_files[0]}; "
+                          f"the next `mtrl run` sets them aside and trains their trials again", style="red"))
+    troubled = [t for t in status.trials if t.last_error]
+    for trial in troubled[:20]:
+        parts.append(Text(f"{trial.config.run_key} ({trial.state}, {trial.retries} failed attempt(s)): "
+                          f"{trial.last_error}", style="red" if trial.state == "failed" else "yellow"))
+    if len(troubled) > 20:
+        parts.append(Text(f"... and {len(troubled) - 20} more trials with errors (logs/<run_key>.log)"))
     if status.unknown_run_keys:
         parts.append(Text(f"rows of {len(status.unknown_run_keys)} run(s) the spec does not list, e.g. "
                           f"{status.unknown_run_keys[0]}", style="yellow"))

@@ -3,8 +3,9 @@
 ``mtrl run SWEEP.yaml`` validates the whole grid, checks the storage, claims the sweep
 folder ``<storage>/<name>``, then starts a local Ray instance (or joins the cluster named by
 ``--address`` / ``RAY_ADDRESS``) and runs every trial under Tune. Running the same command
-again resumes: finished trials are kept, unfinished and failed ones continue from their
-last checkpoint. Exit codes: 0 all trials done, 1 some trials failed (rerun to retry them),
+again resumes: the sweep folder (its Parquet rows and checkpoints, checked first) decides
+which trials are complete; a fresh Tuner runs the others, each from its last good
+checkpoint, so a rerun may use other resources or another cluster. Exit codes: 0 all trials done, 1 some trials failed (rerun to retry them),
 2 bad input (nothing started), 130 interrupted (rerun to resume).
 """
 
@@ -13,14 +14,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import sys
+from collections import Counter
 
 from rich.table import Table
 
 from orchestrator import estimate, faults
 from orchestrator.errors import brief, write_failure_in
-from orchestrator.spec import SpecError, SweepSpec, cells, expand, load_spec, parse_assignments, trials_by_cell
-from orchestrator.sweep_folder import SweepFolder, check_writable, driver_lock, inspect, prepare
+from orchestrator.spec import SpecError, SweepSpec, cell_of, cells, expand, load_spec, parse_assignments, trials_by_cell
+from orchestrator.sweep_folder import SweepFolder, check_writable, claimed, inspect
 from orchestrator.sweep_progress import make_console
 
 EXIT_OK, EXIT_FAILED_TRIALS, EXIT_INTERRUPTED = 0, 1, 130
@@ -76,8 +79,11 @@ def run_main(args: argparse.Namespace) -> int:
         raise SpecError(f"storage {brief(storage)} is relative: on a cluster give --storage as an absolute path on "
                         f"storage every node mounts (NFS) or an s3:// URI")
     check_writable(storage)
-    prepare(folder, spec)
-    with driver_lock(folder):
+    with claimed(folder, spec):
+        remaining = remaining_trials(trials, folder)
+        if not remaining:
+            print(f"sweep {spec.name}: all {len(trials)} trials done; rows in {folder.root}/metrics")
+            return EXIT_OK
         started_ray = connect_ray(address, args.num_cpus)
         try:
             if address is None:  # what Ray itself found (a container may have fewer CPUs than the host)
@@ -85,7 +91,7 @@ def run_main(args: argparse.Namespace) -> int:
 
                 found = ray.cluster_resources()
                 check_local_resources(spec, found.get("CPU", 0), found.get("GPU", 0))
-            return run_tune(spec, trials, folder, fault_spec)
+            return run_tune(spec, trials, remaining, folder, fault_spec)
         finally:
             if started_ray:
                 import ray
@@ -126,40 +132,84 @@ def check_local_resources(spec: SweepSpec, cpus: float, gpus: float) -> None:
                         f"lower it or run on a cluster with GPUs (--address)")
 
 
+def remaining_trials(trials, folder: SweepFolder) -> list:
+    """The trials whose files in the sweep folder are not complete, after checking (and repairing) them.
+
+    One line on stderr per trial whose files were damaged (see ``orchestrator.resume_check``).
+    """
+    from orchestrator.resume_check import check_sweep
+
+    checks = check_sweep(folder.root, trials)
+    for check in checks:
+        if check.problems:
+            print(check.line(folder.root), file=sys.stderr, flush=True)
+    return [t for t, check in zip(trials, checks) if not check.done]
+
+
 def connect_ray(address: str | None, num_cpus: int | None) -> bool:
     """Join the cluster at ``address`` or, if None, start a local instance; True if this call started Ray."""
+    if address is None and "ray" not in sys.modules:
+        quiet_local_ray(os.environ)  # before Ray is imported: it reads its settings once
     import ray
 
     if ray.is_initialized():
         return False
-    kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": True}
+    # Nothing of the workers' output reaches the console (Ray's own notices about them included):
+    # a trial's warnings come with its reports and a failed attempt is one line, both printed
+    # by tune_glue.FailureLog; the full text is in <sweep>/logs/<run_key>.log.
+    kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address is None:
-        # Tune's trial actors never take the idle workers Ray prestarts for a new driver (one
-        # per CPU, each importing Ray for nothing: ~0.7 CPU-s apiece, seen in bench_sweep.py).
-        kwargs.update(address="local", num_cpus=num_cpus, include_dashboard=False,
-                      _system_config={"prestart_worker_first_driver": False})
+        kwargs.update(address="local", num_cpus=num_cpus, include_dashboard=False)
     else:
         kwargs.update(address=address)
     ray.init(**kwargs)
     return True
 
 
-def run_tune(spec: SweepSpec, trials, folder: SweepFolder, fault_spec: str | None) -> int:
+def quiet_local_ray(environ) -> None:
+    """Settings of the embedded local Ray, through environment variables Ray reads (no private API).
+
+    * ``RAY_AUTH_MODE=token``: the token authentication Ray 2.60 turns on for a local
+      instance anyway, said explicitly, so Ray does not print its warning on every run. With
+      no token of the user's (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``)
+      the instance gets a random one in ``RAY_AUTH_TOKEN``, which its processes inherit;
+    * ``RAY_prestart_worker_first_driver=0``: Tune's trial actors never take the idle workers
+      Ray prestarts for a new driver (one per CPU, each importing Ray for nothing: ~0.7 CPU-s
+      apiece, seen in bench_sweep.py). Ray reads every setting of its config as ``RAY_<name>``;
+      a Ray without this one ignores it.
+
+    A value the user set wins. Only before this process imports Ray (Ray reads them once).
+    """
+    if "RAY_AUTH_MODE" not in environ:
+        environ["RAY_AUTH_MODE"] = "token"
+        has_token = ("RAY_AUTH_TOKEN" in environ or "RAY_AUTH_TOKEN_PATH" in environ
+                     or os.path.exists(os.path.expanduser("~/.ray/auth_token")))
+        if not has_token:
+            environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    environ.setdefault("RAY_prestart_worker_first_driver", "0")
+
+
+def run_tune(spec: SweepSpec, trials, remaining, folder: SweepFolder, fault_spec: str | None) -> int:
     from orchestrator.tune_progress import ProgressTable
     from orchestrator.tune_glue import build_tuner
 
     # Tune's own console output stays off (verbose=0); the progress table replaces it, and
     # the closing summary replaces Tune's advice (rerunning `mtrl run` is how to resume).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    # A failed attempt is one line from tune_glue.FailureLog; Tune's traceback of it (logged
+    # at ERROR) goes to logs/<run_key>.log instead of the console.
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     # Short trials checkpoint often; Tune's hint about snapshot frequency is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Tune's loggers are the ones build_tuner passes (tune_glue.result_loggers): no TensorBoard.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    progress = ProgressTable(spec.name, [cell.label() for cell in cells(spec)])
-    tuner, resumed = build_tuner(spec, trials, folder, callbacks=[progress], fault_spec=fault_spec)
-    print(f"sweep {spec.name}: {'resuming' if resumed else 'starting'} {len(trials)} trials in {folder.root}",
-          flush=True)
+    todo = {t.run_key for t in remaining}
+    done_before = Counter(cell_of(t).label() for t in trials if t.run_key not in todo)
+    progress = ProgressTable(spec.name, [cell.label() for cell in cells(spec)], done_before=done_before)
+    tuner = build_tuner(spec, remaining, folder, callbacks=[progress], fault_spec=fault_spec)
+    done = len(trials) - len(remaining)
+    print(f"sweep {spec.name}: {'resuming' if done else 'starting'} {len(trials)} trials in {folder.root}"
+          + (f" ({done} done, {len(remaining)} to run)" if done else ""), flush=True)
     grid = tuner.fit()
     return summarise(spec, trials, grid, folder)
 
@@ -167,7 +217,8 @@ def run_tune(spec: SweepSpec, trials, folder: SweepFolder, fault_spec: str | Non
 def summarise(spec: SweepSpec, trials, grid, folder: SweepFolder) -> int:
     """Final message and exit code: trials count as done when their Parquet is complete."""
     from orchestrator.sink import ParquetSink
-    from orchestrator.tune_glue import parquet_complete
+    from orchestrator.trial_logs import trial_log_path
+    from orchestrator.tune_glue import last_line, parquet_complete
 
     done = sum(parquet_complete(ParquetSink.for_config(folder.root, t)) for t in trials)
     failed = [r for r in grid if r.error is not None]
@@ -178,13 +229,15 @@ def summarise(spec: SweepSpec, trials, grid, folder: SweepFolder) -> int:
         print(f"sweep {spec.name}: {len(failed)} trial(s) failed after {spec.max_failures} retries:", file=sys.stderr)
         no_room = False
         for result in failed[:10]:
+            run_key = result.config["trial"]["run_key"]
             text = str(result.error).strip()
-            last_line = text.splitlines()[-1] if text else repr(result.error)
             reason = write_failure_in(text)
             if reason is not None:  # disk full, file too large, quota, permission: nothing lost
                 no_room = True
-                last_line = f"could not write its results ({reason}); nothing written before was lost"
-            print(f"  {result.config['trial']['run_key']}: {last_line[:200]} ({result.path}/error.txt)",
+                line = f"could not write its results ({reason}); nothing written before was lost"
+            else:
+                line = last_line(text)
+            print(f"  {run_key}: {line} (log: {trial_log_path(folder.root, run_key)})",
                   file=sys.stderr)
         when = " once there is room" if no_room else ""
         print(f"{done}/{len(trials)} trials done; rerun the same command{when} to retry the failed ones from "

@@ -31,26 +31,15 @@ import pyarrow.fs as pafs
 import yaml
 
 from orchestrator import schema
-from orchestrator.results_dir import MARKER, MARKER_KIND, ResultsDirError, claim
-from orchestrator.sink import resolve_filesystem, write_bytes_atomically
 from orchestrator.errors import NotWritableError
+from orchestrator.results_dir import MARKER, MARKER_KIND, ResultsDirError
+from orchestrator.storage import is_uri, join, read_bytes, resolve_filesystem, write_bytes_atomically
 from orchestrator.spec import SweepSpec, spec_differences, validate_spec
 from orchestrator.yaml_input import MAX_FILE_BYTES, load_yaml_bytes
 
 SPEC_FILE = "sweep.yaml"
 TUNE_DIR = "tune"
 LOCK_FILE = ".driver.lock"
-
-
-def is_uri(path: str) -> bool:
-    return "://" in path
-
-
-def join(root: str, *parts: str) -> str:
-    """Join path parts for a local path or a URI alike."""
-    if is_uri(root):
-        return "/".join([root.rstrip("/"), *parts])
-    return os.path.join(os.path.abspath(root), *parts)
 
 
 @dataclass(frozen=True)
@@ -77,11 +66,7 @@ class SweepFolder:
     def read_bytes(self, name: str, limit: int = -1) -> bytes | None:
         """Contents of ``<root>/<name>`` (at most ``limit`` bytes if given), or ``None`` when it does not exist."""
         fs, path = self.filesystem()
-        target = posixpath.join(path, name)
-        if fs.get_file_info(target).type != pafs.FileType.File:
-            return None
-        with fs.open_input_stream(target) as f:
-            return f.read() if limit < 0 else f.read(limit)
+        return read_bytes(fs, posixpath.join(path, name), limit)
 
     def read_text(self, name: str) -> str | None:
         data = self.read_bytes(name)
@@ -116,9 +101,11 @@ def prepare(folder: SweepFolder, spec: SweepSpec) -> bool:
 
     Refuses (``ResultsDirError``) a foreign folder, a trial folder, another sweep's folder,
     or this sweep's folder pinned to a different spec (showing what differs). Only a new
-    folder gets its marker and ``sweep.yaml`` written.
+    folder gets its marker and ``sweep.yaml`` written. ``mtrl run`` calls it through
+    :func:`claimed`, under the driver lock.
     """
     _refuse_nested(folder)
+    _refuse_foreign(folder)
     _claim(folder.root)
     stored = folder.stored_spec()
     if stored is None:
@@ -136,6 +123,20 @@ def prepare(folder: SweepFolder, spec: SweepSpec) -> bool:
 
 
 @contextlib.contextmanager
+def claimed(folder: SweepFolder, spec: SweepSpec) -> Iterator[bool]:
+    """:func:`prepare` under the driver lock, held until the block ends; yields whether the sweep existed.
+
+    The lock is taken before the spec is checked or written: of two drivers started at once
+    on a new folder, one writes ``sweep.yaml`` and the other is refused. A foreign folder is
+    refused before the lock file is made in it.
+    """
+    _refuse_nested(folder)
+    _refuse_foreign(folder)
+    with driver_lock(folder):
+        yield prepare(folder, spec)
+
+
+@contextlib.contextmanager
 def driver_lock(folder: SweepFolder) -> Iterator[None]:
     """Hold the sweep's driver lock: one ``mtrl run`` per sweep folder at a time.
 
@@ -146,6 +147,7 @@ def driver_lock(folder: SweepFolder) -> Iterator[None]:
     if is_uri(folder.root):
         yield
         return
+    os.makedirs(folder.root, exist_ok=True)
     path = os.path.join(folder.root, LOCK_FILE)
     with open(path, "a+") as handle:
         if not _try_lock(handle, fcntl.LOCK_EX, patience_s=2.0):  # `mtrl status` peeks briefly
@@ -216,31 +218,38 @@ def _refuse_nested(folder: SweepFolder) -> None:
                               f"sweep folders (e.g. results), not a sweep's own folder")
 
 
-def _claim(root: str) -> None:
-    if not is_uri(root):
-        claim(root, layout="sweep")
+def _refuse_foreign(folder: SweepFolder) -> None:
+    """Files but no marker: another program's data, never written into (read-only check)."""
+    fs, path = folder.filesystem()
+    if fs.get_file_info(posixpath.join(path, MARKER)).type == pafs.FileType.File:
         return
+    existing = [e for e in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+                if e.base_name != LOCK_FILE]
+    if existing:
+        raise ResultsDirError(f"{folder.root} already holds files but is not a results folder of this tool "
+                              f"(no {MARKER}); choose an empty or new folder")
+
+
+def _claim(root: str) -> None:
+    """Check the marker of ``root`` or, for a new folder, write it (through the storage layer)."""
     fs, path = resolve_filesystem(root)
     marker_path = posixpath.join(path, MARKER)
-    info = fs.get_file_info(marker_path)
-    if info.type == pafs.FileType.File:
-        with fs.open_input_stream(marker_path) as f:
-            data = json.loads(f.read().decode() or "null")
-        if not isinstance(data, dict) or data.get("kind") != MARKER_KIND:
+    data = read_bytes(fs, marker_path)
+    if data is not None:
+        try:
+            marker = json.loads(data.decode() or "null")
+        except ValueError:
+            raise ResultsDirError(f"{root}/{MARKER} is unreadable; is this a results folder of this tool?") from None
+        if not isinstance(marker, dict) or marker.get("kind") != MARKER_KIND:
             raise ResultsDirError(f"{root}/{MARKER} was not written by this tool")
-        if data.get("schema_version") != schema.SCHEMA_VERSION:
-            raise ResultsDirError(f"{root} holds results of schema version {data.get('schema_version')}")
-        if data.get("layout") != "sweep":
-            raise ResultsDirError(f"{root} is a {data.get('layout')} results folder, not a sweep folder")
+        if marker.get("schema_version") != schema.SCHEMA_VERSION:
+            raise ResultsDirError(f"{root} holds results of schema version {marker.get('schema_version')}")
+        if marker.get("layout") != "sweep":
+            raise ResultsDirError(f"{root} is a {marker.get('layout')} results folder, not a sweep folder")
         return
-    existing = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    if existing:
-        raise ResultsDirError(f"{root} already holds files but is not a results folder of this tool "
-                              f"(no {MARKER}); choose an empty or new folder")
     fs.create_dir(path, recursive=True)
-    with fs.open_output_stream(marker_path) as f:
-        f.write(json.dumps({"kind": MARKER_KIND, "schema_version": schema.SCHEMA_VERSION,
-                            "layout": "sweep"}).encode())
+    write_bytes_atomically(fs, marker_path, json.dumps({"kind": MARKER_KIND, "schema_version": schema.SCHEMA_VERSION,
+                                                        "layout": "sweep"}).encode())
 
 
 def _write_spec(folder: SweepFolder, spec: SweepSpec) -> None:
@@ -249,4 +258,4 @@ def _write_spec(folder: SweepFolder, spec: SweepSpec) -> None:
     write_bytes_atomically(fs, posixpath.join(path, SPEC_FILE), text.encode())
 
 
-__all__ = ["SweepFolder", "check_writable", "driver_lock", "driver_running", "inspect", "prepare"]
+__all__ = ["SweepFolder", "check_writable", "claimed", "driver_lock", "driver_running", "inspect", "prepare"]

@@ -58,9 +58,14 @@ def state_of(trial) -> str:
     return state
 
 
-def tally(trials, cell_order: Sequence[str] = ()) -> dict[str, CellCounts]:
-    """Per cell label (in ``cell_order``, then first seen), trials in each state and retries so far."""
+def tally(trials, cell_order: Sequence[str] = (), done_before: dict[str, int] | None = None) -> dict[str, CellCounts]:
+    """Per cell label (in ``cell_order``, then first seen), trials in each state and retries so far.
+
+    ``done_before``: trials per cell label that were complete before this run (not given to Tune).
+    """
     cells: dict[str, CellCounts] = {label: CellCounts() for label in cell_order}
+    for label, n in (done_before or {}).items():
+        cells.setdefault(label, CellCounts()).counts["done"] += n
     for trial in trials:
         counts = cells.setdefault(cell_label_of(trial), CellCounts())
         counts.counts[state_of(trial)] += 1

@@ -1,41 +1,49 @@
-"""Ray Tune glue: the trainable, Tune-backed checkpoints, GPU placement, Tuner build/restore.
+"""Ray Tune glue: the trainable, per-trial checkpoints in the sweep folder, GPU placement, the Tuner.
 
-One Tune trial per :class:`TrialConfig`: the param space is one ``grid_search`` over the
-trials' canonical JSON, trials and their folders are named by ``run_key``. The trainable
-calls the Ray-free :func:`orchestrator.trial.run_trial` with
+One Tune trial per :class:`TrialConfig` that is not complete: the param space is one
+``grid_search`` over those trials' canonical JSON, trials and their folders are named by
+``run_key``. Every ``mtrl run`` builds a fresh Tuner over the trials the sweep folder says
+are not complete (:mod:`orchestrator.resume_check`); Tune's own experiment state is written
+under ``tune/run-<time>/`` for its logs and ``mtrl status``, and never read back to resume.
+The trainable calls the Ray-free :func:`orchestrator.trial.run_trial` with
 
 * a :class:`ParquetSink` on the sweep folder (a path or URI handed over in the trainable's
   closure, so every node writes to the shared storage and never to a node-local folder);
-* a :class:`TuneCheckpointer`: ``state.pt`` inside Tune checkpoints, reported together with
-  the epoch's metrics, so Tune restores a retried or resumed trial from it.
+* a :class:`SweepCheckpointer`: ``checkpoints/<run_key>/step-<step>.pt`` in the sweep
+  folder, so a trial started again, by Tune's retry (``FailureConfig``) or by a later
+  ``mtrl run`` with other resources, continues from its last checkpoint there.
 
-A trial whose Parquet is already complete (its compacted file and no segments) reports its
-end and returns without training: a trial that finished right before the driver died, when
-Tune had not yet recorded it, is not re-run and its rows stay untouched.
+Only public Ray APIs are used (``tests/orchestrator/test_public_ray_only.py`` checks it).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import posixpath
-import shutil
-import tempfile
+import re
+import sys
+import time
+import traceback
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import pyarrow.fs as pafs
+from ray.tune import Callback
 
 from orchestrator import faults
-from orchestrator.checkpoint import STATE_FILE, Checkpointer, dump_state, load_state
+from orchestrator.checkpoint import Checkpointer, DirectoryCheckpointer
 from orchestrator.config import TrialConfig
-from orchestrator.sink import ParquetSink, resolve_filesystem
+from orchestrator.resume_check import check_trial, trial_checkpoint_dir
+from orchestrator.sink import ParquetSink
 from orchestrator.spec import SweepSpec
-from orchestrator.sweep_folder import TUNE_DIR, SweepFolder
+from orchestrator.sweep_folder import SweepFolder
+from orchestrator.trial_logs import append_to_log, read_failures, trial_log_path, utc_stamp, write_failures
 
 TRAINABLE_NAME = "mtrl_trial"
-EXPERIMENT_STATE_GLOB = "experiment_state-"
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 CHECKPOINTS_TO_KEEP = 2
+WARNING_METRIC = "mtrl_warning"
+"""A reported metric holding the trial's warning lines (files set aside); the driver prints them."""
 
 
 # --- where a trial's networks run -----------------------------------------------------------
@@ -56,50 +64,37 @@ def select_device(requested: str, gpu_ids: Sequence[Any], environ: dict[str, str
     return "cpu"
 
 
-# --- checkpoints through Tune ---------------------------------------------------------------
+# --- checkpoints in the sweep folder --------------------------------------------------------
 def scalar_metrics(metrics: dict) -> dict:
     """Only the numbers and strings of ``metrics`` (what Tune's loggers can store)."""
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
 
 
-class TuneCheckpointer:
-    """The :class:`~orchestrator.checkpoint.Checkpointer` protocol over Ray Tune checkpoints.
+class SweepCheckpointer(DirectoryCheckpointer):
+    """Checkpoints in ``<sweep>/checkpoints/<run_key>/``; every save and epoch reported to Tune as metrics.
 
-    A checkpoint is staged in ``<tmp>/mtrl-checkpoints/<run_key>/`` and copied to the
-    sweep's storage by ``ray.tune.report``; the staging folder is removed right after, and a
-    worker killed in between leaves at most one per trial and node, reused by its retry.
+    Tune gets no checkpoint of its own: a trial it starts again finds its state here.
     """
 
-    def __init__(self, run_key: str, extra: dict | None = None) -> None:
-        self.staging = os.path.join(tempfile.gettempdir(), "mtrl-checkpoints", run_key)
+    def __init__(self, sweep_root: str, run_key: str, extra: dict | None = None) -> None:
+        super().__init__(trial_checkpoint_dir(sweep_root, run_key), keep=CHECKPOINTS_TO_KEEP, aside_root=sweep_root,
+                         on_warning=self.warn)
+        self.sweep_root, self.run_key = sweep_root, run_key
         self.extra = dict(extra or {})
+        self.warnings: list[str] = []
 
-    def load(self) -> dict | None:
-        from ray import tune
-
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is None:
-            return None
-        with checkpoint.as_directory() as directory:
-            return load_state(os.path.join(directory, STATE_FILE))
-
-    def save(self, state: dict, metrics: dict) -> None:
-        from ray import tune
-
-        shutil.rmtree(self.staging, ignore_errors=True)
-        os.makedirs(self.staging)
-        try:
-            dump_state(state, os.path.join(self.staging, STATE_FILE))
-            # Tune copies the folder to the sweep's storage before report returns.
-            tune.report({**scalar_metrics(metrics), **self.extra},
-                        checkpoint=tune.Checkpoint.from_directory(self.staging))
-        finally:
-            shutil.rmtree(self.staging, ignore_errors=True)
+    def warn(self, line: str) -> None:
+        """A line for the console: written to the trial's log now, printed by the driver with the next report."""
+        line = line if line.startswith(f"{self.run_key}: ") else f"{self.run_key}: {line}"
+        append_to_log(self.sweep_root, self.run_key, f"--- {utc_stamp()} {line}\n")
+        self.warnings.append(line)
 
     def report(self, metrics: dict) -> None:
         from ray import tune
 
-        tune.report({**scalar_metrics(metrics), **self.extra})
+        warnings = {WARNING_METRIC: "\n".join(self.warnings)} if self.warnings else {}
+        self.warnings = []
+        tune.report({**scalar_metrics(metrics), **self.extra, **warnings})
 
 
 # --- the trainable ----------------------------------------------------------------------------
@@ -107,36 +102,58 @@ def parquet_complete(sink: ParquetSink) -> bool:
     """True when the run's Parquet is compacted: one file per dataset, no segments left."""
     for dataset in ("evals", "train"):
         files = sink.run_files(dataset)
-        if [os.path.basename(f) for f in files] != [f"{sink.run_key}.parquet"]:
+        if [posixpath.basename(f) for f in files] != [f"{sink.run_key}.parquet"]:
             return False
     return True
 
 
 def run_tune_trial(param: dict, sweep_root: str, fault_spec: str | None = None) -> None:
-    """Body of the Tune trainable: one trial, resumed from Tune's checkpoint when it has one."""
+    """Body of the Tune trainable: one trial, continued from its last good checkpoint in the sweep folder."""
     import ray
     from ray import tune
 
     from orchestrator.trial import run_trial
 
-    logging.getLogger("ray.train").setLevel(logging.WARNING)  # no line per checkpoint
     config = TrialConfig.from_json(param["trial"]["config"])
     device = select_device(config.device, ray.get_gpu_ids())
-    sink = ParquetSink.for_config(sweep_root, config)
-    if parquet_complete(sink):
-        tune.report({"step": config.total_steps, "epoch": config.n_epochs, "run_key": config.run_key,
-                     "already_complete": True, "device": device})
-        return
-    checkpointer: Checkpointer = TuneCheckpointer(config.run_key, extra={"device": device})
-    checkpointer = faults.wrap(checkpointer, config.run_key, fault_spec, sweep_root)
-    run_trial(config, sink, checkpointer)
+    finish_trial(config, sweep_root, fault_spec, device,
+                 lambda checkpointer, sink: run_trial(config, sink, checkpointer), tune.report)
 
 
-def make_trainable(sweep_root: str, fault_spec: str | None = None) -> Callable[[dict], None]:
+def finish_trial(config: TrialConfig, sweep_root: str, fault_spec: str | None, device: str,
+                 train: Callable[[Checkpointer, ParquetSink], Any], report: Callable[[dict], None]) -> None:
+    """Check the trial's files, train what is missing, and check the result (shared with the scale bench)."""
+    checkpointer = SweepCheckpointer(sweep_root, config.run_key, extra={"device": device})
+    check = check_trial(sweep_root, config)  # a Tune retry may find what the driver's check did not
+    if check.problems:
+        checkpointer.warn(check.line(sweep_root))
+    sink = faults.wrap_sink(ParquetSink.for_config(sweep_root, config), config.run_key, fault_spec, sweep_root)
+    if not check.done:
+        try:
+            train(faults.wrap(checkpointer, config.run_key, fault_spec, sweep_root), sink)
+        except Exception:
+            append_to_log(sweep_root, config.run_key, f"--- {utc_stamp()} traceback on the trial's worker\n"
+                          f"{traceback.format_exc()}")
+            raise
+        sink.compact()  # idempotent; finishes a compaction a kill cut short after the last checkpoint
+        after = check_trial(sweep_root, config)
+        if not after.done:
+            problem = after.line(sweep_root) or "its files are incomplete"
+            raise RuntimeError(f"rows are missing after training ({problem}); it continues from its last good "
+                               f"checkpoint")
+    final = {"step": config.total_steps, "epoch": config.n_epochs, "run_key": config.run_key,
+             "already_complete": check.done, "device": device}
+    if checkpointer.warnings:
+        final[WARNING_METRIC] = "\n".join(checkpointer.warnings)
+    report(final)
+
+
+def make_trainable(sweep_root: str, fault_spec: str | None = None,
+                   body: Callable[[dict, str, str | None], None] = run_tune_trial) -> Callable[[dict], None]:
     """A function trainable bound to the sweep folder (a path or URI every node can reach)."""
 
     def mtrl_trial(param: dict) -> None:
-        run_tune_trial(param, sweep_root, fault_spec)
+        body(param, sweep_root, fault_spec)
 
     mtrl_trial.__name__ = mtrl_trial.__qualname__ = TRAINABLE_NAME
     return mtrl_trial
@@ -151,6 +168,59 @@ def param_space(trials: Sequence[TrialConfig]) -> dict:
     from ray import tune
 
     return {"trial": tune.grid_search([{"run_key": t.run_key, "config": t.to_json()} for t in trials])}
+
+
+# --- faults: one line on the console, the traceback in the sweep folder ------------------------
+def last_failure_text(error_file: str | None) -> str:
+    """The newest failure in Tune's plain-text ``error.txt`` (never its pickled twin)."""
+    if not error_file or not os.path.isfile(error_file):
+        return "the trial's worker died or stopped answering (no error text)"
+    with open(error_file, errors="replace") as f:
+        text = f.read()
+    return text.rsplit("Failure # ", 1)[-1].split("\n", 1)[-1].strip() or "unknown error"
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else "unknown error")[:200]
+
+
+class FailureLog(Callback):
+    """Tune callback: one console line per failed trial attempt, the full text in ``logs/<run_key>.log``;
+    and the trials' warning lines (reported as the ``mtrl_warning`` metric).
+
+    ``logs/<run_key>.failures.json`` keeps the count over all runs and the last error line for
+    ``mtrl status``. Written by the driver only (one writer), through the storage layer.
+    """
+
+    def __init__(self, sweep_root: str, max_failures: int) -> None:
+        self.sweep_root, self.max_failures = sweep_root, max_failures
+
+    def on_trial_result(self, iteration: int, trials, trial, result: dict, **info) -> None:
+        for line in str(result.get(WARNING_METRIC) or "").splitlines():
+            print(line, file=sys.stderr, flush=True)
+
+    def on_trial_recover(self, iteration: int, trials, trial, **info) -> None:
+        self._record(trial, retrying=True)
+
+    def on_trial_error(self, iteration: int, trials, trial, **info) -> None:
+        self._record(trial, retrying=False)
+
+    def _record(self, trial, retrying: bool) -> None:
+        run_key = trial_name(trial)
+        text = ANSI_ESCAPE.sub("", last_failure_text(trial.error_file))
+        line = last_line(text)
+        stamp = utc_stamp()
+        attempt = trial.num_failures
+        append_to_log(self.sweep_root, run_key, f"--- {stamp} attempt {attempt} of {self.max_failures + 1} failed "
+                                                f"(as Tune saw it)\n{text}\n")
+        before = read_failures(self.sweep_root, run_key) or {}
+        write_failures(self.sweep_root, run_key,
+                       {"failures": int(before.get("failures", 0)) + 1, "last_error": line, "time": stamp})
+        then = "retrying from its last checkpoint" if retrying else "giving up in this run"
+        shown = trial_log_path(self.sweep_root, run_key)
+        print(f"{run_key}: attempt {attempt} of {self.max_failures + 1} failed: {line} ({then}; log: {shown})",
+              file=sys.stderr, flush=True)
 
 
 # --- Tuner ----------------------------------------------------------------------------------
@@ -168,69 +238,32 @@ def result_loggers() -> list:
     return [JsonLoggerCallback(), CSVLoggerCallback()]
 
 
-def has_tune_state(folder: SweepFolder) -> bool:
-    """True when Tune saved an experiment state to resume from (not just ``tuner.pkl``)."""
-    from ray.tune import Tuner
-
-    if not Tuner.can_restore(folder.tune_dir):
-        return False
-    fs, path = resolve_filesystem(folder.tune_dir)
-    entries = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    return any(e.base_name.startswith(EXPERIMENT_STATE_GLOB) for e in entries)
-
-
-def grid_search(spec: SweepSpec):
-    """The sweep's search algorithm: the grid, resumed from Tune's trials (see ``tune_state``)."""
-    from orchestrator.tune_state import ResumableGridSearch
-
-    return ResumableGridSearch(max_concurrent=spec.max_concurrent_trials or 0)
+def run_name() -> str:
+    """This run's Tune experiment folder under ``tune/``: the UTC start time (sortable) and a unique suffix."""
+    return time.strftime("run-%Y%m%dT%H%M%SZ-", time.gmtime()) + uuid.uuid4().hex[:6]
 
 
 def build_tuner(spec: SweepSpec, trials: Sequence[TrialConfig], folder: SweepFolder,
-                callbacks: Sequence[Any] = (), fault_spec: str | None = None):
-    """``(tuner, resumed)``: a Tuner restored from the folder's Tune state, or a new one.
-
-    A restore resumes unfinished trials and errored ones from their last checkpoint
-    (``resume_errored=True``); finished trials stay finished.
-    """
+                callbacks: Sequence[Any] = (), fault_spec: str | None = None,
+                trainable: Callable[[dict], None] | None = None):
+    """A fresh Tuner over ``trials`` (the ones not complete), writing Tune's files to ``tune/run-<time>/``."""
     from ray import tune
 
-    from orchestrator.tune_state import TUNER_STATE, guard_tuner_state, tune_storage
-
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    trainable = tune.with_resources(make_trainable(folder.root, fault_spec), resources)
-    space = param_space(trials)
-    storage_path, storage_filesystem = tune_storage(folder.root)
-    if guard_tuner_state(folder):
-        logging.getLogger(__name__).warning(
-            "Tune's %s in %s was damaged by an interrupted run; put back its verified copy",
-            TUNER_STATE, folder.tune_dir)
-    if has_tune_state(folder):
-        tuner = tune.Tuner.restore(posixpath.join(storage_path, TUNE_DIR), trainable=trainable, param_space=space,
-                                   resume_unfinished=True, resume_errored=True, restart_errored=False,
-                                   storage_filesystem=storage_filesystem)
-        # The restored RunConfig is the pickled one; give it this run's callbacks. The grid
-        # search is this run's too (folders of older versions pickled Tune's default one).
-        tuner._local_tuner.get_run_config().callbacks = [*callbacks, *result_loggers()]
-        tuner._local_tuner._tune_config.search_alg = grid_search(spec)
-        tuner._local_tuner._tune_config.max_concurrent_trials = None
-        return tuner, True
-    tuner = tune.Tuner(
+    trainable = tune.with_resources(trainable or make_trainable(folder.root, fault_spec), resources)
+    return tune.Tuner(
         trainable,
-        param_space=space,
+        param_space=param_space(trials),
         tune_config=tune.TuneConfig(trial_name_creator=trial_name, trial_dirname_creator=trial_name,
-                                    search_alg=grid_search(spec),
+                                    max_concurrent_trials=spec.max_concurrent_trials,
                                     # A finished trial's process takes the next trial: torch and
                                     # MiniGrid are imported once per worker, not once per trial.
                                     reuse_actors=True),
         run_config=tune.RunConfig(
-            name=TUNE_DIR,
-            storage_path=storage_path,
-            storage_filesystem=storage_filesystem,
+            name=run_name(),
+            storage_path=folder.tune_dir,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
-            callbacks=[*callbacks, *result_loggers()],
+            callbacks=[*callbacks, FailureLog(folder.root, spec.max_failures), *result_loggers()],
             verbose=0,
         ),
     )
-    return tuner, False

@@ -23,9 +23,10 @@ class ProgressTable(Callback):
     """Tune callback drawing the per-cell table; picklable (Tune stores its callbacks)."""
 
     def __init__(self, sweep_name: str = "sweep", cell_order: Sequence[str] = (), refresh_s: float = 1.0,
-                 log_interval_s: float = 30.0) -> None:
+                 log_interval_s: float = 30.0, done_before: dict[str, int] | None = None) -> None:
         self.sweep_name, self.refresh_s, self.log_interval_s = sweep_name, refresh_s, log_interval_s
         self.cell_order = list(cell_order)
+        self.done_before = dict(done_before or {})
         self._reset()
 
     def _reset(self) -> None:
@@ -38,7 +39,7 @@ class ProgressTable(Callback):
 
     def __getstate__(self) -> dict:
         return {"sweep_name": self.sweep_name, "cell_order": self.cell_order, "refresh_s": self.refresh_s,
-                "log_interval_s": self.log_interval_s}
+                "log_interval_s": self.log_interval_s, "done_before": self.done_before}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -59,7 +60,7 @@ class ProgressTable(Callback):
         if now - self._last_draw < self.refresh_s or not trials:
             return
         self._last_draw = now
-        cells = tally(trials, self.cell_order)
+        cells = tally(trials, self.cell_order, self.done_before)
         if self._live is not None:
             self._live.update(render_table(cells, self._title()), refresh=True)
             return
@@ -69,7 +70,7 @@ class ProgressTable(Callback):
             print(f"[{time.strftime('%H:%M:%S')}] {self.sweep_name}: {line}", flush=True)
 
     def on_experiment_end(self, trials, **info) -> None:
-        self.final = tally(trials, self.cell_order)
+        self.final = tally(trials, self.cell_order, self.done_before)
         if self._live is not None:
             self._live.stop()
             self._live = None

@@ -84,12 +84,12 @@ def compacted_run_keys(sweep_root: str) -> set[str]:
 
 
 def checkpointed_run_keys(sweep_root: str) -> set[str]:
-    """Trials with at least one Tune checkpoint in the sweep's storage."""
-    tune_dir = os.path.join(sweep_root, "tune")
-    if not os.path.isdir(tune_dir):
+    """Trials with at least one checkpoint in the sweep folder (``checkpoints/<run_key>/step-*.pt``)."""
+    checkpoints = os.path.join(sweep_root, "checkpoints")
+    if not os.path.isdir(checkpoints):
         return set()
-    return {name for name in os.listdir(tune_dir) if os.path.isdir(os.path.join(tune_dir, name))
-            and any(c.startswith("checkpoint_") for c in os.listdir(os.path.join(tune_dir, name)))}
+    return {name for name in os.listdir(checkpoints)
+            if any(c.startswith("step-") and c.endswith(".pt") for c in os.listdir(os.path.join(checkpoints, name)))}
 
 
 def free_port() -> int:

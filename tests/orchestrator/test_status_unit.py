@@ -23,6 +23,7 @@ def tune_state(path, statuses: dict[str, tuple[str, int]]) -> None:
     """A minimal experiment_state file of the shape Ray Tune 2.60 writes."""
     data = [[json.dumps({"custom_trial_name": key, "status": status}), json.dumps({"num_failures": failures})]
             for key, (status, failures) in statuses.items()]
+    path = path / "run-20260101T000000Z"
     path.mkdir(parents=True, exist_ok=True)
     (path / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": data}))
 

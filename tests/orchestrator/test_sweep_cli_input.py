@@ -14,9 +14,12 @@ from orchestrator.sweep_folder import SweepFolder, prepare
 
 
 def files_under(root) -> dict:
+    """Every file's mtime and bytes, but the driver lock: a refused run takes it (empty) before the spec check."""
     out = {}
     for directory, _, names in os.walk(root):
         for name in names:
+            if name == ".driver.lock":
+                continue
             path = os.path.join(directory, name)
             out[path] = (os.stat(path).st_mtime_ns, open(path, "rb").read())
     return out

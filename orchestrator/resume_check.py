@@ -1,0 +1,160 @@
+"""What a trial still has to do, decided from its own files in the sweep folder, trusting none blindly.
+
+Before ``mtrl run`` schedules anything, and again when a trial (re)starts on its worker,
+:func:`check_trial` reads the trial's Parquet files and checkpoints through the storage
+layer, reading only Parquet and checking checkpoints' zip CRCs (nothing is unpickled, torch is
+not imported):
+
+* every Parquet file of the run must be readable, carry only this run's rows, only steps of
+  its name's range, each key once, and only keys a finished trial has;
+* a trial is **done** when each dataset is one compacted file holding exactly the expected
+  keys (every evaluation point x task, every epoch);
+* otherwise it continues from its newest intact checkpoint whose steps are all covered by
+  good rows, or from scratch when there is none.
+
+A damaged file (and a checkpoint past the damage) is moved to ``<sweep>/set-aside/``, never
+deleted, and the trial gets one line saying what happened. Segment names are step ranges
+fixed by the config, so a trial sent back to checkpoint ``S`` rewrites exactly the names
+after ``S``.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass, field
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from envs.benchmarks import get_benchmark
+from orchestrator import schema
+from orchestrator.checkpoint import DirectoryCheckpointer, checkpoint_intact
+from orchestrator.config import TrialConfig
+from orchestrator.sink import ParquetSink
+from orchestrator.storage import SET_ASIDE_DIR, join, move_aside, read_bytes, resolve_filesystem
+
+CHECKPOINTS_DIR = "checkpoints"
+DATASETS = ("evals", "train")
+_SEGMENT = re.compile(r"__(\d{9})-(\d{9})\.parquet$")
+
+
+@dataclass
+class TrialCheck:
+    """The verdict on one trial's files."""
+
+    run_key: str
+    done: bool
+    resume_step: int | None = None
+    """The checkpoint step it continues from (``None``: from scratch); only when not done."""
+    problems: list[str] = field(default_factory=list)
+    """What was wrong and moved aside; empty for an intact trial."""
+
+    def line(self, root: str) -> str | None:
+        """One warning line, or ``None`` when nothing was wrong."""
+        if not self.problems:
+            return None
+        if self.done:
+            where = "is complete without it"
+        elif self.resume_step is None:
+            where = "starts over"
+        else:
+            where = f"continues from its checkpoint at step {self.resume_step}"
+        return (f"{self.run_key}: {'; '.join(self.problems)}; moved to {join(root, SET_ASIDE_DIR)}/; "
+                f"the trial {where}")
+
+
+def trial_checkpoint_dir(root: str, run_key: str) -> str:
+    return join(root, CHECKPOINTS_DIR, run_key)
+
+
+def expected_keys(config: TrialConfig) -> dict[str, set[tuple]]:
+    """The keys (without run_key) of a finished trial's rows: ``{"evals": {(step, task)}, "train": {(step,)}}``."""
+    tasks = get_benchmark(config.benchmark).tasks
+    eval_steps = range(0, config.total_steps + 1, config.eval_interval_steps)
+    train_steps = range(config.steps_per_epoch, config.total_steps + 1, config.steps_per_epoch)
+    return {"evals": {(s, t) for s in eval_steps for t in tasks}, "train": {(s,) for s in train_steps}}
+
+
+def _file_problem(fs, path: str, dataset: str, run_key: str, expected: set[tuple]) -> tuple[str | None, set[tuple]]:
+    """``(problem or None, keys)`` of one Parquet file of the run."""
+    name = posixpath.basename(path)
+    match = _SEGMENT.search(name)
+    if match is None and name != f"{run_key}.parquet":
+        return "a file not named like a segment", set()
+    columns = list(schema.EVAL_KEYS if dataset == "evals" else schema.TRAIN_KEYS)
+    try:
+        table = pq.read_table(path, filesystem=fs, columns=columns)
+    except Exception as exc:  # cut short, not Parquet, wrong columns
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"unreadable ({text.rsplit(chr(39) + ': ', 1)[-1][:80]})", set()
+    if table.num_rows == 0:
+        return "empty", set()
+    if pc.any(pc.not_equal(table["run_key"], run_key)).as_py():
+        return "rows of another run", set()
+    rows = list(zip(*(table[c].to_pylist() for c in columns[1:])))
+    keys = set(rows)
+    if len(keys) != len(rows):
+        return "duplicate rows", set()
+    if not keys <= expected:
+        return "rows of steps this trial never has", set()
+    if match is not None:
+        first, last = int(match.group(1)), int(match.group(2))
+        if any(not (first < k[0] <= last or (first == 0 and k[0] == 0)) for k in keys):
+            return "rows outside the segment's step range", set()
+    return None, keys
+
+
+def check_trial(root: str, config: TrialConfig) -> TrialCheck:
+    """Check and repair one trial's files in the sweep folder ``root`` (see the module docstring)."""
+    fs, root_path = resolve_filesystem(root)
+    sink = ParquetSink.for_config(root, config)
+    expected = expected_keys(config)
+    run_key = config.run_key
+    problems: list[str] = []
+    have: dict[str, set[tuple]] = {d: set() for d in DATASETS}
+    files: dict[str, list[str]] = {}
+    for dataset in DATASETS:
+        files[dataset] = []
+        for path in sink.run_files(dataset):
+            problem, keys = _file_problem(fs, path, dataset, run_key, expected[dataset])
+            if problem is not None:
+                move_aside(fs, root_path, path)
+                problems.append(f"{dataset} file {posixpath.basename(path)} {problem}")
+                continue
+            files[dataset].append(path)
+            have[dataset] |= keys
+    compacted = f"{run_key}.parquet"
+    if all([posixpath.basename(p) for p in files[d]] == [compacted] and have[d] == expected[d] for d in DATASETS):
+        return TrialCheck(run_key, done=True, problems=problems)
+
+    def covered(step: int) -> bool:
+        return all({k for k in expected[d] if k[0] <= step} <= have[d] for d in DATASETS)
+
+    checkpointer = DirectoryCheckpointer(trial_checkpoint_dir(root, run_key))
+    resume_step = None
+    for step, path in reversed(checkpointer.steps()):
+        if resume_step is not None:
+            break
+        if not checkpoint_intact(read_bytes(fs, path) or b""):
+            problems.append(f"checkpoint {posixpath.basename(path)} damaged")
+        elif not covered(step):
+            problems.append(f"checkpoint {posixpath.basename(path)} past missing rows")
+        else:
+            resume_step = step
+            continue
+        move_aside(fs, root_path, path)
+    if resume_step is None and problems:
+        # From scratch the segments are rewritten under their names; a compacted file is not, so
+        # rows of a partial one would linger: it goes aside too.
+        for dataset in DATASETS:
+            for path in files[dataset]:
+                if posixpath.basename(path) == compacted:
+                    move_aside(fs, root_path, path)
+                    problems.append(f"{dataset} file {compacted} incomplete")
+    return TrialCheck(run_key, done=False, resume_step=resume_step, problems=problems)
+
+
+def check_sweep(root: str, trials: list[TrialConfig]) -> list[TrialCheck]:
+    """:func:`check_trial` for every trial, in order."""
+    return [check_trial(root, config) for config in trials]
