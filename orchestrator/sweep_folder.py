@@ -221,6 +221,9 @@ def _refuse_nested(folder: SweepFolder) -> None:
 def _refuse_foreign(folder: SweepFolder) -> None:
     """Files but no marker: another program's data, never written into (read-only check)."""
     fs, path = folder.filesystem()
+    if fs.get_file_info(path).type == pafs.FileType.File:
+        raise ResultsDirError(f"{folder.root} is a file, not a sweep folder; move it or choose another "
+                              f"--storage or --name")
     if fs.get_file_info(posixpath.join(path, MARKER)).type == pafs.FileType.File:
         return
     existing = [e for e in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))

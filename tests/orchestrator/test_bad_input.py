@@ -108,7 +108,7 @@ CASES: dict[str, Case] = {
                                      ("ending in a newline", "tiny\n", "'tiny\\n' is not a folder-safe name"))
        for dry in (False, True)},
     "storage is a file": Case(RUN, "storage store is not writable", {**TINY, "store": "x"}, absent=()),
-    "the sweep's folder is a file": Case(RUN, "{dir}/store/tiny: File exists", {**TINY, "store/tiny": "x"},
+    "the sweep's folder is a file": Case(RUN, "{dir}/store/tiny is a file, not a sweep folder", {**TINY, "store/tiny": "x"},
                                          absent=()),
     # --- a results folder's sweep.yaml, for status, run and --dry-run ---
     **{f"{kind} sweep.yaml, {' '.join(argv[:1] + argv[4:])}": Case(
