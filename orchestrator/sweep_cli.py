@@ -5,7 +5,8 @@ folder ``<storage>/<name>``, then starts a local Ray instance (or joins the clus
 ``--address`` / ``RAY_ADDRESS``) and runs every trial under Tune. Running the same command
 again resumes: finished trials are kept, unfinished and failed ones continue from their
 last checkpoint. Exit codes: 0 all trials done, 1 some trials failed (rerun to retry them),
-2 bad input (nothing started), 130 interrupted (rerun to resume).
+2 bad input (nothing started), 130 interrupted (rerun to resume). SIGTERM (SLURM's preemption
+and time-limit signal, ``scancel``, ``docker stop``) stops the sweep as Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 from rich.table import Table
@@ -74,6 +76,7 @@ def run_main(args: argparse.Namespace) -> int:
                         f"storage every node mounts (NFS) or an s3:// URI")
     check_writable(storage)
     prepare(folder, spec)
+    stop_on_sigterm_as_on_ctrl_c()
     with driver_lock(folder):
         started_ray = connect_ray(address, args.num_cpus)
         try:
@@ -83,6 +86,19 @@ def run_main(args: argparse.Namespace) -> int:
                 import ray
 
                 ray.shutdown()
+
+
+def stop_on_sigterm_as_on_ctrl_c() -> None:
+    """Make SIGTERM stop the sweep as Ctrl-C does: Tune saves its state and `mtrl run` exits 130.
+
+    Only the first SIGTERM counts: SLURM signals every process of a job and the batch script
+    forwards the signal too, and a second SIGINT would make Tune quit without saving.
+    """
+    def interrupt(signum, frame) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.raise_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def connect_ray(address: str | None, num_cpus: int | None) -> bool:
