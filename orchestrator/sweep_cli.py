@@ -76,9 +76,9 @@ def run_main(args: argparse.Namespace) -> int:
                         f"storage every node mounts (NFS) or an s3:// URI")
     check_writable(storage)
     prepare(folder, spec)
-    stop_on_sigterm_as_on_ctrl_c()
     with driver_lock(folder):
         started_ray = connect_ray(address, args.num_cpus)
+        stop_on_sigterm_as_on_ctrl_c()  # after ray.init, whose driver would abort on SIGTERM
         try:
             return run_tune(spec, trials, folder, fault_spec)
         finally:

@@ -1,5 +1,6 @@
 """docker/slurm/mtrl-sweep.sbatch on a real single-node SLURM: a sweep on a Ray head and a Ray
-worker (two tasks of one node) lands every row; requeued mid-sweep, it resumes to the same rows.
+worker (two tasks of one node) lands every row; stopped by the time-limit signal, resubmitted,
+then requeued mid-run, it completes with the same rows.
 
 SLURM is installed when missing (Debian's slurm-wlm, as root; `.ci/run` does the same) and
 started from a temporary folder. A machine where it cannot start fails these tests with the
@@ -109,31 +110,54 @@ def test_batch_script_runs_a_sweep_on_a_head_and_a_worker(slurm, sweep_file, uni
     assert "2/2 trials done" in status.stdout.splitlines()[0], status.stdout
 
 
-def test_requeued_job_resumes_to_the_uninterrupted_rows(slurm, sweep_file, uninterrupted, tmp_path, rows):
+def checkpoints(root: str) -> set[tuple[str, str]]:
+    """(trial, checkpoint folder) pairs under the sweep's Tune folder (the two newest are kept)."""
+    tune = os.path.join(root, "tune")
+    return {(key, name) for key in checkpointed_run_keys(root) for name in os.listdir(os.path.join(tune, key))
+            if name.startswith("checkpoint_")}
+
+
+def test_time_limit_signal_and_requeue_resume_to_the_uninterrupted_rows(slurm, sweep_file, uninterrupted,
+                                                                        tmp_path, rows):
+    """SIGTERM to the batch shell (what --signal=B:TERM@N sends before the time limit) stops the
+    sweep cleanly; the resubmitted job resumes; `scontrol requeue` mid-run stops it again (every
+    process of the job signalled at once) and the requeued job completes the sweep."""
     storage = tmp_path / "results"
     root = str(storage / "slurmsweep")
     trials = trials_of(sweep_file)
-    job = Job(slurm, sweep_file, str(storage), str(tmp_path / "job.out"))
+    everything = {t.run_key for t in trials}
+    first = Job(slurm, sweep_file, str(storage), str(tmp_path / "first.out"))
     try:
-        job.wait({"RUNNING"}, timeout=120)
-        wait_until(lambda: checkpointed_run_keys(root), timeout=300, interval=0.2, what="a first checkpoint")
-        unfinished = {t.run_key for t in trials} - compacted_run_keys(root)
-        subprocess.run(["scontrol", "requeue", job.id], env=job.env, check=True, capture_output=True)
-        assert unfinished, "every trial had finished before the requeue: the test proved nothing"
-        fields = job.wait({"PENDING"}, timeout=120)
-        assert fields["Restarts"] == "1"
-        # SLURM holds a requeued job for about two minutes (Reason=BeginTime); start it now.
-        subprocess.run(["scontrol", "update", f"JobId={job.id}", "StartTime=now"], env=job.env, check=True)
-        fields = job.wait(FINAL_STATES, timeout=420)
+        first.wait({"RUNNING"}, timeout=120)
+        wait_until(lambda: checkpoints(root), timeout=300, interval=0.2, what="a first checkpoint")
+        subprocess.run(["scancel", "--batch", "--signal=TERM", first.id], env=first.env, check=True)
+        assert everything - compacted_run_keys(root), "every trial finished before the signal: nothing tested"
+        fields = first.wait(FINAL_STATES, timeout=180)
     finally:
-        job.stop()
-    output = job.output()
+        first.stop()
+    output = first.output()
+    assert "mtrl-sweep: mtrl run exited with 130" in output and "mtrl-sweep: Ray stopped" in output, output[-4000:]
+    assert fields["ExitCode"] == "130:0", fields
+
+    second = Job(slurm, sweep_file, str(storage), str(tmp_path / "second.out"))
+    try:
+        second.wait({"RUNNING"}, timeout=120)
+        before = checkpoints(root)
+        wait_until(lambda: checkpoints(root) - before, timeout=300, interval=0.2, what="a checkpoint of the resumed run")
+        subprocess.run(["scontrol", "requeue", second.id], env=second.env, check=True, capture_output=True)
+        assert everything - compacted_run_keys(root), "every trial finished before the requeue: nothing tested"
+        assert second.wait({"PENDING"}, timeout=120)["Restarts"] == "1"
+        # SLURM holds a requeued job for about two minutes (Reason=BeginTime); start it now.
+        subprocess.run(["scontrol", "update", f"JobId={second.id}", "StartTime=now"], env=second.env, check=True)
+        fields = second.wait(FINAL_STATES, timeout=420)
+    finally:
+        second.stop()
+    output = second.output()
     assert (fields["JobState"], fields["ExitCode"], fields["Restarts"]) == ("COMPLETED", "0:0", "1"), output[-4000:]
-    assert "(restart 1)" in output and "resuming 2 trials" in output, output[-4000:]
+    assert output.count("resuming 2 trials") == 2 and "(restart 1)" in output, output[-4000:]
     assert_rows_exactly_once(root, trials)
-    reference = uninterrupted[0]
     for dataset in ("evals", "train"):
-        pd.testing.assert_frame_equal(rows(root, dataset), rows(reference, dataset))
+        pd.testing.assert_frame_equal(rows(root, dataset), rows(uninterrupted[0], dataset))
 
 
 def test_missing_slurm_is_named(monkeypatch, tmp_path):
