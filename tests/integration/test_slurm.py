@@ -160,6 +160,18 @@ def test_time_limit_signal_and_requeue_resume_to_the_uninterrupted_rows(slurm, s
         pd.testing.assert_frame_equal(rows(root, dataset), rows(uninterrupted[0], dataset))
 
 
+def test_bad_arguments_end_the_job_with_exit_2_before_ray_starts(slurm, tmp_path):
+    job = Job(slurm, str(tmp_path / "missing.yaml"), str(tmp_path / "results"), str(tmp_path / "job.out"))
+    try:
+        fields = job.wait(FINAL_STATES, timeout=120)
+    finally:
+        job.stop()
+    output = job.output()
+    assert (fields["JobState"], fields["ExitCode"]) == ("FAILED", "2:0"), output
+    assert "mtrl run: error:" in output and "missing.yaml" in output and "mtrl-sweep: nothing started" in output
+    assert "ray start" not in output and "Ray cluster" not in output
+
+
 def test_missing_slurm_is_named(monkeypatch, tmp_path):
     """Where SLURM is absent the fixture fails with what is missing, never a silent skip."""
     monkeypatch.setenv("PATH", str(tmp_path))
