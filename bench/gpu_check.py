@@ -54,7 +54,7 @@ def trial_config(arch: str, device: str, small: bool, seed: int = 0) -> TrialCon
     """A short trial; ``small`` shrinks it to seconds on a CPU (networks, epochs and budget)."""
     benchmark = SINGLE_TASK if arch == "single" else "MT3"
     size = (dict(total_steps=200, steps_per_epoch=100, eval_episodes=1, policy_epochs=2, hidden_size=32)
-            if small else dict(total_steps=4000, steps_per_epoch=1000, eval_episodes=5))
+            if small else dict(total_steps=2000, steps_per_epoch=500, eval_episodes=5))
     steps = size["total_steps"]
     return TrialConfig(benchmark=benchmark, arch=arch, seed=seed, device=device, sweep="gpu_check",
                        eval_interval_steps=steps // 2, checkpoint_interval_steps=steps // 2,
