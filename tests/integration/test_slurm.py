@@ -31,8 +31,11 @@ JOB_SHAPE = ["--nodes=1", "--ntasks=2", "--ntasks-per-node=2", "--cpus-per-task=
 def install_slurm_if_missing() -> None:
     if not missing_commands() or os.geteuid() != 0 or shutil.which("apt-get") is None:
         return  # single_node_slurm names what is missing
-    subprocess.run(["apt-get", "install", "-y", "-q", "slurm-wlm"], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
-                   capture_output=True, timeout=600)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-q", "slurm-wlm"]
+    if subprocess.run(install, env=env, capture_output=True, timeout=600).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
+        subprocess.run(install, env=env, capture_output=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
