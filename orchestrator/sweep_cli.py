@@ -12,10 +12,12 @@ and time-limit signal, ``scancel``, ``docker stop``) stops the sweep as Ctrl-C d
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
+import threading
 
 from rich.table import Table
 
@@ -78,9 +80,9 @@ def run_main(args: argparse.Namespace) -> int:
     prepare(folder, spec)
     with driver_lock(folder):
         started_ray = connect_ray(address, args.num_cpus)
-        stop_on_sigterm_as_on_ctrl_c()  # after ray.init, whose driver would abort on SIGTERM
         try:
-            return run_tune(spec, trials, folder, fault_spec)
+            with sigterm_as_ctrl_c():  # after ray.init, whose driver would abort on SIGTERM
+                return run_tune(spec, trials, folder, fault_spec)
         finally:
             if started_ray:
                 import ray
@@ -88,17 +90,27 @@ def run_main(args: argparse.Namespace) -> int:
                 ray.shutdown()
 
 
-def stop_on_sigterm_as_on_ctrl_c() -> None:
-    """Make SIGTERM stop the sweep as Ctrl-C does: Tune saves its state and `mtrl run` exits 130.
+@contextlib.contextmanager
+def sigterm_as_ctrl_c():
+    """Within the block, SIGTERM stops the sweep as Ctrl-C does: Tune saves its state and
+    `mtrl run` exits 130. The previous handler (the default if it was not Python's) comes back after.
 
     Only the first SIGTERM counts: SLURM signals every process of a job and the batch script
     forwards the signal too, and a second SIGINT would make Tune quit without saving.
     """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+
     def interrupt(signum, frame) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.raise_signal(signal.SIGINT)
 
-    signal.signal(signal.SIGTERM, interrupt)
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def connect_ray(address: str | None, num_cpus: int | None) -> bool:
