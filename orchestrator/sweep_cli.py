@@ -6,16 +6,20 @@ folder ``<storage>/<name>``, then starts a local Ray instance (or joins the clus
 again resumes: the sweep folder (its Parquet rows and checkpoints, checked first) decides
 which trials are complete; a fresh Tuner runs the others, each from its last good
 checkpoint, so a rerun may use other resources or another cluster. Exit codes: 0 all trials done, 1 some trials failed (rerun to retry them),
-2 bad input (nothing started), 130 interrupted (rerun to resume).
+2 bad input (nothing started), 130 interrupted (rerun to resume). SIGTERM (SLURM's preemption
+and time-limit signal, ``scancel``, ``docker stop``) stops the sweep as Ctrl-C does.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import secrets
+import signal
 import sys
+import threading
 from collections import Counter
 
 from rich.table import Table
@@ -91,7 +95,8 @@ def run_main(args: argparse.Namespace) -> int:
 
                 found = ray.cluster_resources()
                 check_local_resources(spec, found.get("CPU", 0), found.get("GPU", 0))
-            return run_tune(spec, trials, remaining, folder, fault_spec)
+            with sigterm_as_ctrl_c():  # after ray.init, whose driver would abort on SIGTERM
+                return run_tune(spec, trials, remaining, folder, fault_spec)
         finally:
             if started_ray:
                 import ray
@@ -144,6 +149,29 @@ def remaining_trials(trials, folder: SweepFolder) -> list:
         if check.problems:
             print(check.line(folder.root), file=sys.stderr, flush=True)
     return [t for t, check in zip(trials, checks) if not check.done]
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c():
+    """Within the block, SIGTERM stops the sweep as Ctrl-C does: Tune stops the trials and
+    `mtrl run` exits 130. The previous handler (the default if it was not Python's) comes back after.
+
+    Only the first SIGTERM counts: SLURM signals every process of a job and the batch script
+    forwards the signal too, and a second SIGINT would make Tune quit without saving.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+
+    def interrupt(signum, frame) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.raise_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def connect_ray(address: str | None, num_cpus: int | None) -> bool:

@@ -52,11 +52,14 @@ def test_validation_catches_a_typo():
         prepared_cluster_config(config)
 
 
-def test_dockerfile_pins_the_tested_versions():
+def test_dockerfile_pins_the_tested_versions_and_installs_with_install_sh():
     text = open(os.path.join(DOCKER, "Dockerfile")).read()
     versions = pins()
     image = re.search(r"ARG RAY_IMAGE=rayproject/ray:(\S+)", text).group(1)
     assert image == f"{versions['ray']}-py311-cpu"
-    assert f'"torch=={versions["torch"]}"' in text
-    assert "-c constraints.txt ." in text
-    assert text.index("torch==") < text.index("-c constraints.txt .")  # torch first
+    assert "pip install" not in text  # every install step lives in install.sh, which CI runs
+    runs = re.findall(r"^RUN (.*)$", text, flags=re.M)
+    assert len(runs) == 2 and runs[0].endswith("docker/install.sh --torch-only") and "docker/install.sh" in runs[1]
+    install = open(os.path.join(DOCKER, "install.sh")).read()
+    # torch first, at constraints.txt's pin; then the project held to the same pins.
+    assert install.index("grep -E '^torch==' \"$root/constraints.txt\"") < install.index('-c "$root/constraints.txt" "$root"')
