@@ -22,6 +22,7 @@ The last line is the verdict: ``gpu_check: identical rows from the same seed: ye
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import sys
 
@@ -181,9 +182,10 @@ def shared_gpu_sweep(device: str, small: bool, tmp: str) -> bool:
         print(f"  mtrl run exited {done.returncode}:\n{(done.stdout + done.stderr)[-3000:]}")
         return False
     spans, devices = [], {}
-    tune = os.path.join(tmp, "gpu_check", "tune")
-    for key in sorted(name for name in os.listdir(tune) if os.path.isdir(os.path.join(tune, name))):
-        results = [json.loads(line) for line in open(os.path.join(tune, key, "result.json")) if line.strip()]
+    # Tune's own folder of this run: tune/run-<time>-<id>/<trial>/result.json (one run here).
+    for result_file in sorted(glob.glob(os.path.join(tmp, "gpu_check", "tune", "run-*", "*", "result.json"))):
+        key = os.path.basename(os.path.dirname(result_file))
+        results = [json.loads(line) for line in open(result_file) if line.strip()]
         devices[key] = sorted({r["device"] for r in results if "device" in r})
         spans.append((min(r["timestamp"] - r["time_this_iter_s"] for r in results), max(r["timestamp"] for r in results)))
     at_once = max(sum(start <= moment <= end for start, end in spans) for moment, _ in spans)

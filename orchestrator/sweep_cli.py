@@ -83,7 +83,7 @@ def run_main(args: argparse.Namespace) -> int:
         raise SpecError(f"storage {brief(storage)} is relative: on a cluster give --storage as an absolute path on "
                         f"storage every node mounts (NFS) or an s3:// URI")
     check_writable(storage)
-    with claimed(folder, spec):
+    with claimed(folder, spec) as existed:
         remaining = remaining_trials(trials, folder)
         if not remaining:
             print(f"sweep {spec.name}: all {len(trials)} trials done; rows in {folder.root}/metrics")
@@ -96,7 +96,7 @@ def run_main(args: argparse.Namespace) -> int:
                 found = ray.cluster_resources()
                 check_local_resources(spec, found.get("CPU", 0), found.get("GPU", 0))
             with sigterm_as_ctrl_c():  # after ray.init, whose driver would abort on SIGTERM
-                return run_tune(spec, trials, remaining, folder, fault_spec)
+                return run_tune(spec, trials, remaining, folder, fault_spec, resuming=existed)
         finally:
             if started_ray:
                 import ray
@@ -217,7 +217,9 @@ def quiet_local_ray(environ) -> None:
     environ.setdefault("RAY_prestart_worker_first_driver", "0")
 
 
-def run_tune(spec: SweepSpec, trials, remaining, folder: SweepFolder, fault_spec: str | None) -> int:
+def run_tune(spec: SweepSpec, trials, remaining, folder: SweepFolder, fault_spec: str | None,
+             resuming: bool = False) -> int:
+    """Run ``remaining`` under a fresh Tuner; ``resuming`` says the sweep folder existed before this run."""
     from orchestrator.tune_progress import ProgressTable
     from orchestrator.tune_glue import build_tuner
 
@@ -236,7 +238,7 @@ def run_tune(spec: SweepSpec, trials, remaining, folder: SweepFolder, fault_spec
     progress = ProgressTable(spec.name, [cell.label() for cell in cells(spec)], done_before=done_before)
     tuner = build_tuner(spec, remaining, folder, callbacks=[progress], fault_spec=fault_spec)
     done = len(trials) - len(remaining)
-    print(f"sweep {spec.name}: {'resuming' if done else 'starting'} {len(trials)} trials in {folder.root}"
+    print(f"sweep {spec.name}: {'resuming' if done or resuming else 'starting'} {len(trials)} trials in {folder.root}"
           + (f" ({done} done, {len(remaining)} to run)" if done else ""), flush=True)
     grid = tuner.fit()
     return summarise(spec, trials, grid, folder)

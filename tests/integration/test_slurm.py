@@ -114,10 +114,10 @@ def test_batch_script_runs_a_sweep_on_a_head_and_a_worker(slurm, sweep_file, uni
 
 
 def checkpoints(root: str) -> set[tuple[str, str]]:
-    """(trial, checkpoint folder) pairs under the sweep's Tune folder (the two newest are kept)."""
-    tune = os.path.join(root, "tune")
-    return {(key, name) for key in checkpointed_run_keys(root) for name in os.listdir(os.path.join(tune, key))
-            if name.startswith("checkpoint_")}
+    """(trial, checkpoint file) pairs in the sweep folder (``checkpoints/<run_key>/step-*.pt``)."""
+    folder = os.path.join(root, "checkpoints")
+    return {(key, name) for key in checkpointed_run_keys(root) for name in os.listdir(os.path.join(folder, key))
+            if name.startswith("step-") and name.endswith(".pt")}
 
 
 def test_time_limit_signal_and_requeue_resume_to_the_uninterrupted_rows(slurm, sweep_file, uninterrupted,

@@ -11,6 +11,7 @@ environment variables ``RAY_grpc_client_keepalive_time_ms``/``..._timeout_ms`` a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -67,12 +68,14 @@ def test_a_stopped_worker_is_given_up_and_its_trial_continues(tmp_path):
                 os.kill(stopped, signal.SIGSTOP)
                 wait_until(lambda: "attempt 1 of" in (tmp_path / "run.log").read_text(), timeout=180, interval=0.5,
                            what="Ray to give up on the stopped worker")
-                os.kill(stopped, signal.SIGCONT)
+                with contextlib.suppress(ProcessLookupError):  # Ray may have killed the actor it gave up on
+                    os.kill(stopped, signal.SIGCONT)
                 stopped = None
                 assert driver.wait(timeout=400) == 0, (tmp_path / "run.log").read_text()[-3000:]
             finally:
                 if stopped is not None:
-                    os.kill(stopped, signal.SIGCONT)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(stopped, signal.SIGCONT)
                 if driver.poll() is None:
                     driver.kill()
     finally:
