@@ -31,7 +31,9 @@ pytestmark = pytest.mark.slow
 def local_ray():
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    # log_to_driver=False as `mtrl run` starts its own Ray (sweep_cli.connect_ray): workers' output
+    # stays off the console, where a dying worker's interpreter-shutdown noise could land.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     yield
     ray.shutdown()
 
