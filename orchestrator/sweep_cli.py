@@ -5,9 +5,10 @@ folder ``<storage>/<name>``, then starts a local Ray instance (or joins the clus
 ``--address`` / ``RAY_ADDRESS``) and runs every trial under Tune. Running the same command
 again resumes: the sweep folder (its Parquet rows and checkpoints, checked first) decides
 which trials are complete; a fresh Tuner runs the others, each from its last good
-checkpoint, so a rerun may use other resources or another cluster. Exit codes: 0 all trials done, 1 some trials failed (rerun to retry them),
-2 bad input (nothing started), 130 interrupted (rerun to resume). SIGTERM (SLURM's preemption
-and time-limit signal, ``scancel``, ``docker stop``) stops the sweep as Ctrl-C does.
+checkpoint, so a rerun may use other resources or another cluster. Exit codes: 0 all trials
+done, 1 some trials failed (rerun to retry them), 2 bad input (nothing started), 130
+interrupted (rerun to resume). SIGTERM (SLURM's preemption and time-limit signal,
+``scancel``, ``docker stop``) stops the sweep as Ctrl-C does.
 """
 
 from __future__ import annotations
