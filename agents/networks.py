@@ -30,7 +30,11 @@ from torch.nn import functional as F
 
 OBS_SHAPE = (3, 7, 7)
 N_ACTIONS = 7
-TRUNK_FEATURES = 64 * 4 * 4
+TRUNK_CHANNELS = (16, 32, 64)
+"""Output channels of the conv trunk's three layers (paper)."""
+TRUNK_POSITIONS = 4 * 4
+"""Spatial positions of the last conv layer on a 7x7 view (three 2x2 convolutions, no padding)."""
+TRUNK_FEATURES = TRUNK_CHANNELS[-1] * TRUNK_POSITIONS
 
 GROUPED_EXPERTS_MAX_BATCH = 1024
 """Up to this many samples, gradient-free forward passes run the k experts as one grouped trunk."""
@@ -54,13 +58,17 @@ below, forming the basis takes fewer operations, which is what counts for a hand
 
 
 class ConvTrunk(nn.Module):
-    """Conv2d(3,16,2) ReLU Conv2d(16,32,2) ReLU Conv2d(32,64,2) [Tanh], flattened to 1024."""
+    """Conv2d(3,c1,2) ReLU Conv2d(c1,c2,2) ReLU Conv2d(c2,c3,2) [Tanh], flattened to ``c3 * 16``.
 
-    def __init__(self, final_tanh: bool = True) -> None:
+    ``channels`` = ``(c1, c2, c3)``: the paper's ``(16, 32, 64)`` by default (1024 features).
+    """
+
+    def __init__(self, final_tanh: bool = True, channels: tuple[int, int, int] = TRUNK_CHANNELS) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, 2)
-        self.conv2 = nn.Conv2d(16, 32, 2)
-        self.conv3 = nn.Conv2d(32, 64, 2)
+        c1, c2, c3 = channels
+        self.conv1 = nn.Conv2d(3, c1, 2)
+        self.conv2 = nn.Conv2d(c1, c2, 2)
+        self.conv3 = nn.Conv2d(c2, c3, 2)
         self.final_tanh = final_tanh
 
     def forward(self, x: torch.Tensor, record: dict | None = None, prefix: str = "trunk") -> torch.Tensor:
@@ -255,21 +263,24 @@ class MultiTaskNetwork(nn.Module):
       ``features`` (the Tanh of the mixed features, ``[B, 1024]``), ``heads.<t>.hidden``.
     """
 
-    def __init__(self, arch: str, n_tasks: int, n_out: int, n_experts: int = 1, hidden: int = 128) -> None:
+    def __init__(self, arch: str, n_tasks: int, n_out: int, n_experts: int = 1, hidden: int = 128,
+                 channels: tuple[int, int, int] = TRUNK_CHANNELS) -> None:
         super().__init__()
-        if arch not in ("mtppo", "single", "moe", "moore"):
-            raise ValueError(f"unknown architecture {arch!r}")
+        if arch not in MIXINGS:
+            raise ValueError(f"unknown mixing {arch!r}; one of {', '.join(MIXINGS)}")
         self.arch = arch
         self.n_tasks = n_tasks
         self.n_out = n_out
+        self.channels = tuple(channels)
+        self.n_features = self.channels[-1] * TRUNK_POSITIONS
         self.n_experts = n_experts if arch in ("moe", "moore") else 0
         if self.n_experts:
             # Each expert gets its own independent initialisation, as in MOORE.
-            self.experts = nn.ModuleList(ConvTrunk(final_tanh=False) for _ in range(n_experts))
+            self.experts = nn.ModuleList(ConvTrunk(final_tanh=False, channels=self.channels) for _ in range(n_experts))
             self.task_encoder = nn.Linear(n_tasks, n_experts, bias=False)
         else:
-            self.trunk = ConvTrunk(final_tanh=True)
-        self.heads = nn.ModuleList(TaskHead(TRUNK_FEATURES, hidden, n_out) for _ in range(n_tasks))
+            self.trunk = ConvTrunk(final_tanh=True, channels=self.channels)
+        self.heads = nn.ModuleList(TaskHead(self.n_features, hidden, n_out) for _ in range(n_tasks))
 
     def features(self, obs: torch.Tensor, task: torch.Tensor, record: dict | None = None) -> torch.Tensor:
         """The shared feature extractor's output ``[B, 1024]`` (input of the task heads)."""
@@ -327,21 +338,22 @@ class MultiTaskNetwork(nn.Module):
         ``features`` has no weights of its own, so ReDo cannot recycle it), and the heads.
         The heads' output layers are never neuron layers.
         """
-        positions = TRUNK_FEATURES // 64  # a conv3 channel feeds 16 flattened head inputs
+        c1, c2, c3 = self.channels
+        positions = TRUNK_POSITIONS  # a conv3 channel feeds 16 flattened head inputs
         head_inputs = tuple((f"heads.{t}.hidden", positions) for t in range(self.n_tasks))
         layers: list[NeuronLayer] = []
         if self.n_experts:
             for j in range(self.n_experts):
-                layers.append(NeuronLayer(f"experts.{j}.conv1", 16, (f"experts.{j}.conv1",),
+                layers.append(NeuronLayer(f"experts.{j}.conv1", c1, (f"experts.{j}.conv1",),
                                           ((f"experts.{j}.conv2", 1),)))
-                layers.append(NeuronLayer(f"experts.{j}.conv2", 32, (f"experts.{j}.conv2",),
+                layers.append(NeuronLayer(f"experts.{j}.conv2", c2, (f"experts.{j}.conv2",),
                                           ((f"experts.{j}.conv3", 1),)))
-            layers.append(NeuronLayer("features", 64, tuple(f"experts.{j}.conv3" for j in range(self.n_experts)),
+            layers.append(NeuronLayer("features", c3, tuple(f"experts.{j}.conv3" for j in range(self.n_experts)),
                                       head_inputs, recyclable=False))
         else:
-            layers.append(NeuronLayer("trunk.conv1", 16, ("trunk.conv1",), (("trunk.conv2", 1),)))
-            layers.append(NeuronLayer("trunk.conv2", 32, ("trunk.conv2",), (("trunk.conv3", 1),)))
-            layers.append(NeuronLayer("trunk.conv3", 64, ("trunk.conv3",), head_inputs))
+            layers.append(NeuronLayer("trunk.conv1", c1, ("trunk.conv1",), (("trunk.conv2", 1),)))
+            layers.append(NeuronLayer("trunk.conv2", c2, ("trunk.conv2",), (("trunk.conv3", 1),)))
+            layers.append(NeuronLayer("trunk.conv3", c3, ("trunk.conv3",), head_inputs))
         for t, head in enumerate(self.heads):
             layers.append(NeuronLayer(f"heads.{t}.hidden", head.hidden.out_features, (f"heads.{t}.hidden",),
                                       ((f"heads.{t}.out", 1),), task=t))
@@ -400,9 +412,33 @@ class NeuronLayer:
     """Whether ReDo may re-initialise its neurons (it needs a single producer of its own)."""
 
 
-def build_network(arch: str, n_tasks: int, n_out: int, n_experts: int = 1, hidden: int = 128) -> MultiTaskNetwork:
-    """Registry entry point: an actor (``n_out=7``) or critic (``n_out=1``) of ``arch``."""
-    return MultiTaskNetwork(arch, n_tasks, n_out, n_experts=n_experts, hidden=hidden)
+MIXINGS = ("mtppo", "single", "moe", "moore")
+"""How :class:`MultiTaskNetwork` feeds its heads: one shared trunk (``mtppo``, ``single``), a linear
+mixture of expert trunks (``moe``) or an orthonormalised one (``moore``)."""
+
+
+# Builders of the paper's architectures (registered in agents.architectures).
+def build_mtppo(*, n_tasks: int, n_out: int, n_experts: int, hidden: int) -> MultiTaskNetwork:
+    return MultiTaskNetwork("mtppo", n_tasks, n_out, hidden=hidden)
+
+
+def build_single(*, n_tasks: int, n_out: int, n_experts: int, hidden: int) -> MultiTaskNetwork:
+    return MultiTaskNetwork("single", n_tasks, n_out, hidden=hidden)
+
+
+def build_moe(*, n_tasks: int, n_out: int, n_experts: int, hidden: int) -> MultiTaskNetwork:
+    return MultiTaskNetwork("moe", n_tasks, n_out, n_experts=n_experts, hidden=hidden)
+
+
+def build_moore(*, n_tasks: int, n_out: int, n_experts: int, hidden: int) -> MultiTaskNetwork:
+    return MultiTaskNetwork("moore", n_tasks, n_out, n_experts=n_experts, hidden=hidden)
+
+
+def build_network(arch: str, n_tasks: int, n_out: int, n_experts: int = 1, hidden: int = 128):
+    """An actor (``n_out=7``) or critic (``n_out=1``) of the registered architecture ``arch``."""
+    from agents.architectures import build_network as build_registered
+
+    return build_registered(arch, n_tasks, n_out, n_experts=n_experts, hidden=hidden)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -1,23 +1,23 @@
-"""Every registered treatment's parameters and their checks, without torch.
+"""The paper's treatments: their parameters (pydantic models, torch-free) and their registration.
 
 ``mtrl run`` (``--dry-run`` included) and ``mtrl status`` check each trial's treatment
-parameters before anything starts. Importing torch for that alone cost ~2 CPU-s per command,
-so a treatment's parameters and checks live here, in a class its torch implementation
-inherits: ``class GradualMagnitudePruning(MaskedTreatment, GmpParameters)``. The driver
-builds the parameter class (:func:`agents.treatments.check_treatment`), the trial the
-treatment (:func:`agents.treatments.build_treatment`); both run the same checks, and every
-failed check is a one-line ``ValueError`` naming the treatment.
+parameters before anything starts, without importing torch: the implementations are
+registered as ``"module:Class"`` and imported when a trial builds one. A plugin registers
+its treatments through the same :func:`agents.treatments.register_treatment`.
 
-Each class reads its parameters into attributes in ``__init__`` (``self.tau``,
-``self.schedule`` ...); the implementation uses those attributes and nothing else of
-``self.params``.
+Field defaults are the draft protocol; ``protocol_defaults["tmlr"]`` holds what the
+published (TMLR 2025) protocol uses instead. ``docs/treatments.md``'s table is generated
+from these registrations (``python -m agents.treatment_table``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
+
+from pydantic import Field, PositiveInt, model_validator
 
 from agents.sparsity.schedule import PruningSchedule
+from agents.treatments import NoParameters, TreatmentParameters, Variant, register_treatment
 
 SCOPES = ("global", "layer", "erk")
 """Where gmp ranks magnitudes: over the whole network, per layer, or per layer at ERK sparsities."""
@@ -28,172 +28,125 @@ DISTRIBUTIONS = ("erk", "uniform")
 LAYER_CHOICES = ("linear", "all")
 """Which layers SET makes sparse: Linear only (published), or Conv2d and Linear."""
 
-
-class TreatmentParameters:
-    """The dense baseline's parameters (none), and the checks every treatment shares.
-
-    ``params`` is ``defaults`` updated by the registry's pinned values (``_fixed``: ``gmp95``
-    pins ``final_sparsity``) and by what the sweep gave (``given``); a parameter that is
-    neither a default nor free to set is refused.
-    """
-
-    name = "dense"
-    defaults: dict[str, Any] = {}
-
-    def __init__(self, total_steps: int, *, _name: str | None = None, _fixed: dict[str, Any] | None = None,
-                 **params: Any) -> None:
-        if _name is not None:
-            self.name = _name
-        self.fixed = dict(_fixed or {})
-        known = sorted(set(self.defaults) - set(self.fixed))
-        unknown = set(params) - set(known)
-        if unknown:
-            raise ValueError(
-                f"treatment {self.name!r} has no parameter(s) {sorted(unknown)}; "
-                f"known: {known or 'none'}"
-            )
-        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
-            raise ValueError(f"treatment {self.name!r} needs a positive total_steps, got {total_steps!r}")
-        self.total_steps = total_steps
-        self.given = dict(params)  # what the sweep set explicitly (some checks need it)
-        self.params = {**self.defaults, **self.fixed, **params}
-
-    def _number(self, key: str, *, integer: bool = False, low: float | None = None, high: float | None = None,
-                low_open: bool = False, high_open: bool = False, optional: bool = False) -> Any:
-        """``self.params[key]`` checked to be a number in the given range (None if ``optional``)."""
-        value = self.params[key]
-        if value is None and optional:
-            return None
-        kinds = (int,) if integer else (int, float)
-        ok = isinstance(value, kinds) and not isinstance(value, bool)
-        if ok and low is not None:
-            ok = value > low if low_open else value >= low
-        if ok and high is not None:
-            ok = value < high if high_open else value <= high
-        if not ok:
-            lo = "" if low is None else f"{'(' if low_open else '['}{low}"
-            hi = "" if high is None else f"{high}{')' if high_open else ']'}"
-            span = f" in {lo or '(-inf'}, {hi or 'inf)'}" if (lo or hi) else ""
-            raise ValueError(f"treatment {self.name!r}: {key} must be {'an integer' if integer else 'a number'}"
-                             f"{span}, got {value!r}")
-        return value
-
-    def _choice(self, key: str, choices: tuple) -> Any:
-        value = self.params[key]
-        if value not in choices:
-            raise ValueError(f"treatment {self.name!r}: {key} must be one of {list(choices)}, got {value!r}")
-        return value
-
-    def _flag(self, key: str) -> bool:
-        value = self.params[key]
-        if not isinstance(value, bool):
-            raise ValueError(f"treatment {self.name!r}: {key} must be true or false, got {value!r}")
-        return value
-
-    def _networks(self, key: str = "networks") -> tuple[str, ...]:
-        value = self.params[key]
-        if isinstance(value, str) or not all(v in ("actor", "critic") for v in value) or not value:
-            raise ValueError(f"treatment {self.name!r}: {key} must be a non-empty list of 'actor'/'critic', "
-                             f"got {value!r}")
-        return tuple(dict.fromkeys(value))
+NetworkName = Literal["actor", "critic"]
 
 
 class GmpParameters(TreatmentParameters):
     """Gradual magnitude pruning (:mod:`agents.sparsity.gmp`): the cubic schedule and its scope."""
 
-    name = "gmp"
-    defaults: dict[str, Any] = {
-        "final_sparsity": 0.95,
-        "scope": "global",
-        "prune_task_encoder": False,
-        "start_fraction": 0.05,
-        "end_fraction": 0.8,
-        "frequency": 500,
-    }
+    final_sparsity: float = Field(0.95, ge=0.0, lt=1.0, allow_inf_nan=False)
+    """Fraction of each network's prunable weights masked from ``end_fraction`` on."""
+    scope: Literal[SCOPES] = "global"
+    """Where magnitudes are ranked: the whole network, each layer, or each layer at ERK sparsities."""
+    prune_task_encoder: bool = False
+    """Also prune the MoE/MOORE task encoder (its weights pick the expert mixture)."""
+    start_fraction: float = Field(0.05, ge=0.0, le=1.0, allow_inf_nan=False)
+    """Pruning starts at this fraction of ``total_steps``."""
+    end_fraction: float = Field(0.8, ge=0.0, le=1.0, allow_inf_nan=False)
+    """The final sparsity is reached at this fraction of ``total_steps``."""
+    frequency: PositiveInt = 500
+    """Prune every this many steps inside the window (and at its end)."""
 
-    def __init__(self, total_steps: int, **params: Any) -> None:
-        super().__init__(total_steps, **params)
-        final = self._number("final_sparsity", low=0.0, high=1.0, high_open=True)
-        self.scope = self._choice("scope", SCOPES)
-        self.prune_task_encoder = self._flag("prune_task_encoder")
-        start = self._number("start_fraction", low=0.0, high=1.0)
-        end = self._number("end_fraction", low=0.0, high=1.0)
-        if end < start:
-            raise ValueError(f"treatment {self.name!r}: end_fraction {end} is before start_fraction {start}")
-        frequency = self._number("frequency", integer=True, low=0, low_open=True)
-        self.schedule = PruningSchedule.from_fractions(total_steps, final, start, end, frequency)
+    @model_validator(mode="after")
+    def _window_in_order(self) -> "GmpParameters":
+        if self.end_fraction < self.start_fraction:
+            raise ValueError(f"end_fraction {self.end_fraction} is before start_fraction {self.start_fraction}")
+        return self
+
+    def schedule(self, total_steps: int) -> PruningSchedule:
+        return PruningSchedule.from_fractions(total_steps, self.final_sparsity, self.start_fraction,
+                                              self.end_fraction, self.frequency)
 
 
 class SetParameters(TreatmentParameters):
     """Sparse Evolutionary Training (:mod:`agents.sparsity.set`): layout and rewiring."""
 
-    name = "set"
-    defaults: dict[str, Any] = {
-        "sparsity": 0.95,
-        "zeta": 0.3,
-        "rewire_every": 2000,
-        "distribution": "erk",
-        "epsilon": None,
-        "layers": "linear",
-        "prune_task_encoder": False,
-    }
+    sparsity: float = Field(0.95, ge=0.0, lt=1.0, allow_inf_nan=False)
+    """Fraction of the sparse layers' weights that are inactive, constant over training."""
+    zeta: float = Field(0.3, ge=0.0, le=1.0, allow_inf_nan=False)
+    """Fraction of each sparse layer's active weights dropped and regrown at each rewiring."""
+    rewire_every: PositiveInt = 2000
+    """Rewire every this many steps."""
+    distribution: Literal[DISTRIBUTIONS] = "erk"
+    """How the sparsity is split over layers."""
+    epsilon: float | None = Field(None, gt=0.0, allow_inf_nan=False)
+    """Mocanu's Erdos-Renyi epsilon: sets each layer's density instead of ``sparsity``."""
+    layers: Literal[LAYER_CHOICES] = "linear"
+    """Which layers are sparse: ``linear`` (published) or ``all`` (convolutions too)."""
+    prune_task_encoder: bool = False
+    """Also make the MoE/MOORE task encoder sparse."""
 
-    def __init__(self, total_steps: int, **params: Any) -> None:
-        super().__init__(total_steps, **params)
-        self.target = self._number("sparsity", low=0.0, high=1.0, high_open=True)
-        self.zeta = self._number("zeta", low=0.0, high=1.0)
-        self.rewire_every = self._number("rewire_every", integer=True, low=0, low_open=True)
-        self.distribution = self._choice("distribution", DISTRIBUTIONS)
-        self.epsilon = self._number("epsilon", low=0.0, low_open=True, optional=True)
-        if self.epsilon is not None and ("sparsity" in self.given or "sparsity" in self.fixed):
-            raise ValueError(f"treatment {self.name!r}: give either sparsity or epsilon (epsilon sets the "
-                             "sparsity through Mocanu's Erdos-Renyi layout)")
-        self.layers = self._choice("layers", LAYER_CHOICES)
-        self.prune_task_encoder = self._flag("prune_task_encoder")
+    @model_validator(mode="after")
+    def _sparsity_or_epsilon(self) -> "SetParameters":
+        if self.epsilon is not None and "sparsity" in self.model_fields_set:
+            raise ValueError("give either sparsity or epsilon (epsilon sets the sparsity through Mocanu's "
+                             "Erdos-Renyi layout)")
+        return self
 
 
 class ReDoParameters(TreatmentParameters):
     """ReDo (:mod:`agents.interventions.redo`): how often, how dormant, on what."""
 
-    name = "redo"
-    defaults: dict[str, Any] = {"tau": 0.01, "every": 5000, "batch_size": 1024, "networks": ["actor", "critic"]}
+    protocol_defaults = {"tmlr": {"tau": 0.001}}
 
-    def __init__(self, total_steps: int, **params: Any) -> None:
-        super().__init__(total_steps, **params)
-        self.tau = self._number("tau", low=0.0, low_open=True)
-        self.every = self._number("every", integer=True, low=0, low_open=True)
-        self.batch_size = self._number("batch_size", integer=True, low=0, low_open=True)
-        self.networks = self._networks()
+    tau: float = Field(0.01, gt=0.0, allow_inf_nan=False)
+    """A neuron is dormant when its normalised mean activation is at most this."""
+    every: PositiveInt = 5000
+    """Recycle every this many steps."""
+    batch_size: PositiveInt = 1024
+    """Observations from the recent-training buffer that score the neurons."""
+    networks: list[NetworkName] = Field(default_factory=lambda: ["actor", "critic"], min_length=1)
+    """Which networks are recycled."""
 
 
 class ResetParameters(TreatmentParameters):
     """Reset of the heads' output layers (:mod:`agents.interventions.reset`): when, how often."""
 
-    name = "reset"
-    defaults: dict[str, Any] = {"steps": [60000, 120000], "every": None, "max_resets": None,
-                                "networks": ["actor", "critic"]}
+    protocol_defaults = {"tmlr": {"every": 100_000, "max_resets": 2}}
 
-    def __init__(self, total_steps: int, **params: Any) -> None:
-        super().__init__(total_steps, **params)
-        self.every = self._number("every", integer=True, low=0, low_open=True, optional=True)
-        self.max_resets = self._number("max_resets", integer=True, low=0, optional=True)
-        steps = self.params["steps"]
-        if self.every is not None and "steps" in self.given:
-            raise ValueError(f"treatment {self.name!r}: give either steps or every, not both")
-        if isinstance(steps, (str, bytes)) or not hasattr(steps, "__iter__") or not all(
-                isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in steps):
-            raise ValueError(f"treatment {self.name!r}: steps must be a list of positive integers, got {steps!r}")
-        self.steps = frozenset(steps)
-        self.networks = self._networks()
+    steps: list[PositiveInt] = Field(default_factory=lambda: [60_000, 120_000])
+    """Steps at which the output layers are reset (draft protocol)."""
+    every: PositiveInt | None = None
+    """Reset at every multiple of this instead (before the end of training); excludes ``steps``."""
+    max_resets: int | None = Field(None, ge=0)
+    """At most this many resets in all."""
+    networks: list[NetworkName] = Field(default_factory=lambda: ["actor", "critic"], min_length=1)
+    """Whose output layers are reset."""
+
+    @model_validator(mode="after")
+    def _steps_or_every(self) -> "ResetParameters":
+        if self.every is not None and "steps" in self.model_fields_set:
+            raise ValueError("give either steps or every, not both (a sweep of protocol tmlr sets every: "
+                             "give every: null with steps)")
+        return self
 
 
 class WeightDecayParameters(TreatmentParameters):
     """Weight decay (:mod:`agents.interventions.weight_decay`): coefficient, L2 or decoupled."""
 
-    name = "wd"
-    defaults: dict[str, Any] = {"coef": 1e-3, "decoupled": False}
+    protocol_defaults = {"tmlr": {"coef": 1e-6}}
 
-    def __init__(self, total_steps: int, **params: Any) -> None:
-        super().__init__(total_steps, **params)
-        self.coef = self._number("coef", low=0.0)
-        self.decoupled = self._flag("decoupled")
+    coef: float = Field(1e-3, ge=0.0, allow_inf_nan=False)
+    """Decay coefficient."""
+    decoupled: bool = False
+    """AdamW's decoupled decay instead of L2 inside Adam."""
+
+
+register_treatment("dense", NoParameters, implementation="agents.treatments:Treatment", display_name="Dense",
+                   description="plain Adam")
+register_treatment(
+    "gmp", GmpParameters, implementation="agents.sparsity.gmp:GradualMagnitudePruning", counters=["prune_events"],
+    display_name="GMP", description="gradual magnitude pruning",
+    variants={f"gmp{p}": Variant({"final_sparsity": p / 100}, f"{p}% Sparsity", f"gradual magnitude pruning to {p}%")
+              for p in (80, 95, 99)})
+register_treatment(
+    "set", SetParameters, implementation="agents.sparsity.set:SparseEvolutionaryTraining", counters=["set_rewires"],
+    display_name="SET", description="Sparse Evolutionary Training",
+    variants={"set95": Variant({"sparsity": 0.95}, "SET 95%", "Sparse Evolutionary Training at 95%")})
+register_treatment("redo", ReDoParameters, implementation="agents.interventions.redo:ReDo",
+                   counters=["neurons_recycled"], display_name="ReDo", description="recycle dormant neurons")
+register_treatment("reset", ResetParameters, implementation="agents.interventions.reset:OutputLayerReset",
+                   counters=["resets_done"], display_name="Reset",
+                   description="re-initialise the task heads' output layers")
+register_treatment("wd", WeightDecayParameters, implementation="agents.interventions.weight_decay:WeightDecay",
+                   display_name="Weight Decay", description="weight decay")

@@ -1,14 +1,25 @@
 """Treatments: a registry from names to the things a trial does to its networks.
 
 A sweep file names a treatment as a string (``dense``, ``gmp95``, ``redo`` ...) and may
-override its parameters (``treatment_params``). The trial loop calls the hooks of
-:class:`Treatment` at fixed points; a treatment that does nothing is ``dense``.
+override its parameters (``{redo: {tau: 0.001}}``). A treatment is three things, registered
+together by :func:`register_treatment`:
 
-A treatment's parameters and their checks live in a torch-free class of
-:mod:`agents.treatment_parameters` that the treatment inherits; the sweep driver checks a
-sweep with those (:func:`check_treatment`) without importing torch, the trial builds the
-treatment (:func:`build_treatment`). To add one: a parameter class there, a subclass of
-:class:`Treatment` (or ``MaskedTreatment``) and it, and a ``_register_variant`` line below.
+* its **parameters**: a pydantic model (:class:`TreatmentParameters`), constraints as
+  ``Field``\\ s, a docstring per field, defaults of the draft protocol and, in
+  ``protocol_defaults``, the values another protocol of the paper uses instead;
+* its **implementation**: a :class:`Treatment` subclass whose hooks the trial loop calls,
+  given as the class or as ``"module:Class"`` (imported on first build, so checking a sweep
+  never imports torch for the built-ins);
+* its **counters** (``interventions/<name>`` columns of the train rows) and **variants**:
+  names that pin some parameters (``gmp95`` pins ``final_sparsity: 0.95``), each with its
+  display name for tables and figures.
+
+The paper's treatments register themselves in :mod:`agents.treatment_parameters`, through
+this same function; a plugin does the same from its own module (``docs/extending.md``)::
+
+    @register_treatment("random", RandomParameters, counters=("weights_pruned",),
+                        variants={"random90": Variant({"sparsity": 0.9}, "Random 90%")})
+    class RandomPruning(MaskedTreatment): ...
 
 Hook order inside a trial (``step`` counts lock-step training steps done so far):
 
@@ -26,58 +37,70 @@ On resume the trial builds everything afresh (``setup`` included) and then loads
 checkpoint, so ``load_state_dict`` replaces whatever ``setup`` drew.
 
 Randomness inside a treatment uses torch's global RNG (the trial seeds and checkpoints it).
-
-Registered names (defaults are the draft protocol; the published one is a set of overrides,
-see ``docs/treatments.md``):
-
-==========  ==============================================================================
-dense       plain Adam
-gmp80/95/99 gradual magnitude pruning to 80/95/99% (``gmp``: ``final_sparsity`` a parameter)
-set95       Sparse Evolutionary Training at 95% (``set``: ``sparsity`` a parameter)
-redo        ReDo (recycle dormant neurons every 5000 steps, tau 0.01)
-reset       re-initialise the task heads' output layers at 60k and 120k steps
-wd          weight decay 1e-3 (L2 inside Adam; ``decoupled=True`` for AdamW)
-==========  ==============================================================================
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from agents.treatment_parameters import (
-    GmpParameters,
-    ReDoParameters,
-    ResetParameters,
-    SetParameters,
-    TreatmentParameters,
-    WeightDecayParameters,
-)
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from mtrl.registry import Registry, RegistryError, caller_module
+from orchestrator.errors import UserError, brief
+from orchestrator.schema import CORE_COUNTERS, counter_column
 
 if TYPE_CHECKING:
     import torch
-
-COUNTER_NAMES = ("prune_events", "neurons_recycled", "resets_done", "set_rewires")
 
 OPTIMIZER_KERNEL: dict[str, Any] = {"fused": True}
 """How every treatment's Adam/AdamW runs: torch's fused kernel, the same update in one kernel
 per step (~4x faster on CPU than the per-tensor loop torch picks for CPU tensors by default)."""
 
 
-class Treatment(TreatmentParameters):
-    """The dense baseline: plain Adam, no intervention. Subclasses override hooks.
+class TreatmentError(UserError):
+    """Parameters a treatment refuses (one line naming the treatment)."""
 
-    A treatment with parameters also inherits their class from
-    :mod:`agents.treatment_parameters` (``class ReDo(Treatment, ReDoParameters)``), which
-    checks them and sets the attributes the hooks use. This module imports torch only
-    inside hooks: the sweep driver imports it to check sweeps.
+
+class TreatmentParameters(BaseModel):
+    """A treatment's parameters: subclass it, one annotated field per parameter.
+
+    Strict: a string is not a number and ``1`` is not ``true`` (sweep files are typed YAML).
+    Unknown names are refused. ``protocol_defaults`` maps a protocol of the paper
+    (``SweepSpec.protocol``: ``"tmlr"``) to the parameter values it uses instead of the
+    field defaults; a sweep of that protocol fills them in unless it gives its own.
+    Cross-parameter rules are pydantic ``model_validator``\\ s; ``model_fields_set`` tells
+    what the sweep (or a variant) set explicitly. ``check_budget`` sees ``total_steps``.
     """
 
-    def __init__(self, total_steps: int, **params: Any) -> None:
-        super().__init__(total_steps, **params)
-        self._counters = {name: 0.0 for name in COUNTER_NAMES}
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True)
+
+    protocol_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def check_budget(self, total_steps: int) -> None:
+        """Raise ``ValueError`` for values that cannot work with this budget (default: none)."""
+
+
+class NoParameters(TreatmentParameters):
+    """A treatment without parameters (``dense``)."""
+
+
+class Treatment:
+    """The dense baseline: plain Adam, no intervention. Subclasses override hooks.
+
+    ``self.params`` is the validated :class:`TreatmentParameters` instance, ``self.name`` the
+    registered name (a variant's name for a variant), ``self.total_steps`` the budget.
+    Counters are declared at registration; :meth:`count` adds to one.
+    """
+
+    def __init__(self, params: TreatmentParameters | None = None, *, name: str = "dense", total_steps: int,
+                 counters: Sequence[str] = ()) -> None:
+        self.params = params if params is not None else NoParameters()
+        self.name = name
+        self.total_steps = total_steps
+        self._counters = {c: 0.0 for c in dict.fromkeys([*CORE_COUNTERS, *counters])}
 
     # --- hooks ----------------------------------------------------------------------
     def build_optimizer(self, params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
@@ -94,8 +117,15 @@ class Treatment(TreatmentParameters):
     def after_optimizer_step(self, agent, network_name: str) -> None:
         pass
 
+    def count(self, counter: str, amount: float = 1.0) -> None:
+        """Add ``amount`` to a declared counter (an undeclared one is a bug of the treatment)."""
+        if counter not in self._counters:
+            raise KeyError(f"treatment {self.name!r} counts {counter!r}, which it did not declare "
+                           f"(register_treatment(..., counters=[...]))")
+        self._counters[counter] += amount
+
     def counters(self) -> dict[str, float]:
-        """Cumulative intervention counts, one per name in :data:`COUNTER_NAMES`."""
+        """Cumulative intervention counts: the schema's core counters and the declared ones."""
         return dict(self._counters)
 
     def masks_of(self, network_name: str) -> dict[str, torch.Tensor]:
@@ -128,89 +158,176 @@ class Treatment(TreatmentParameters):
             self._counters[name] = float(value)
 
 
+# --- the registry ---------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Registration:
-    """How a registered name is built, and how its parameters are checked without building it."""
+class Variant:
+    """A registered name that pins parameters of its treatment (``gmp95``: ``final_sparsity``)."""
 
-    build: Callable[..., Treatment]
-    """``build(total_steps, **params)``: the treatment a trial runs."""
-    check: Callable[..., Any]
-    """``check(total_steps, **params)``: raises the ``ValueError`` ``build`` would raise for bad
-    parameters; for the registered paper treatments it imports no torch."""
-
-
-_REGISTRY: dict[str, Registration] = {}
+    pinned: Mapping[str, Any]
+    """Parameter values the name fixes; a sweep may not give them (it would change what the name means)."""
+    display_name: str | None = None
+    """How tables and figures name it (default: the registered name)."""
+    description: str = ""
+    """One line for docs/treatments.md (default: the treatment's)."""
 
 
-def register(name: str, factory: Callable[..., Treatment], check: Callable[..., Any] | None = None) -> None:
-    """Make ``name`` selectable from sweep files; ``factory(total_steps, **params)``.
+@dataclass(frozen=True)
+class TreatmentSpec:
+    """Everything registered under one name (a variant has its own spec)."""
 
-    ``check`` (same signature) validates parameters for the sweep driver; by default it is
-    ``factory`` itself, which is right but imports whatever the factory imports.
+    name: str
+    parameters: type[TreatmentParameters]
+    implementation: type[Treatment] | str
+    """The :class:`Treatment` subclass, or ``"module:Class"`` imported on first build."""
+    counters: tuple[str, ...] = ()
+    """Counters it declares (``interventions/<name>`` columns besides the core four)."""
+    pinned: Mapping[str, Any] = field(default_factory=dict)
+    display_name: str = ""
+    description: str = ""
+    base: str = ""
+    """The parametrised name a variant pins (``gmp`` for ``gmp95``); the name itself otherwise."""
+
+    def implementation_class(self) -> type[Treatment]:
+        if not isinstance(self.implementation, str):
+            return self.implementation
+        module, _, attr = self.implementation.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def protocol_defaults(self, protocol: str | None) -> dict[str, Any]:
+        """The parameter values ``protocol`` uses instead of the defaults (pinned ones excluded)."""
+        values = self.parameters.protocol_defaults.get(protocol or "", {})
+        return {k: v for k, v in values.items() if k not in self.pinned}
+
+    def extra_counters(self) -> tuple[str, ...]:
+        """Declared counters beyond the schema's core four: the columns this treatment adds."""
+        return tuple(c for c in self.counters if c not in CORE_COUNTERS)
+
+
+TREATMENTS: Registry[TreatmentSpec] = Registry("treatment")
+"""Every registered treatment by name, built-ins first."""
+
+COUNTER_PATTERN = r"[a-z][a-z0-9_]*"
+
+
+def register_treatment(name: str, parameters: type[TreatmentParameters] = NoParameters, *,
+                       implementation: type[Treatment] | str | None = None, counters: Sequence[str] = (),
+                       display_name: str | None = None, description: str = "",
+                       variants: Mapping[str, Variant] | None = None) -> Callable:
+    """Register treatment ``name`` (and its named ``variants``).
+
+    Call it with ``implementation=`` (a class or ``"module:Class"``), or use it as a class
+    decorator. Checks here, at import of the registering module, so a plugin with a bad
+    registration fails before any trial: the name and counters are valid, ``parameters``
+    is a :class:`TreatmentParameters` whose defaults, protocol defaults and every variant's
+    pinned values validate.
     """
-    _REGISTRY[name] = Registration(factory, check or factory)
+    import re
+
+    owner = caller_module()
+    if not (isinstance(parameters, type) and issubclass(parameters, TreatmentParameters)):
+        raise RegistryError(f"treatment {name!r}: parameters must be a TreatmentParameters subclass, "
+                            f"got {brief(parameters)}")
+    counters = tuple(counters)
+    for counter in counters:
+        if not isinstance(counter, str) or not re.fullmatch(COUNTER_PATTERN, counter):
+            raise RegistryError(f"treatment {name!r}: counter {brief(counter)} is not a lower_snake_case name")
+    variants = dict(variants or {})
+
+    def add(impl: type[Treatment] | str) -> None:
+        if not isinstance(impl, str) and not (isinstance(impl, type) and issubclass(impl, Treatment)):
+            raise RegistryError(f"treatment {name!r}: the implementation must be a Treatment subclass, got {brief(impl)}")
+        base = TreatmentSpec(name, parameters, impl, counters, {}, display_name or name, description, name)
+        specs = [base] + [TreatmentSpec(v_name, parameters, impl, counters, dict(v.pinned), v.display_name or v_name,
+                                        v.description or description, name) for v_name, v in variants.items()]
+        for spec in specs:
+            _check_defaults(spec)
+        for spec in specs:  # all checked first: a bad variant registers nothing
+            if spec.name in TREATMENTS and TREATMENTS.owner(spec.name) != owner:
+                TREATMENTS.add(spec.name, spec, owner)  # raises the clash
+        for spec in specs:
+            TREATMENTS.add(spec.name, spec, owner)
+
+    if implementation is not None:
+        add(implementation)
+        return lambda cls: cls
+
+    def decorator(cls: type[Treatment]) -> type[Treatment]:
+        add(cls)
+        return cls
+
+    return decorator
+
+
+def _check_defaults(spec: TreatmentSpec) -> None:
+    try:
+        spec.parameters.model_validate(dict(spec.pinned))
+        for protocol in spec.parameters.protocol_defaults:
+            spec.parameters.model_validate({**spec.protocol_defaults(protocol), **spec.pinned})
+    except ValidationError as exc:
+        raise RegistryError(f"treatment {spec.name!r}: invalid parameter defaults: {_first_problem(exc)}") from None
+    unknown = set(spec.pinned) - set(spec.parameters.model_fields)
+    if unknown:
+        raise RegistryError(f"treatment {spec.name!r} pins unknown parameter(s) {sorted(unknown)}")
 
 
 def treatment_names() -> list[str]:
-    return list(_REGISTRY)
+    return TREATMENTS.names()
 
 
-def _registration(name: str) -> Registration:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown treatment {name!r}; choose one of: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+def treatment_spec(name: str) -> TreatmentSpec:
+    """The registration of ``name``; :class:`mtrl.registry.UnknownName` (one line) if none."""
+    return TREATMENTS.get(name)
 
 
-def build_treatment(name: str, params: dict[str, Any] | None = None, *, total_steps: int) -> Treatment:
-    return _registration(name).build(total_steps, **(params or {}))
+def parse_parameters(name: str, params: Mapping[str, Any] | None = None, *, total_steps: int) -> TreatmentParameters:
+    """``name``'s parameters from a sweep's overrides, validated; :class:`TreatmentError` otherwise.
 
-
-def check_treatment(name: str, params: dict[str, Any] | None = None, *, total_steps: int) -> None:
-    """Raise the one-line ``ValueError`` :func:`build_treatment` would raise, without building.
-
-    What ``mtrl run`` and ``mtrl status`` use to check a sweep: the paper's treatments are
-    checked by their torch-free parameter classes (:mod:`agents.treatment_parameters`).
+    What ``mtrl run`` and ``mtrl status`` use to check a sweep without building anything.
     """
-    _registration(name).check(total_steps, **(params or {}))
+    spec = treatment_spec(name)
+    params = dict(params or {})
+    pinned = set(spec.pinned) & set(params)
+    if pinned:
+        raise TreatmentError(f"treatment {name!r} fixes {sorted(pinned)}; use the parametrised form "
+                             f"{spec.base!r} instead")
+    unknown = set(params) - set(spec.parameters.model_fields)
+    if unknown:
+        known = sorted(set(spec.parameters.model_fields) - set(spec.pinned))
+        raise TreatmentError(f"treatment {name!r} has no parameter(s) {sorted(unknown)}; known: {known or 'none'}")
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
+        raise TreatmentError(f"treatment {name!r} needs a positive total_steps, got {brief(total_steps)}")
+    try:
+        parsed = spec.parameters.model_validate({**spec.pinned, **params})
+        parsed.check_budget(total_steps)
+    except ValidationError as exc:
+        raise TreatmentError(f"treatment {name!r}: {_first_problem(exc)}") from None
+    except ValueError as exc:
+        raise TreatmentError(f"treatment {name!r}: {exc}") from None
+    return parsed
 
 
-def _register_variant(name: str, module: str, cls: str, parameters: type[TreatmentParameters],
-                      **fixed: Any) -> None:
-    """Register ``name``: built by ``module.cls`` (imported on first build), checked by ``parameters``.
-
-    ``fixed`` pins parameters for a named variant (``gmp95`` pins ``final_sparsity``):
-    the variant neither lists nor accepts them, so ``gmp95`` cannot silently become 80%.
-    ``cls`` inherits ``parameters``, so both run the same checks.
-    """
-
-    def refuse_pinned(params: dict[str, Any]) -> None:
-        pinned = set(fixed) & set(params)
-        if pinned:
-            raise ValueError(f"treatment {name!r} fixes {sorted(pinned)}; use the parametrised form instead")
-
-    def build(total_steps: int, **params: Any) -> Treatment:
-        refuse_pinned(params)
-        # Imported here, not at the top: the implementations import this module (and torch).
-        implementation = getattr(importlib.import_module(module), cls)
-        return implementation(total_steps, _name=name, _fixed=fixed, **params)
-
-    def check(total_steps: int, **params: Any) -> TreatmentParameters:
-        refuse_pinned(params)
-        return parameters(total_steps, _name=name, _fixed=fixed, **params)
-
-    register(name, build, check)
+def check_treatment(name: str, params: Mapping[str, Any] | None = None, *, total_steps: int) -> None:
+    """Raise the one-line error :func:`build_treatment` would raise for these parameters, without building."""
+    parse_parameters(name, params, total_steps=total_steps)
 
 
-_GMP = ("agents.sparsity.gmp", "GradualMagnitudePruning", GmpParameters)
-_SET = ("agents.sparsity.set", "SparseEvolutionaryTraining", SetParameters)
+def build_treatment(name: str, params: Mapping[str, Any] | None = None, *, total_steps: int) -> Treatment:
+    """The treatment a trial runs: parameters checked as :func:`check_treatment` does."""
+    parsed = parse_parameters(name, params, total_steps=total_steps)
+    spec = treatment_spec(name)
+    return spec.implementation_class()(parsed, name=name, total_steps=total_steps, counters=spec.counters)
 
-register("dense", Treatment, TreatmentParameters)
-_register_variant("gmp", *_GMP)
-_register_variant("gmp80", *_GMP, final_sparsity=0.80)
-_register_variant("gmp95", *_GMP, final_sparsity=0.95)
-_register_variant("gmp99", *_GMP, final_sparsity=0.99)
-_register_variant("set", *_SET)
-_register_variant("set95", *_SET, sparsity=0.95)
-_register_variant("redo", "agents.interventions.redo", "ReDo", ReDoParameters)
-_register_variant("reset", "agents.interventions.reset", "OutputLayerReset", ResetParameters)
-_register_variant("wd", "agents.interventions.weight_decay", "WeightDecay", WeightDecayParameters)
+
+def _first_problem(exc: ValidationError) -> str:
+    """pydantic's first complaint in one line: ``tau: Input should be greater than 0 (got 0)``."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    message = err["msg"].removeprefix("Value error, ")
+    shown = f"{where}: {message}" if where else message
+    if "input" in err and where:
+        shown += f" (got {brief(err['input'])})"
+    return " ".join(shown.split())
+
+
+# The paper's treatments register here, at the end: they use the names above.
+import agents.treatment_parameters  # noqa: E402,F401

@@ -20,6 +20,7 @@ The readers here
 from __future__ import annotations
 
 import os
+import posixpath
 from pathlib import Path
 from typing import Any, Iterable, Sequence, Union
 
@@ -33,6 +34,7 @@ import pyarrow.parquet as pq
 from analysis.errors import AnalysisError
 from orchestrator.storage import resolve_filesystem
 from orchestrator.schema import (
+    COUNTER_PREFIX,
     EVAL_KEYS,
     EVALS_DIR,
     EVALS_SCHEMA,
@@ -42,6 +44,7 @@ from orchestrator.schema import (
     TRAIN_KEYS,
     TRAIN_SCHEMA,
     deterministic_columns,
+    train_schema,
 )
 
 PathLike = Union[str, os.PathLike]
@@ -140,10 +143,12 @@ def _empty_frame(schema: pa.Schema, columns: list[str]) -> pd.DataFrame:
 def _load(results_dir: PathLike, kind: str, filters: Filters, columns: Iterable[str] | None) -> pd.DataFrame:
     fs, base = _filesystem(results_dir, kind)
     _subdir, file_schema, keys = _KINDS[kind]
+    files = _list_files(fs, base)
+    if kind == "train":  # plus the counters plugin treatments declared (orchestrator.schema)
+        file_schema = train_schema(_declared_counters(fs, files))
     full_schema = pa.schema(list(file_schema) + list(_PARTITION_SCHEMA))
     wanted = _wanted_columns(full_schema, keys, columns)
     expression = _to_expression(filters)
-    files = _list_files(fs, base)
     if not files:
         frame = _empty_frame(full_schema, wanted)
         frame.attrs.update(files=0, rows_read=0, duplicates_dropped=0, conflicting_duplicates=0, source=base)
@@ -174,6 +179,27 @@ def _load(results_dir: PathLike, kind: str, filters: Filters, columns: Iterable[
     frame.attrs.update(files=len(files), rows_read=rows_read, duplicates_dropped=n_duplicates,
                        conflicting_duplicates=int(max(conflicting, 0)), source=base)
     return frame
+
+
+def _declared_counters(fs: pafs.FileSystem, files: list[str]) -> list[str]:
+    """Counters beyond the core ones, from the first file of each partition folder.
+
+    Every run of one (benchmark, arch, treatment) folder has the same treatment and so the same
+    counter columns: one footer per folder, not one per file.
+    """
+    first: dict[str, str] = {}
+    for path in files:
+        first.setdefault(posixpath.dirname(path), path)
+    found: dict[str, None] = {}
+    for path in first.values():
+        try:
+            with fs.open_input_file(path) as handle:
+                names = pq.read_schema(handle).names
+        except (pa.ArrowException, OSError):
+            continue  # a damaged file is reported by the scan, with its name
+        found.update((n.removeprefix(COUNTER_PREFIX), None) for n in names
+                     if n.startswith(COUNTER_PREFIX) and n not in TRAIN_SCHEMA.names)
+    return sorted(found)
 
 
 def _wanted_columns(schema: pa.Schema, keys: Sequence[str], columns: Iterable[str] | None) -> list[str]:
@@ -225,7 +251,7 @@ def _check_schema_version(dataset: ds.Dataset, table: pa.Table, expression: pc.E
 
 
 def read_sweep_meta(results_dir: PathLike) -> dict[str, Any]:
-    """``name`` and ``protocol`` from ``<results_dir>/sweep.yaml`` when present and readable.
+    """``name``, ``protocol`` and ``plugins`` from ``<results_dir>/sweep.yaml`` when present and readable.
 
     Returns an empty dict when the file is absent (ad-hoc trials) or unreadable; the analysis
     works without it. A file that the project's YAML reader refuses (malformed, not UTF-8, or
@@ -244,7 +270,7 @@ def read_sweep_meta(results_dir: PathLike) -> dict[str, Any]:
         raise AnalysisError(str(exc)) from None
     if not isinstance(spec, dict):
         return {}
-    return {key: spec[key] for key in ("name", "protocol") if key in spec}
+    return {key: spec[key] for key in ("name", "protocol", "plugins") if key in spec}
 
 
 def read_sweep_bytes(results_dir: PathLike) -> tuple[bytes, str] | None:

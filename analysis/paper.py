@@ -10,24 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from agents.architectures import ARCHITECTURES
+from agents.treatments import TREATMENTS
 from analysis.aggregate import Interval
 from envs.benchmarks import MULTI_TASK_BENCHMARKS
 
-ARCH_NAMES = {"mtppo": "MTPPO", "moe": "MoE", "moore": "MOORE", "single": "Single-task PPO"}
-ARCH_LONG_NAMES = {"mtppo": "Multi-Task PPO (MTPPO)", "moe": "Mixture of Experts (MoE)",
-                   "moore": "Mixture of Orthogonal Experts (MOORE)", "single": "Single-task PPO"}
-TREATMENT_NAMES = {
-    "dense": "Dense",
-    "gmp80": "80% Sparsity",
-    "gmp95": "95% Sparsity",
-    "gmp99": "99% Sparsity",
-    "set95": "SET 95%",
-    "redo": "ReDo",
-    "reset": "Reset",
-    "wd": "Weight Decay",
-}
-ARCH_ORDER = ("mtppo", "moe", "moore", "single")
-TREATMENT_ORDER = tuple(TREATMENT_NAMES)
 SPARSITY_TREATMENTS = ("dense", "gmp80", "gmp95", "gmp99")
 """The treatments of paper Figures 3, 5, 6 and 7 (pruning levels)."""
 INTERVENTION_TREATMENTS = ("dense", "gmp95", "set95", "redo", "reset", "wd")
@@ -79,24 +66,33 @@ PAPER_TABLE_1: dict[tuple[str, str, str], Interval] = _parse(_TABLE_1)
 """``(arch, treatment, benchmark) -> Interval``: the draft paper's Table 1 (two decimals)."""
 
 
+# Display names and orders come from the registries (agents.architectures, agents.treatments):
+# a plugin's names appear in tables and figures as it registered them.
 def arch_name(arch: str) -> str:
-    """Display name of an architecture (unknown names pass through)."""
-    return ARCH_NAMES.get(arch, arch)
+    """Display name of an architecture (unregistered names pass through)."""
+    return ARCHITECTURES.get(arch).display_name if arch in ARCHITECTURES else arch
+
+
+def arch_long_name(arch: str) -> str:
+    """Long display name of an architecture, for captions (unregistered names pass through)."""
+    return ARCHITECTURES.get(arch).long_name if arch in ARCHITECTURES else arch
 
 
 def treatment_name(treatment: str) -> str:
-    """Display name of a treatment as in the paper (unknown names pass through)."""
-    return TREATMENT_NAMES.get(treatment, treatment)
+    """Display name of a treatment as in the paper (unregistered names pass through)."""
+    return TREATMENTS.get(treatment).display_name if treatment in TREATMENTS else treatment
 
 
 def arch_sort_key(arch: str) -> tuple[int, str]:
-    return (ARCH_ORDER.index(arch), arch) if arch in ARCH_ORDER else (len(ARCH_ORDER), arch)
+    """Registration order (the paper's first), unregistered names after, by name."""
+    order = ARCHITECTURES.names()
+    return (order.index(arch), arch) if arch in order else (len(order), arch)
 
 
 def treatment_sort_key(treatment: str) -> tuple[int, str]:
-    if treatment in TREATMENT_ORDER:
-        return (TREATMENT_ORDER.index(treatment), treatment)
-    return (len(TREATMENT_ORDER), treatment)
+    """Registration order (the paper's first), unregistered names after, by name."""
+    order = TREATMENTS.names()
+    return (order.index(treatment), treatment) if treatment in order else (len(order), treatment)
 
 
 def task_sort_key(task: str) -> tuple[int, str]:

@@ -85,6 +85,19 @@ class Analysis:
         return [c for c in self.finals if c.arch != SINGLE]
 
 
+def load_sweep_plugins(meta: dict) -> None:
+    """Import the plugins the sweep's ``sweep.yaml`` lists; :class:`AnalysisError` naming one that fails."""
+    from mtrl.plugins import load_entry_points, load_plugins
+    from orchestrator.errors import UserError
+
+    try:
+        load_entry_points()
+        if meta.get("plugins"):
+            load_plugins(meta["plugins"])
+    except UserError as exc:
+        raise AnalysisError(f"{exc} (sweep.yaml lists it: the analysis needs its tasks and names)") from None
+
+
 def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: int | None = None, seed: int = 0,
             band_reps: int = aggregate.DEFAULT_BAND_REPS, paper_compare: bool | None = None,
             progress: Callable[[str], None] | None = None, jobs: int | None = None,
@@ -130,6 +143,7 @@ def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: 
 
     say("loading evaluations")
     meta = read_sweep_meta(results_dir)
+    load_sweep_plugins(meta)  # their tasks normalise scores, their names label tables and figures
     evals = load_evals(results_dir, columns=SCORE_COLUMNS)
     if evals.empty:
         raise AnalysisError(f"no evaluation rows under {os.fspath(results_dir)}/metrics/evals")

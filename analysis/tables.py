@@ -18,8 +18,8 @@ import pandas as pd
 from analysis.aggregate import Interval
 from analysis.coverage import Cell
 from analysis.paper import (
-    ARCH_LONG_NAMES,
     PAPER_TABLE_1,
+    arch_long_name,
     arch_name,
     arch_sort_key,
     task_sort_key,
@@ -195,7 +195,7 @@ def table1_latex(frame: pd.DataFrame, caption: str | None = None) -> str:
     for arch, treatment in pairs:
         if arch != current:
             lines.append(r"\midrule")
-            lines.append(rf"\multicolumn{{{ncols}}}{{l}}{{\textit{{{_tex(ARCH_LONG_NAMES.get(arch, arch))}}}}} \\")
+            lines.append(rf"\multicolumn{{{ncols}}}{{l}}{{\textit{{{_tex(arch_long_name(arch))}}}}} \\")
             current = arch
         cells = [_tex(treatment_name(treatment))]
         for b in benchmarks:

@@ -43,7 +43,10 @@ sys.path.insert(0, REPO)
 
 from orchestrator import schema  # noqa: E402
 from orchestrator.checkpoint import DirectoryCheckpointer  # noqa: E402
-from orchestrator.config import ARCHITECTURES, TrialConfig  # noqa: E402
+from agents.architectures import architecture_names  # noqa: E402
+from orchestrator.config import TrialConfig  # noqa: E402
+
+ARCHITECTURES = tuple(architecture_names())
 from orchestrator.sink import ParquetSink  # noqa: E402
 from orchestrator.trial import _Trial, run_trial  # noqa: E402
 from agents.ppo import ppo_update  # noqa: E402

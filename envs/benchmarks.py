@@ -1,5 +1,11 @@
 """Benchmarks (MT3/MT5/MT7 and single tasks) and the paper's score normalisation (Table 3).
 
+Two registries: :data:`TASKS` (MiniGrid environments with the numbers that normalise their
+returns) and :data:`MULTI_TASK_BENCHMARKS` (ordered task lists trained together). Every
+registered task is also a one-task benchmark of its own name. The paper's tasks and
+benchmarks register below through :func:`register_task` and :func:`register_benchmark`; a
+plugin registers its own the same way (``docs/extending.md``).
+
 A MiniGrid success pays ``1 - 0.9 * steps / max_steps`` and a failure 0. The normalised
 score divides a raw return by the best reward achievable on the task (a success in the
 optimal number of steps), so an optimal agent scores exactly 1.0.
@@ -7,7 +13,10 @@ optimal number of steps), so an optimal agent scores exactly 1.0.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from mtrl.registry import Registry, RegistryError, caller_module
 
 
 @dataclass(frozen=True)
@@ -20,10 +29,12 @@ class TaskSpec:
     """Steps an optimal agent needs (paper Table 3)."""
     max_steps: int
     """The environment's own episode limit (truncation)."""
+    gym_id: str | None = None
+    """The Gymnasium id to make, when it is not ``MiniGrid-<name>`` (a plugin's own environment)."""
 
     @property
     def env_id(self) -> str:
-        return f"MiniGrid-{self.name}"
+        return self.gym_id or f"MiniGrid-{self.name}"
 
     @property
     def best_reward(self) -> float:
@@ -36,24 +47,48 @@ def success_reward(steps: int, max_steps: int) -> float:
     return 1.0 - 0.9 * (steps / max_steps)
 
 
-TASKS: dict[str, TaskSpec] = {
-    spec.name: spec
-    for spec in (
-        TaskSpec("DoorKey-6x6-v0", optimal_steps=11, max_steps=360),
-        TaskSpec("DistShift1-v0", optimal_steps=11, max_steps=252),
-        TaskSpec("RedBlueDoors-6x6-v0", optimal_steps=8, max_steps=720),
-        TaskSpec("LavaGapS7-v0", optimal_steps=8, max_steps=196),
-        TaskSpec("MemoryS11-v0", optimal_steps=15, max_steps=605),
-        TaskSpec("SimpleCrossingS9N2-v0", optimal_steps=15, max_steps=324),
-        TaskSpec("MultiRoom-N2-S4-v0", optimal_steps=5, max_steps=40),
-        # Not in the paper: an easy task for learning tests and quick demos.
-        # The agent starts at (1,1) facing east, the goal is at (3,3): 2 forward, turn, 2 forward.
-        TaskSpec("Empty-5x5-v0", optimal_steps=5, max_steps=100),
-    )
-}
-"""Every task a benchmark may name; the first seven are the paper's Table 3."""
+TASK_REGISTRY: Registry[TaskSpec] = Registry("task")
+BENCHMARK_REGISTRY: Registry["Benchmark"] = Registry("benchmark")
+
+TASKS: dict[str, TaskSpec] = {}
+"""Every registered task by name (a live view kept by :func:`register_task`; read-only for callers)."""
+
+
+def register_task(name: str, *, optimal_steps: int, max_steps: int, gym_id: str | None = None) -> TaskSpec:
+    """Make task ``name`` usable in benchmarks (and as a one-task benchmark of that name).
+
+    ``optimal_steps`` is what an optimal agent needs (it sets the best achievable reward the
+    scores are normalised by); ``max_steps`` must be the environment's own episode limit
+    (trials check it when they make the env). ``gym_id`` defaults to ``MiniGrid-<name>``.
+    """
+    for what, value in (("optimal_steps", optimal_steps), ("max_steps", max_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise RegistryError(f"task {name!r}: {what} must be a positive integer, got {value!r}")
+    if optimal_steps > max_steps:
+        raise RegistryError(f"task {name!r}: optimal_steps {optimal_steps} exceeds max_steps {max_steps}")
+    if name in BENCHMARK_REGISTRY:
+        raise RegistryError(f"task {name!r} clashes with the benchmark of that name; choose another name")
+    spec = TASK_REGISTRY.add(name, TaskSpec(name, optimal_steps, max_steps, gym_id), caller_module())
+    TASKS[name] = spec
+    return spec
+
+
+for _name, _optimal, _max in (
+    ("DoorKey-6x6-v0", 11, 360),
+    ("DistShift1-v0", 11, 252),
+    ("RedBlueDoors-6x6-v0", 8, 720),
+    ("LavaGapS7-v0", 8, 196),
+    ("MemoryS11-v0", 15, 605),
+    ("SimpleCrossingS9N2-v0", 15, 324),
+    ("MultiRoom-N2-S4-v0", 5, 40),
+    # Not in the paper: an easy task for learning tests and quick demos.
+    # The agent starts at (1,1) facing east, the goal is at (3,3): 2 forward, turn, 2 forward.
+    ("Empty-5x5-v0", 5, 100),
+):
+    register_task(_name, optimal_steps=_optimal, max_steps=_max)
 
 PAPER_TASKS = tuple(list(TASKS)[:7])
+"""The paper's Table 3 tasks, in its order."""
 
 
 @dataclass(frozen=True)
@@ -72,19 +107,41 @@ class Benchmark:
         return tuple(TASKS[t] for t in self.tasks)
 
 
+MULTI_TASK_BENCHMARKS: dict[str, Benchmark] = {}
+"""Every registered multi-task benchmark by name (a live view kept by :func:`register_benchmark`)."""
+
+
+def register_benchmark(name: str, tasks: Sequence[str], *, n_experts: int) -> Benchmark:
+    """Register the benchmark ``name``: registered ``tasks`` trained together, in this order.
+
+    ``n_experts`` is the expert count MoE/MOORE use on it unless a sweep sets ``n_experts``.
+    """
+    tasks = tuple(tasks)
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise RegistryError(f"benchmark {name!r}: unknown task(s) {unknown}; register them first (register_task)")
+    if len(tasks) < 2 or len(set(tasks)) != len(tasks):
+        raise RegistryError(f"benchmark {name!r}: needs two or more distinct tasks (every task is a one-task "
+                            f"benchmark of its own name already), got {list(tasks)}")
+    if isinstance(n_experts, bool) or not isinstance(n_experts, int) or n_experts < 1:
+        raise RegistryError(f"benchmark {name!r}: n_experts must be a positive integer, got {n_experts!r}")
+    if name in TASK_REGISTRY:
+        raise RegistryError(f"benchmark {name!r} clashes with the task of that name; choose another name")
+    benchmark = BENCHMARK_REGISTRY.add(name, Benchmark(name, tasks, n_experts), caller_module())
+    MULTI_TASK_BENCHMARKS[name] = benchmark
+    return benchmark
+
+
 _MT3 = ("LavaGapS7-v0", "RedBlueDoors-6x6-v0", "MemoryS11-v0")
 _MT5 = _MT3 + ("DoorKey-6x6-v0", "DistShift1-v0")
 _MT7 = _MT5 + ("SimpleCrossingS9N2-v0", "MultiRoom-N2-S4-v0")
-
-MULTI_TASK_BENCHMARKS: dict[str, Benchmark] = {
-    "MT3": Benchmark("MT3", _MT3, n_experts=2),
-    "MT5": Benchmark("MT5", _MT5, n_experts=3),
-    "MT7": Benchmark("MT7", _MT7, n_experts=4),
-}
+register_benchmark("MT3", _MT3, n_experts=2)
+register_benchmark("MT5", _MT5, n_experts=3)
+register_benchmark("MT7", _MT7, n_experts=4)
 
 
 def benchmark_names() -> list[str]:
-    """Every name :func:`get_benchmark` accepts: MT3/MT5/MT7, then each single task."""
+    """Every name :func:`get_benchmark` accepts: the multi-task benchmarks, then each single task."""
     return list(MULTI_TASK_BENCHMARKS) + list(TASKS)
 
 
@@ -94,9 +151,16 @@ def get_benchmark(name: str) -> Benchmark:
         return MULTI_TASK_BENCHMARKS[name]
     if name in TASKS:
         return Benchmark(name, (name,), n_experts=1)
-    raise ValueError(
-        f"unknown benchmark {name!r}; choose one of: {', '.join(benchmark_names())}"
-    )
+    from orchestrator.errors import brief
+
+    raise ValueError(f"unknown benchmark {brief(name)}; choose one of: {', '.join(benchmark_names())}")
+
+
+def unregister(name: str) -> None:
+    """Forget a benchmark or task registered by a test (the paper's own stay)."""
+    for registry, view in ((BENCHMARK_REGISTRY, MULTI_TASK_BENCHMARKS), (TASK_REGISTRY, TASKS)):
+        registry.remove(name)
+        view.pop(name, None)
 
 
 def normalise_return(raw_return: float, task: str) -> float:

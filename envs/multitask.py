@@ -31,7 +31,12 @@ def make_task_env(task: str, observations: ObservationPath = ObservationPath()):
     Its observations come through ``observations`` (by default :mod:`envs.fast_obs`'s exact
     fast path; MiniGrid keeps the game).
     """
-    return observations.apply(gym.make(TASKS[task].env_id).unwrapped)
+    spec = TASKS[task]
+    env = gym.make(spec.env_id).unwrapped
+    if env.max_steps != spec.max_steps:  # the scores are normalised with the registered value
+        raise ValueError(f"task {task!r} is registered with max_steps={spec.max_steps} but {spec.env_id!r} has "
+                         f"max_steps={env.max_steps}")
+    return observations.apply(env)
 
 
 def image_of(obs: dict) -> np.ndarray:

@@ -1,6 +1,8 @@
 """The `mtrl` command: `trial`, `run`, `status`, `analyze`.
 
-Every user error (bad flag value, unknown name, impossible setting, foreign results folder)
+Installed plugins (entry points of the group ``mtrl.plugins``, :mod:`mtrl.plugins`) are
+imported first, so their names are valid everywhere below. Every user error (bad flag value,
+unknown name, impossible setting, foreign results folder, broken plugin)
 ends as one line on stderr and exit code 2, before any work starts; so does a write that
 fails for want of room or permission (the line names the file; a rerun resumes). Anything
 else is a bug and keeps its traceback.
@@ -66,6 +68,13 @@ def one_line_error(exc: BaseException, command: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    from mtrl.plugins import load_entry_points
+
+    try:  # before the parser: the plugins' names are among its choices
+        load_entry_points()
+    except UserError as exc:
+        print(f"mtrl: error: {clip(' '.join(str(exc).split()), MAX_MESSAGE)}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

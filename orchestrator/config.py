@@ -15,14 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from envs.benchmarks import get_benchmark
 from orchestrator.errors import brief
 
-ARCHITECTURES = ("mtppo", "moe", "moore", "single")
-"""Names accepted for ``arch`` (see :mod:`agents.networks`)."""
-
-SINGLE_TASK_CRITIC = {"critic_epochs": 10, "critic_batch_size": 256}
-"""Critic settings arch ``single`` gets unless given: MOORE's single-task baseline
-(``run_minigrid_ppo_st.py``) is mushroom-rl's stock PPO with ``critic_fit_params=None``, i.e.
-10 epochs of shuffled 256-sample minibatches per update (80 Adam steps on 2,000 samples)."""
-
 MAX_SEED = 2**31 - 1
 """Largest seed: the Parquet ``seed`` column is int32."""
 
@@ -36,7 +28,7 @@ class TrialConfig(BaseModel):
     benchmark: str
     """``MT3``, ``MT5``, ``MT7`` or a single task name such as ``DoorKey-6x6-v0``."""
     arch: str
-    """Network family: ``mtppo`` (shared trunk), ``moe``, ``moore`` or ``single``."""
+    """Registered architecture (agents.architectures): ``mtppo`` (shared trunk), ``moe``, ``moore``, ``single``, ..."""
     treatment: str = "dense"
     """Registered treatment name (``dense``, ``gmp95``, ``redo``, ...; see agents.treatments)."""
     treatment_params: dict[str, Any] = Field(default_factory=dict)
@@ -77,10 +69,10 @@ class TrialConfig(BaseModel):
     """Minibatch size per task for the policy (the minibatch mixes tasks: 256*T)."""
     critic_epochs: int = Field(1, le=1_000)
     """Critic passes per update; MOORE's multi-task scripts do one full-batch Adam step. Arch
-    ``single`` defaults to 10 instead (see ``SINGLE_TASK_CRITIC``)."""
+    ``single`` defaults to 10 instead (its registration's ``trial_defaults`` in agents.architectures)."""
     critic_batch_size: int = Field(0, ge=0, le=10**6)
     """Critic minibatch size; 0 means the full batch, as MOORE's multi-task scripts do. Arch
-    ``single`` defaults to 256 instead (see ``SINGLE_TASK_CRITIC``)."""
+    ``single`` defaults to 256 instead (its registration's ``trial_defaults`` in agents.architectures)."""
     hidden_size: int = Field(128, le=8_192)
     """Width of each task head's hidden layer."""
     n_experts: int = Field(0, ge=0, le=64)
@@ -116,9 +108,11 @@ class TrialConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _single_task_critic(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("arch") == "single":
-            data = {**SINGLE_TASK_CRITIC, **data}
+    def _architecture_defaults(cls, data: Any) -> Any:
+        from agents.architectures import ARCHITECTURES
+
+        if isinstance(data, dict) and data.get("arch") in ARCHITECTURES:
+            data = {**ARCHITECTURES.get(data["arch"]).trial_defaults, **data}
         return data
 
     @field_validator("benchmark")
@@ -132,8 +126,9 @@ class TrialConfig(BaseModel):
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, value: str) -> str:
-        if value not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {brief(value)}; choose one of: {', '.join(ARCHITECTURES)}")
+        from agents.architectures import architecture_spec
+
+        architecture_spec(value)  # raises a one-line error naming the choices
         return value
 
     @field_validator("treatment")
@@ -176,9 +171,12 @@ class TrialConfig(BaseModel):
                 raise ValueError(
                     f"{name}={interval} must be a multiple of steps_per_epoch={self.steps_per_epoch}"
                     f" and divide total_steps={self.total_steps}")
-        if self.arch == "single" and get_benchmark(self.benchmark).n_tasks != 1:
-            raise ValueError(f"arch 'single' needs a single-task benchmark, got {self.benchmark!r}")
-        if self.arch in ("moe", "moore") and self.experts < 1:
+        from agents.architectures import architecture_spec
+
+        arch = architecture_spec(self.arch)
+        if arch.single_task and get_benchmark(self.benchmark).n_tasks != 1:
+            raise ValueError(f"arch {self.arch!r} needs a single-task benchmark, got {self.benchmark!r}")
+        if arch.uses_experts and self.experts < 1:
             raise ValueError(f"{self.arch} needs n_experts >= 1")
         from agents.treatments import check_treatment
 

@@ -45,13 +45,16 @@ CRITIC_EPOCH_S_PER_TASK_STEP = 0.08e-3  # each critic epoch past the first
 
 
 def update_s_per_task_step(arch: str, experts: int, critic_epochs: int = 1) -> float:
-    """Seconds of PPO update per lock-step step per task (see the module docstring)."""
+    """Seconds of PPO update per lock-step step per task (see the module docstring).
+
+    The architecture's own part comes from its registration (``update_ms_per_task_step``,
+    :mod:`agents.architectures`): 0.5 ms for MTPPO and single-task, 0.4 k ms for MoE and
+    0.5 k ms for MOORE with k experts; a plugin that gives none is priced as MTPPO.
+    """
+    from agents.architectures import architecture_spec
+
     extra_critic = (critic_epochs - 1) * CRITIC_EPOCH_S_PER_TASK_STEP
-    if arch == "moe":
-        return 0.4 * experts * 1e-3 + extra_critic
-    if arch == "moore":
-        return 0.5 * experts * 1e-3 + extra_critic
-    return 0.5e-3 + extra_critic
+    return architecture_spec(arch).update_ms(experts) * 1e-3 + extra_critic
 
 
 def trial_core_seconds(config: TrialConfig) -> float:

@@ -14,8 +14,9 @@ import os
 from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from agents.architectures import architecture_names
 from envs.benchmarks import benchmark_names
-from orchestrator.config import ARCHITECTURES, TrialConfig
+from orchestrator.config import TrialConfig
 from orchestrator.errors import UserError, brief, clip
 from orchestrator.results_dir import ResultsDirError, claim
 from orchestrator.yaml_input import parse_assignments
@@ -39,7 +40,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("trial", help="run one trial in this process (no Ray)",
                               description=__doc__.splitlines()[0])
     p.add_argument("--benchmark", required=True, help=f"one of {', '.join(benchmark_names())}")
-    p.add_argument("--arch", required=True, help=f"one of {', '.join(ARCHITECTURES)}")
+    p.add_argument("--arch", required=True, help=f"one of {', '.join(architecture_names())}")
     p.add_argument("--treatment", default="dense", help="registered treatment name (default dense)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results", required=True, help="results folder (created if missing)")
@@ -52,12 +53,18 @@ def register(subparsers) -> None:
                    help="override a treatment parameter, e.g. tau=0.001 (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any TrialConfig field, e.g. gamma=0.95 (repeatable)")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first: it registers treatments, architectures or benchmarks "
+                   "(repeatable; docs/extending.md)")
     p.add_argument("--resume", action="store_true", help="continue this trial from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=main)
 
 
 def build_config(args: argparse.Namespace) -> TrialConfig:
+    from mtrl.plugins import load_plugins
+
+    load_plugins(getattr(args, "plugin", []))
     fields = {"benchmark": args.benchmark, "arch": args.arch, "treatment": args.treatment, "seed": args.seed}
     flag_fields = {"total_steps": args.total_steps, "steps_per_epoch": args.steps_per_epoch,
                    "eval_interval_steps": args.eval_interval, "eval_episodes": args.eval_episodes,
@@ -76,6 +83,9 @@ def build_config(args: argparse.Namespace) -> TrialConfig:
         config = TrialConfig(**fields)
     except ValidationError as exc:
         raise UsageError(config_error_message(exc)) from None
+    from orchestrator.preflight import check_plugin_parts
+
+    check_plugin_parts([config])
     if config.device == "cuda":
         import torch
 

@@ -16,6 +16,21 @@ Rules every reader may rely on:
   (readers still deduplicate on those keys as a safety net);
 * columns whose name starts with :data:`WALL_CLOCK_PREFIX` depend on the machine and the
   clock; every other column is a deterministic function of the trial config and seed.
+
+Intervention counters (``interventions/<counter>``) are an open family, so that a treatment
+from a plugin can add its own without a schema release:
+
+* every train file has the :data:`CORE_COUNTERS` columns (the paper's treatments' counters;
+  0.0 in the rows of a treatment that does not count them), as schema version 1 always had;
+* a treatment may declare further counters at registration
+  (:func:`agents.treatments.register_treatment`); the train files of its trials then also
+  have ``interventions/<counter>`` (float64, cumulative) for each, after the core columns
+  and before the ``perf/`` columns (:func:`train_schema`);
+* readers take the union of the columns over the files they read (``analysis.load`` does);
+  a row of a run whose treatment lacks a counter reads null there.
+
+The declared counters of a treatment come from the registry, so a writer and every later
+reader agree on them without a list here.
 """
 
 from __future__ import annotations
@@ -79,7 +94,7 @@ TRAIN_METRIC_COLUMNS = (
     "plasticity/srank_actor",
     "plasticity/srank_critic",
     "plasticity/fisher_trace",
-    # cumulative intervention counters
+    # cumulative intervention counters: the core ones (CORE_COUNTERS)
     "interventions/prune_events",
     "interventions/neurons_recycled",
     "interventions/resets_done",
@@ -94,7 +109,35 @@ TRAIN_METRIC_COLUMNS = (
 TRAIN_SCHEMA = pa.schema(
     _IDENTITY_FIELDS + [pa.field(name, pa.float64()) for name in TRAIN_METRIC_COLUMNS]
 )
-"""One row per (run_key, step) at the end of every training epoch."""
+"""One row per (run_key, step) at the end of every training epoch (without any declared counter)."""
+
+COUNTER_PREFIX = "interventions/"
+CORE_COUNTERS = tuple(c.removeprefix(COUNTER_PREFIX) for c in TRAIN_METRIC_COLUMNS if c.startswith(COUNTER_PREFIX))
+"""Counters every train file holds: ``prune_events``, ``neurons_recycled``, ``resets_done``, ``set_rewires``."""
+
+
+def counter_column(counter: str) -> str:
+    return f"{COUNTER_PREFIX}{counter}"
+
+
+def train_metric_columns(extra_counters=()) -> tuple[str, ...]:
+    """:data:`TRAIN_METRIC_COLUMNS` with ``interventions/<c>`` for each extra counter, before ``perf/``."""
+    extra = [counter_column(c) for c in extra_counters if c not in CORE_COUNTERS]
+    if not extra:
+        return TRAIN_METRIC_COLUMNS
+    first_perf = next(i for i, c in enumerate(TRAIN_METRIC_COLUMNS) if c.startswith(WALL_CLOCK_PREFIX))
+    return TRAIN_METRIC_COLUMNS[:first_perf] + tuple(dict.fromkeys(extra)) + TRAIN_METRIC_COLUMNS[first_perf:]
+
+
+def train_schema(extra_counters=()) -> pa.Schema:
+    """The train file schema of a trial whose treatment declares ``extra_counters`` beyond the core ones."""
+    if not [c for c in extra_counters if c not in CORE_COUNTERS]:
+        return TRAIN_SCHEMA
+    return pa.schema(_IDENTITY_FIELDS + [pa.field(name, pa.float64()) for name in train_metric_columns(extra_counters)])
+
+
+def is_counter_column(name: str) -> bool:
+    return name.startswith(COUNTER_PREFIX)
 
 
 def deterministic_columns(columns) -> list[str]:

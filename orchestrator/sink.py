@@ -42,19 +42,23 @@ class ParquetSink:
     """Writes one trial's ``evals`` and ``train`` rows under a results root."""
 
     def __init__(self, results_root: str, sweep: str, run_key: str, benchmark: str, arch: str,
-                 treatment: str) -> None:
+                 treatment: str, extra_counters: Sequence[str] = ()) -> None:
         self.fs, self.root = resolve_filesystem(results_root)
         self.sweep, self.run_key = sweep, run_key
         self.dirs = {
             "evals": partition_dir(posixpath.join(self.root, schema.EVALS_DIR), benchmark, arch, treatment),
             "train": partition_dir(posixpath.join(self.root, schema.TRAIN_DIR), benchmark, arch, treatment),
         }
-        self.schemas = {"evals": schema.EVALS_SCHEMA, "train": schema.TRAIN_SCHEMA}
+        # The train files carry the counters the treatment declares besides the core ones.
+        self.schemas = {"evals": schema.EVALS_SCHEMA, "train": schema.train_schema(extra_counters)}
         self.keys = {"evals": list(schema.EVAL_KEYS), "train": list(schema.TRAIN_KEYS)}
 
     @classmethod
     def for_config(cls, results_root: str, config) -> "ParquetSink":
-        return cls(results_root, config.sweep, config.run_key, config.benchmark, config.arch, config.treatment)
+        from agents.treatments import treatment_spec
+
+        return cls(results_root, config.sweep, config.run_key, config.benchmark, config.arch, config.treatment,
+                   treatment_spec(config.treatment).extra_counters())
 
     def write_segment(self, evals: Sequence[dict], train: Sequence[dict], first_step: int, last_step: int) -> None:
         """Write the rows of one checkpoint interval; an existing segment of that name is replaced."""

@@ -6,6 +6,7 @@ optional single-task baselines, the resources of one trial, the checkpoint inter
 retries and the default storage. Example (see ``sweeps/*.yaml`` and ``docs/orchestration.md``)::
 
     name: smoke
+    plugins: [my_lab.treatments]  # optional: modules that register more names (docs/extending.md)
     benchmarks: [MT3]
     archs: [mtppo, moe]
     treatments: [dense, {redo: {tau: 0.001}}]
@@ -39,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 
 from envs.benchmarks import get_benchmark
 from orchestrator import yaml_input
-from orchestrator.config import ARCHITECTURES, MAX_SEED, TrialConfig
+from orchestrator.config import MAX_SEED, TrialConfig
 from orchestrator.errors import UserError, brief, clip
 from orchestrator.yaml_input import load_yaml, read_yaml_file
 
@@ -136,7 +137,11 @@ class SweepSpec(_Strict):
     name: str
     """Sweep name: the results folder ``<storage>/<name>`` and the ``sweep`` column."""
     protocol: Literal["draft", "tmlr", "custom"] = "custom"
-    """Which protocol of the paper the file encodes (a label for reports)."""
+    """Which protocol of the paper the file encodes: a label for reports, and ``tmlr`` fills in the
+    published protocol's treatment parameters (each treatment's ``protocol_defaults``) unless given."""
+    plugins: list[str] = Field(default_factory=list)
+    """Modules to import before the rest is checked: they register treatments, architectures and
+    benchmarks (``docs/extending.md``). Imported on every worker too."""
     description: str = ""
     benchmarks: list[str] = Field(min_length=1)
     """Grid axis: ``MT3``/``MT5``/``MT7`` or single task names."""
@@ -162,6 +167,16 @@ class SweepSpec(_Strict):
     storage: str = "results"
     """Where results go: a local/NFS path or ``s3://bucket/prefix`` (``--storage`` overrides)."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _load_plugins(cls, data: Any) -> Any:
+        # Before any other check: the plugins' names are valid values of the axes below.
+        if isinstance(data, dict) and data.get("plugins") is not None:
+            from mtrl.plugins import load_plugins
+
+            load_plugins(data["plugins"])
+        return data
+
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
@@ -185,9 +200,10 @@ class SweepSpec(_Strict):
     @field_validator("archs")
     @classmethod
     def _known_archs(cls, value: list[str]) -> list[str]:
+        from agents.architectures import architecture_spec
+
         for name in value:
-            if name not in ARCHITECTURES:
-                raise ValueError(f"unknown architecture {brief(name)}; choose one of: {', '.join(ARCHITECTURES)}")
+            architecture_spec(name)  # a one-line error naming the choices
         _unique(value, "arch")
         return value
 
@@ -449,11 +465,19 @@ def cells(spec: SweepSpec) -> list[Cell]:
 
 
 def cell_fields(spec: SweepSpec, cell: Cell) -> dict[str, Any]:
-    """The TrialConfig fields of every trial of ``cell`` except the seed."""
+    """The TrialConfig fields of every trial of ``cell`` except the seed.
+
+    Treatment parameters: the protocol's values (a ``tmlr`` sweep gets each treatment's
+    ``protocol_defaults["tmlr"]``), then the sweep's ``treatments`` entry, then overrides.
+    """
+    from agents.treatments import treatment_spec
+
     params: dict[str, Any] = {}
+    if not cell.baseline:
+        params = treatment_spec(cell.treatment).protocol_defaults(spec.protocol)
     for choice in spec.treatment_choices:
         if choice.name == cell.treatment and not cell.baseline:
-            params = dict(choice.params)
+            params = {**params, **choice.params}
     fields: dict[str, Any] = {"checkpoint_interval_steps": spec.checkpoint_interval_steps, **spec.defaults}
     for override in spec.overrides:
         if override.match.matches(cell.benchmark, cell.arch, cell.treatment):

@@ -71,6 +71,9 @@ def run_main(args: argparse.Namespace) -> int:
         trials = expand(spec)  # every TrialConfig validator runs here, before anything starts
     except SpecError as exc:
         raise SpecError(f"{args.sweep}: {exc}") from None
+    from orchestrator.preflight import check_plugin_parts
+
+    check_plugin_parts(trials)  # plugin networks and environments, built once each
     storage = args.storage or spec.storage
     folder = SweepFolder.for_spec(spec, storage)
     if args.dry_run:
@@ -89,7 +92,7 @@ def run_main(args: argparse.Namespace) -> int:
         if not remaining:
             print(f"sweep {spec.name}: all {len(trials)} trials done; rows in {folder.root}/metrics")
             return EXIT_OK
-        started_ray = connect_ray(address, args.num_cpus)
+        started_ray = connect_ray(address, args.num_cpus, plugin_runtime_env(spec))
         try:
             if address is None:  # what Ray itself found (a container may have fewer CPUs than the host)
                 import ray
@@ -175,8 +178,18 @@ def sigterm_as_ctrl_c():
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
-def connect_ray(address: str | None, num_cpus: int | None) -> bool:
-    """Join the cluster at ``address`` or, if None, start a local instance; True if this call started Ray."""
+def plugin_runtime_env(spec: SweepSpec) -> dict | None:
+    """The Ray ``runtime_env`` that brings the sweep's plugins to every worker (None: nothing to bring)."""
+    from mtrl.plugins import runtime_env_for
+
+    return runtime_env_for(spec.plugins)
+
+
+def connect_ray(address: str | None, num_cpus: int | None, runtime_env: dict | None = None) -> bool:
+    """Join the cluster at ``address`` or, if None, start a local instance; True if this call started Ray.
+
+    ``runtime_env`` (the plugins' modules) applies to every task and actor of this driver.
+    """
     if address is None and "ray" not in sys.modules:
         quiet_local_ray(os.environ)  # before Ray is imported: it reads its settings once
     import ray
@@ -187,6 +200,8 @@ def connect_ray(address: str | None, num_cpus: int | None) -> bool:
     # a trial's warnings come with its reports and a failed attempt is one line, both printed
     # by tune_glue.FailureLog; the full text is in <sweep>/logs/<run_key>.log.
     kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": False}
+    if runtime_env:
+        kwargs["runtime_env"] = runtime_env
     if address is None:
         kwargs.update(address="local", num_cpus=num_cpus, include_dashboard=False)
     else:

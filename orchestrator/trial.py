@@ -32,7 +32,7 @@ from agents.metrics import measure_plasticity
 from agents.networks import SMALL_BATCH, frozen_weights, onednn
 from agents.plasticity_buffer import PlasticityBuffer
 from agents.ppo import Rollout, ppo_update
-from agents.treatments import COUNTER_NAMES, build_treatment
+from agents.treatments import build_treatment
 from envs.benchmarks import get_benchmark
 from envs.evaluator import BatchedEvaluator
 from envs.fast_obs import ObservationPath
@@ -250,6 +250,7 @@ def run_trial(config: TrialConfig, sink: ParquetSink, checkpointer: Checkpointer
     run_started -= trial.wall_seconds  # wall clock adds up over resumed runs
     cpu_started -= trial.cpu_seconds
 
+    train_columns = schema.train_metric_columns(trial.treatment.counters())
     while trial.step < config.total_steps:
         epoch_started = time.perf_counter()
         rollout, finished = trial.collect()
@@ -266,7 +267,7 @@ def run_trial(config: TrialConfig, sink: ParquetSink, checkpointer: Checkpointer
         metrics["charts/env_steps"] = float(trial.step * trial.benchmark.n_tasks)
         metrics.update({f"sparsity/{k}": v for k, v in trial.treatment.sparsity(trial.agent).items()})
         counters = trial.treatment.counters()
-        metrics.update({f"interventions/{k}": float(counters[k]) for k in COUNTER_NAMES})
+        metrics.update({schema.counter_column(k): float(v) for k, v in counters.items()})
         trial.wall_seconds = time.perf_counter() - run_started
         metrics["perf/wall_seconds"] = trial.wall_seconds
         # CPU time of this thread: all of the trial's work at torch_threads=1, none of what a
@@ -276,7 +277,7 @@ def run_trial(config: TrialConfig, sink: ParquetSink, checkpointer: Checkpointer
         metrics["perf/env_seconds"] = trial.clock.seconds
         metrics["perf/env_fraction"] = trial.clock.seconds / trial.wall_seconds
         metrics["perf/steps_per_second"] = config.steps_per_epoch / (time.perf_counter() - epoch_started)
-        train_rows.append({**trial._identity(), **{c: metrics.get(c) for c in schema.TRAIN_METRIC_COLUMNS}})
+        train_rows.append({**trial._identity(), **{c: metrics.get(c) for c in train_columns}})
 
         report = {"step": trial.step, "epoch": trial.epoch, "run_key": config.run_key,
                   "eval/normalised_return": _mean_normalised(eval_rows, trial.step), **metrics}

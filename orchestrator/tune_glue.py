@@ -112,8 +112,13 @@ def run_tune_trial(param: dict, sweep_root: str, fault_spec: str | None = None) 
     import ray
     from ray import tune
 
+    from mtrl.plugins import load_entry_points, load_plugins
     from orchestrator.trial import run_trial
 
+    # The sweep's plugins register the names its configs use: imported before the config is read
+    # (on a cluster the modules came with the runtime_env that `mtrl run` gave Ray).
+    load_entry_points()
+    load_plugins(param["trial"].get("plugins", []))
     config = TrialConfig.from_json(param["trial"]["config"])
     device = select_device(config.device, ray.get_gpu_ids())
     finish_trial(config, sweep_root, fault_spec, device,
@@ -164,10 +169,12 @@ def trial_name(trial) -> str:
     return trial.config["trial"]["run_key"]
 
 
-def param_space(trials: Sequence[TrialConfig]) -> dict:
+def param_space(trials: Sequence[TrialConfig], plugins: Sequence[str] = ()) -> dict:
+    """One grid value per trial: its run_key, its config's JSON and the sweep's plugin modules."""
     from ray import tune
 
-    return {"trial": tune.grid_search([{"run_key": t.run_key, "config": t.to_json()} for t in trials])}
+    return {"trial": tune.grid_search([{"run_key": t.run_key, "config": t.to_json(), "plugins": list(plugins)}
+                                       for t in trials])}
 
 
 # --- faults: one line on the console, the traceback in the sweep folder ------------------------
@@ -253,7 +260,7 @@ def build_tuner(spec: SweepSpec, trials: Sequence[TrialConfig], folder: SweepFol
     trainable = tune.with_resources(trainable or make_trainable(folder.root, fault_spec), resources)
     return tune.Tuner(
         trainable,
-        param_space=param_space(trials),
+        param_space=param_space(trials, spec.plugins),
         tune_config=tune.TuneConfig(trial_name_creator=trial_name, trial_dirname_creator=trial_name,
                                     max_concurrent_trials=spec.max_concurrent_trials,
                                     # A finished trial's process takes the next trial: torch and

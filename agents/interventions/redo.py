@@ -31,7 +31,6 @@ from torch import nn
 from agents.interventions.optimizer_state import reset_optimizer_state
 from agents.metrics.dormant import neuron_scores
 from agents.networks import MultiTaskNetwork
-from agents.treatment_parameters import ReDoParameters
 from agents.treatments import Treatment
 
 
@@ -95,11 +94,16 @@ def recycle_dormant(network: MultiTaskNetwork, optimizer: torch.optim.Optimizer 
     return recycled
 
 
-class ReDo(Treatment, ReDoParameters):
+class ReDo(Treatment):
     """Recycle dormant neurons of the actor and the critic every ``every`` steps.
 
-    Parameters and their checks: :class:`~agents.treatment_parameters.ReDoParameters`.
+    Parameters: :class:`~agents.treatment_parameters.ReDoParameters` (registered there as ``redo``).
     """
+
+    def __init__(self, params, **kwargs) -> None:
+        super().__init__(params, **kwargs)
+        self.tau, self.every, self.batch_size = params.tau, params.every, params.batch_size
+        self.networks = tuple(dict.fromkeys(params.networks))
 
     def on_step(self, step: int, agent, buffer) -> None:
         if step % self.every or buffer is None or buffer.size == 0:
@@ -109,5 +113,5 @@ class ReDo(Treatment, ReDoParameters):
         obs = torch.from_numpy(buffer.obs[idx]).to(agent.device)
         task = torch.from_numpy(buffer.task[idx]).to(agent.device)
         for name in self.networks:
-            self._counters["neurons_recycled"] += recycle_dormant(
-                agent.networks()[name], agent.optimizer_of(name), obs, task, self.tau, self.masks_of(name))
+            self.count("neurons_recycled", recycle_dormant(
+                agent.networks()[name], agent.optimizer_of(name), obs, task, self.tau, self.masks_of(name)))

@@ -13,12 +13,17 @@ multiple of it strictly before the end of training.
 from __future__ import annotations
 
 from agents.interventions.optimizer_state import reset_optimizer_state
-from agents.treatment_parameters import ResetParameters
 from agents.treatments import Treatment
 
 
-class OutputLayerReset(Treatment, ResetParameters):
-    """Parameters and their checks: :class:`~agents.treatment_parameters.ResetParameters`."""
+class OutputLayerReset(Treatment):
+    """Parameters: :class:`~agents.treatment_parameters.ResetParameters` (registered there as ``reset``)."""
+
+    def __init__(self, params, **kwargs) -> None:
+        super().__init__(params, **kwargs)
+        self.steps = frozenset(params.steps)
+        self.every, self.max_resets = params.every, params.max_resets
+        self.networks = tuple(dict.fromkeys(params.networks))
 
     def is_reset_step(self, step: int) -> bool:
         done = self._counters["resets_done"]
@@ -37,4 +42,4 @@ class OutputLayerReset(Treatment, ResetParameters):
                 layer.reset_parameters()
                 for param in layer.parameters():
                     reset_optimizer_state(optimizer, param)
-        self._counters["resets_done"] += 1
+        self.count("resets_done")

@@ -14,12 +14,15 @@ from collections.abc import Iterable
 
 import torch
 
-from agents.treatment_parameters import WeightDecayParameters
 from agents.treatments import OPTIMIZER_KERNEL, Treatment
 
 
-class WeightDecay(Treatment, WeightDecayParameters):
-    """Parameters and their checks: :class:`~agents.treatment_parameters.WeightDecayParameters`."""
+class WeightDecay(Treatment):
+    """Parameters: :class:`~agents.treatment_parameters.WeightDecayParameters` (registered there as ``wd``)."""
+
+    def __init__(self, params, **kwargs) -> None:
+        super().__init__(params, **kwargs)
+        self.coef, self.decoupled = params.coef, params.decoupled
 
     def build_optimizer(self, params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
         if self.decoupled:

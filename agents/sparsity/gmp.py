@@ -26,11 +26,16 @@ from agents.sparsity.masks import (
     layerwise_magnitude_masks,
     prunable_weights,
 )
-from agents.treatment_parameters import GmpParameters
 
 
-class GradualMagnitudePruning(MaskedTreatment, GmpParameters):
-    """Parameters and their checks: :class:`~agents.treatment_parameters.GmpParameters`."""
+class GradualMagnitudePruning(MaskedTreatment):
+    """Parameters: :class:`~agents.treatment_parameters.GmpParameters` (registered there as ``gmp``)."""
+
+    def __init__(self, params, **kwargs) -> None:
+        super().__init__(params, **kwargs)
+        self.schedule = params.schedule(self.total_steps)
+        self.scope = params.scope
+        self.prune_task_encoder = params.prune_task_encoder
 
     def setup(self, agent) -> None:
         # All-True masks from the start: checkpoints look the same before and after t_start.
@@ -47,7 +52,7 @@ class GradualMagnitudePruning(MaskedTreatment, GmpParameters):
             return
         for network_name in NETWORK_NAMES:
             self.install_masks(agent, network_name, self.target_masks(agent, network_name, sparsity))
-        self._counters["prune_events"] += 1
+        self.count("prune_events")
 
     def target_masks(self, agent, network_name: str, sparsity: float) -> dict:
         """The masks that bring ``network_name`` to ``sparsity`` under this ``scope``."""

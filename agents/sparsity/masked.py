@@ -20,8 +20,8 @@ class MaskedTreatment(Treatment):
     as bool tensors keyed ``"actor.<param name>"`` / ``"critic.<param name>"``.
     """
 
-    def __init__(self, total_steps: int, **params: Any) -> None:
-        super().__init__(total_steps, **params)
+    def __init__(self, params=None, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
         self.mask_set = MaskSet()
 
     def install_masks(self, agent, network_name: str, masks: dict[str, torch.Tensor]) -> None:

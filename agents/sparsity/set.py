@@ -19,14 +19,20 @@ from agents.sparsity.distribution import er_epsilon_densities, erk_densities, un
 from agents.sparsity.masked import MaskedTreatment
 from agents.sparsity.masks import NETWORK_NAMES, prunable_weights
 from agents.sparsity.rewiring import random_mask, set_rewire
-from agents.treatment_parameters import SetParameters
 
 LAYER_KINDS = {"linear": (nn.Linear,), "all": (nn.Conv2d, nn.Linear)}
 """The module types each ``layers`` choice (:data:`~agents.treatment_parameters.LAYER_CHOICES`) makes sparse."""
 
 
-class SparseEvolutionaryTraining(MaskedTreatment, SetParameters):
-    """Parameters and their checks: :class:`~agents.treatment_parameters.SetParameters`."""
+class SparseEvolutionaryTraining(MaskedTreatment):
+    """Parameters: :class:`~agents.treatment_parameters.SetParameters` (registered there as ``set``)."""
+
+    def __init__(self, params, **kwargs) -> None:
+        super().__init__(params, **kwargs)
+        self.target = params.sparsity
+        self.zeta, self.rewire_every, self.epsilon = params.zeta, params.rewire_every, params.epsilon
+        self.distribution, self.layers = params.distribution, params.layers
+        self.prune_task_encoder = params.prune_task_encoder
 
     @property
     def layer_kinds(self) -> tuple[type[nn.Module], ...]:
@@ -66,4 +72,4 @@ class SparseEvolutionaryTraining(MaskedTreatment, SetParameters):
                     reset_optimizer_state(agent.optimizer_of(network_name), params[name], where=redrawn)
                 new_masks[name] = rewiring.mask
             self.install_masks(agent, network_name, new_masks)
-        self._counters["set_rewires"] += 1
+        self.count("set_rewires")

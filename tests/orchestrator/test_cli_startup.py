@@ -35,7 +35,7 @@ def test_analysis_names_resolve_lazily_to_their_functions():
 
 def test_checking_a_sweep_and_its_status_import_no_torch(tmp_path):
     # The driver, `--dry-run` and `mtrl status` check every trial's treatment parameters with
-    # the torch-free parameter classes (agents.treatment_parameters); torch cost ~2 CPU-s.
+    # the torch-free parameter models (agents.treatment_parameters); torch cost ~2 CPU-s.
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nbenchmarks: [MT3]\narchs: [mtppo]\ntreatments: [{redo: {tau: -1}}]\nseeds: 1\n")
     code = (
@@ -55,5 +55,5 @@ def test_checking_a_sweep_and_its_status_import_no_torch(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr
     assert "2,100 trials" in run.stdout
-    assert "treatment 'redo': tau must be a number in (0.0, inf), got -1" in run.stderr
+    assert "treatment 'redo': tau: Input should be greater than 0 (got -1)" in run.stderr
     assert run.stdout.strip().endswith("imported: False")
