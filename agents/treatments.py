@@ -75,7 +75,8 @@ class TreatmentParameters(BaseModel):
     what the sweep (or a variant) set explicitly. ``check_budget`` sees ``total_steps``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, validate_default=True,
+                              use_attribute_docstrings=True)
 
     protocol_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
 

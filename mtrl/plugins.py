@@ -34,7 +34,8 @@ from orchestrator.errors import UserError, brief
 ENTRY_POINT_GROUP = "mtrl.plugins"
 MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
-_entry_points_loaded = False
+_entry_points_loaded: list[str] | None = None
+"""The entry points imported by :func:`load_entry_points` in this process (None: not yet)."""
 
 
 class PluginError(UserError):
@@ -63,9 +64,9 @@ def load_plugins(modules: Iterable[str]) -> list[str]:
 def load_entry_points() -> list[str]:
     """Import every ``mtrl.plugins`` entry point of the installed packages (once per process)."""
     global _entry_points_loaded
+    if _entry_points_loaded is not None:
+        return list(_entry_points_loaded)
     found = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
-    if _entry_points_loaded:
-        return [ep.value for ep in found]
     for ep in found:
         what = f"plugin {ep.name!r} (entry point {ep.value!r} of {_distribution(ep)})"
         _import(ep.module, what)
@@ -74,8 +75,8 @@ def load_entry_points() -> list[str]:
             if not callable(target):
                 raise PluginError(f"{what}: {ep.attr!r} is not callable")
             _guarded(target, what)
-    _entry_points_loaded = True
-    return [ep.value for ep in found]
+    _entry_points_loaded = [ep.value for ep in found]
+    return list(_entry_points_loaded)
 
 
 def _distribution(ep: importlib.metadata.EntryPoint) -> str:

@@ -64,6 +64,22 @@ def test_tmlr_file_sets_the_published_numbers():
     assert {t.reset_episodes_each_epoch for t in trials} == {True}
     assert {(t.arch == "single", t.critic_epochs, t.critic_batch_size) for t in trials} == {(True, 10, 256),
                                                                                              (False, 1, 0)}
+    # The file leaves the published parameters to `protocol: tmlr`; spelt out, the trials are the same.
+    explicit = load_spec(os.path.join(SWEEPS, "paper-tmlr.yaml"), {"treatments": [
+        "dense", "gmp95", "set95", {"redo": {"tau": 0.001}}, {"reset": {"every": 100_000, "max_resets": 2}},
+        {"wd": {"coef": 1e-6}}]})
+    assert [t.to_json() for t in expand(explicit)] == [t.to_json() for t in trials]
+
+
+def test_protocol_defaults_yield_to_the_sweep_and_stay_out_of_other_protocols():
+    given = expand(spec(protocol="tmlr", treatments=[{"redo": {"tau": 0.05}}, "reset"], seeds=1))
+    assert [t.treatment_params for t in given] == [{"tau": 0.05}, {"every": 100_000, "max_resets": 2}]
+    draft = expand(spec(protocol="draft", treatments=["redo", "wd"], seeds=1))
+    assert [t.treatment_params for t in draft] == [{}, {}]
+    with pytest.raises(SpecError, match="give either steps or every"):
+        expand(spec(protocol="tmlr", treatments=[{"reset": {"steps": [1000]}}], seeds=1))
+    assert expand(spec(protocol="tmlr", treatments=[{"reset": {"steps": [1000], "every": None}}], seeds=1))[0] \
+        .treatment_params == {"every": None, "max_resets": 2, "steps": [1000]}
 
 
 def test_seeds_count_or_list():
