@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agents.architectures import architecture_names
+from agents.treatments import treatment_names
 from envs.benchmarks import benchmark_names
 from orchestrator.config import TrialConfig
 from orchestrator.errors import UserError, brief, clip
@@ -41,7 +42,8 @@ def register(subparsers) -> None:
                               description=__doc__.splitlines()[0])
     p.add_argument("--benchmark", required=True, help=f"one of {', '.join(benchmark_names())}")
     p.add_argument("--arch", required=True, help=f"one of {', '.join(architecture_names())}")
-    p.add_argument("--treatment", default="dense", help="registered treatment name (default dense)")
+    p.add_argument("--treatment", default="dense",
+                   help=f"one of {', '.join(treatment_names())} (default dense)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results", required=True, help="results folder (created if missing)")
     p.add_argument("--total-steps", type=int, help="lock-step training steps (default 200000)")
