@@ -75,7 +75,10 @@ class TreatmentParameters(BaseModel):
     what the sweep (or a variant) set explicitly. ``check_budget`` sees ``total_steps``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True)
+    # validate_default: a default that breaks its own Field constraint is refused like a sweep's value
+    # (pydantic leaves defaults unchecked otherwise), so a plugin's bad default fails at registration.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True,
+                              validate_default=True)
 
     protocol_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
 
