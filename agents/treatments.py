@@ -75,6 +75,8 @@ class TreatmentParameters(BaseModel):
     what the sweep (or a variant) set explicitly. ``check_budget`` sees ``total_steps``.
     """
 
+    # validate_default: a default that breaks its own Field constraint is refused like a sweep's value
+    # (pydantic leaves defaults unchecked otherwise), so a plugin's bad default fails at registration.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, validate_default=True,
                               use_attribute_docstrings=True)
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Iterator
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -155,6 +158,40 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_and_log(cmd: list[str], log_path, env: dict, timeout: float) -> subprocess.CompletedProcess:
+def run_and_log(cmd: list[str], log_path, env: dict, timeout: float, cwd=REPO) -> subprocess.CompletedProcess:
     with open(log_path, "w") as log:
-        return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, timeout=timeout)
+        return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, timeout=timeout)
+
+
+@contextlib.contextmanager
+def ray_head(log_dir, cwd=REPO, **extra_env: str) -> Iterator[dict]:
+    """A one-node Ray cluster started like a real head (`ray start --head`, loopback, free ports)
+    from ``cwd``, whose workers then start there; its processes are stopped afterwards.
+
+    Yields ``dashboard`` (the address for `ray job submit`), ``gcs`` (for `ray.init`/`--address`)
+    and ``env``: the environment it was started with (HOME under ``log_dir``, ``extra_env``),
+    for the commands that talk to it.
+    """
+    temp_dir = f"/tmp/mtrl-head-{uuid.uuid4().hex[:8]}"
+    ports = {name: free_port() for name in ("gcs", "dashboard", "client", "agent_http", "agent_grpc",
+                                            "runtime_env", "metrics")}
+    home = os.path.join(os.fspath(log_dir), "head-home")
+    os.makedirs(home, exist_ok=True)
+    # A loopback test cluster: token authentication off, so the CLI needs no token file.
+    env = subprocess_env(RAY_AUTH_MODE="disabled", HOME=home, **extra_env)
+    command = ["ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(ports["gcs"]),
+               "--num-cpus", "2", "--temp-dir", temp_dir, "--include-dashboard", "true",
+               "--dashboard-host", "127.0.0.1", "--dashboard-port", str(ports["dashboard"]),
+               "--ray-client-server-port", str(ports["client"]),
+               "--dashboard-agent-listen-port", str(ports["agent_http"]),
+               "--dashboard-agent-grpc-port", str(ports["agent_grpc"]),
+               "--runtime-env-agent-port", str(ports["runtime_env"]),
+               "--metrics-export-port", str(ports["metrics"]), "--disable-usage-stats"]
+    log = os.path.join(os.fspath(log_dir), "ray-start.log")
+    try:
+        started = run_and_log(command, log, env, timeout=180, cwd=cwd)
+        assert started.returncode == 0, open(log).read()[-3000:]
+        yield {"dashboard": f"http://127.0.0.1:{ports['dashboard']}", "gcs": f"127.0.0.1:{ports['gcs']}", "env": env}
+    finally:
+        kill_ray_processes(temp_dir, f":{ports['gcs']}")
+        shutil.rmtree(temp_dir, ignore_errors=True)
