@@ -26,7 +26,7 @@ from collections import Counter
 from rich.table import Table
 
 from orchestrator import estimate, faults
-from orchestrator.errors import brief, write_failure_in
+from orchestrator.errors import UserError, brief, write_failure_in
 from orchestrator.spec import SpecError, SweepSpec, cell_of, cells, expand, load_spec, parse_assignments, trials_by_cell
 from orchestrator.sweep_folder import SweepFolder, check_writable, claimed, inspect
 from orchestrator.sweep_progress import make_console
@@ -73,7 +73,10 @@ def run_main(args: argparse.Namespace) -> int:
         raise SpecError(f"{args.sweep}: {exc}") from None
     from orchestrator.preflight import check_plugin_parts
 
-    check_plugin_parts(trials)  # plugin networks and environments, built once each
+    try:
+        check_plugin_parts(trials)  # plugin networks and environments, built once each
+    except UserError as exc:
+        raise SpecError(f"{args.sweep}: {exc}") from None
     storage = args.storage or spec.storage
     folder = SweepFolder.for_spec(spec, storage)
     if args.dry_run:

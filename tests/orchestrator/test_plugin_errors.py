@@ -57,10 +57,12 @@ CASES = {
         "lab_bad_defaults", "sweep.yaml: plugin 'lab_bad_defaults': treatment 'lab_overfull': invalid parameter "
         "defaults: sparsity: Input should be less than or equal to 1 (got 1.5)"),
     "network is an nn.Sequential": Case(
-        "lab_bad_arch", f"architecture 'lab_sequential': its network has no features_from_record() method{INTERFACE}",
+        "lab_bad_arch",
+        f"sweep.yaml: architecture 'lab_sequential': its network has no features_from_record() method{INTERFACE}",
         arch="lab_sequential"),
     "network without neuron_layers": Case(
-        "lab_bad_arch", f"architecture 'lab_no_neurons': its network has no neuron_layers() method{INTERFACE}",
+        "lab_bad_arch",
+        f"sweep.yaml: architecture 'lab_no_neurons': its network has no neuron_layers() method{INTERFACE}",
         arch="lab_no_neurons"),
     "import raises": Case(
         "lab_raises", "sweep.yaml: plugin 'lab_raises' failed to import: RuntimeError: lab settings file not found "
