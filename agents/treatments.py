@@ -245,8 +245,7 @@ def register_treatment(name: str, parameters: type[TreatmentParameters] = NoPara
         for spec in specs:
             _check_defaults(spec)
         for spec in specs:  # all checked first: a bad variant registers nothing
-            if spec.name in TREATMENTS and TREATMENTS.owner(spec.name) != owner:
-                TREATMENTS.add(spec.name, spec, owner)  # raises the clash
+            TREATMENTS.check(spec.name, owner)
         for spec in specs:
             TREATMENTS.add(spec.name, spec, owner)
 

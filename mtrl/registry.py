@@ -47,8 +47,8 @@ class Registry(Generic[T]):
         self._entries: dict[str, T] = {}
         self._owners: dict[str, str] = {}
 
-    def add(self, name: str, entry: T, owner: str) -> T:
-        """Register ``entry`` as ``name``; ``owner`` is the registering module (for clash messages)."""
+    def check(self, name: str, owner: str) -> None:
+        """Raise the :class:`RegistryError` :meth:`add` would raise for ``name`` from ``owner``, adding nothing."""
         if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or not NAME_PATTERN.fullmatch(name):
             raise RegistryError(f"{self.kind} name {brief(name)} is not folder-safe (letters, digits, '.', '_', '-', "
                                 f"starting with a letter or digit, at most {MAX_NAME_LENGTH} characters)")
@@ -56,6 +56,10 @@ class Registry(Generic[T]):
         if previous is not None and previous != owner:
             raise RegistryError(f"{self.kind} {name!r} from {owner} clashes with the {self.kind} of that name "
                                 f"registered by {previous}; choose another name")
+
+    def add(self, name: str, entry: T, owner: str) -> T:
+        """Register ``entry`` as ``name``; ``owner`` is the registering module (for clash messages)."""
+        self.check(name, owner)
         self._entries[name] = entry
         self._owners[name] = owner
         return entry
@@ -93,7 +97,12 @@ class Registry(Generic[T]):
 
 
 def caller_module(depth: int = 2) -> str:
-    """The ``__name__`` of the module ``depth`` frames up (who called the register function)."""
+    """The ``__name__`` of the module ``depth`` frames up (who called the register function).
+
+    ``sys._getframe`` is CPython's documented way to read a caller's frame (the leading
+    underscore marks it implementation-specific; the project requires CPython 3.11+). It
+    spares every plugin from passing its own ``__name__``.
+    """
     import sys
 
     frame = sys._getframe(depth)
