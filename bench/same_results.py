@@ -55,8 +55,10 @@ for benchmark, arch, treatment, params, budget in json.loads(sys.argv[1]):
         rows = {}
         for dataset in ("evals", "train"):
             frame = sink.read(dataset).to_pandas()
-            frame = frame[schema.deterministic_columns(frame.columns)]
-            rows[dataset] = frame.to_json(orient="split", double_precision=15)
+            frame = frame[schema.deterministic_columns(frame.columns)].astype(object)
+            # Python floats through json keep every bit (shortest round-trip repr); NaN becomes null.
+            rows[dataset] = {"columns": list(frame.columns),
+                             "rows": frame.where(frame.notna(), None).values.tolist()}
     label = f"{config.run_key} {json.dumps(params, sort_keys=True)}"
     out[label] = rows
     print(label, flush=True, file=sys.stderr)
