@@ -316,6 +316,11 @@ def print_plan(spec: SweepSpec, trials, folder: SweepFolder) -> None:
     per_trial = (f"{spec.resources.cpu:g} CPU" + (f" + {spec.resources.gpu:g} GPU" if spec.resources.gpu else ""))
     print(f"{len(trials):,} trials, about {_hours(total_hours)} core-hours ({per_trial} per trial; "
           f"cost model in orchestrator/estimate.py, +-30%)")
+    from mtrl.plugins import load_entry_points
+
+    plugins = [*spec.plugins, *(f"{value} (installed)" for value in load_entry_points())]
+    if plugins:
+        print(f"plugins: {', '.join(plugins)}")
     print(f"storage: {inspect(folder, spec)}; nothing started (--dry-run)")
 
 

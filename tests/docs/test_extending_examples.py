@@ -151,6 +151,7 @@ def test_random_pruning_with_mtrl_trial_plugin(lab, tmp_path):
 def test_sweep_file_on_local_ray_then_analysis_shows_display_names(lab, tmp_path, ray_tmp):
     dry = ok(mtrl("run", "sweeps/my_lab.yaml", "--dry-run", cwd=lab, home=tmp_path))
     assert "sweep my-lab (custom protocol): 18 trials" in dry
+    assert "\nplugins: my_lab.random_pruning, my_lab.wide_mtppo, my_lab.doorkey_pair\n" in dry
 
     storage = tmp_path / "runs"
     narrowed = ["--set", "archs=[wide_mtppo]", "--set", "treatments=[random90]", "--set", "seeds=1",
@@ -200,6 +201,8 @@ def test_entry_points_replace_the_plugins_line(lab, tmp_path):
     assert refused.returncode == 2 and "unknown benchmark 'DoorKeyPair'" in refused.stderr
     dry = ok(mtrl("run", "my_lab.yaml", "--dry-run", cwd=elsewhere, home=tmp_path, extra_path=str(site)))
     assert "sweep my-lab (custom protocol): 18 trials" in dry
+    assert "\nplugins: my_lab.doorkey_pair (installed), my_lab.random_pruning (installed), " \
+           "my_lab.wide_mtppo (installed)\n" in dry
 
 
 def test_wide_mtppo_parameter_counts(lab):
