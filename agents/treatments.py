@@ -42,6 +42,7 @@ Randomness inside a treatment uses torch's global RNG (the trial seeds and check
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -209,7 +210,8 @@ class TreatmentSpec:
 TREATMENTS: Registry[TreatmentSpec] = Registry("treatment")
 """Every registered treatment by name, built-ins first."""
 
-COUNTER_PATTERN = r"[a-z][a-z0-9_]*"
+COUNTER_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+"""A counter name (lower_snake_case): it becomes the column ``interventions/<name>``."""
 
 
 def register_treatment(name: str, parameters: type[TreatmentParameters] = NoParameters, *,
@@ -224,15 +226,13 @@ def register_treatment(name: str, parameters: type[TreatmentParameters] = NoPara
     is a :class:`TreatmentParameters` whose defaults, protocol defaults and every variant's
     pinned values validate.
     """
-    import re
-
     owner = caller_module()
     if not (isinstance(parameters, type) and issubclass(parameters, TreatmentParameters)):
         raise RegistryError(f"treatment {name!r}: parameters must be a TreatmentParameters subclass, "
                             f"got {brief(parameters)}")
     counters = tuple(counters)
     for counter in counters:
-        if not isinstance(counter, str) or not re.fullmatch(COUNTER_PATTERN, counter):
+        if not isinstance(counter, str) or not COUNTER_PATTERN.fullmatch(counter):
             raise RegistryError(f"treatment {name!r}: counter {brief(counter)} is not a lower_snake_case name")
     variants = dict(variants or {})
 
