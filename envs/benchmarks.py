@@ -13,7 +13,7 @@ optimal number of steps), so an optimal agent scores exactly 1.0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mtrl.registry import Registry, RegistryError, caller_module
@@ -50,8 +50,8 @@ def success_reward(steps: int, max_steps: int) -> float:
 TASK_REGISTRY: Registry[TaskSpec] = Registry("task")
 BENCHMARK_REGISTRY: Registry["Benchmark"] = Registry("benchmark")
 
-TASKS: dict[str, TaskSpec] = {}
-"""Every registered task by name (a live view kept by :func:`register_task`; read-only for callers)."""
+TASKS: Mapping[str, TaskSpec] = TASK_REGISTRY.view
+"""Every registered task by name (a read-only live view of the registry)."""
 
 
 def register_task(name: str, *, optimal_steps: int, max_steps: int, gym_id: str | None = None) -> TaskSpec:
@@ -68,9 +68,7 @@ def register_task(name: str, *, optimal_steps: int, max_steps: int, gym_id: str 
         raise RegistryError(f"task {name!r}: optimal_steps {optimal_steps} exceeds max_steps {max_steps}")
     if name in BENCHMARK_REGISTRY:
         raise RegistryError(f"task {name!r} clashes with the benchmark of that name; choose another name")
-    spec = TASK_REGISTRY.add(name, TaskSpec(name, optimal_steps, max_steps, gym_id), caller_module())
-    TASKS[name] = spec
-    return spec
+    return TASK_REGISTRY.add(name, TaskSpec(name, optimal_steps, max_steps, gym_id), caller_module())
 
 
 for _name, _optimal, _max in (
@@ -107,8 +105,8 @@ class Benchmark:
         return tuple(TASKS[t] for t in self.tasks)
 
 
-MULTI_TASK_BENCHMARKS: dict[str, Benchmark] = {}
-"""Every registered multi-task benchmark by name (a live view kept by :func:`register_benchmark`)."""
+MULTI_TASK_BENCHMARKS: Mapping[str, Benchmark] = BENCHMARK_REGISTRY.view
+"""Every registered multi-task benchmark by name (a read-only live view of the registry)."""
 
 
 def register_benchmark(name: str, tasks: Sequence[str], *, n_experts: int) -> Benchmark:
@@ -127,9 +125,7 @@ def register_benchmark(name: str, tasks: Sequence[str], *, n_experts: int) -> Be
         raise RegistryError(f"benchmark {name!r}: n_experts must be a positive integer, got {n_experts!r}")
     if name in TASK_REGISTRY:
         raise RegistryError(f"benchmark {name!r} clashes with the task of that name; choose another name")
-    benchmark = BENCHMARK_REGISTRY.add(name, Benchmark(name, tasks, n_experts), caller_module())
-    MULTI_TASK_BENCHMARKS[name] = benchmark
-    return benchmark
+    return BENCHMARK_REGISTRY.add(name, Benchmark(name, tasks, n_experts), caller_module())
 
 
 _MT3 = ("LavaGapS7-v0", "RedBlueDoors-6x6-v0", "MemoryS11-v0")
@@ -158,9 +154,8 @@ def get_benchmark(name: str) -> Benchmark:
 
 def unregister(name: str) -> None:
     """Forget a benchmark or task registered by a test (the paper's own stay)."""
-    for registry, view in ((BENCHMARK_REGISTRY, MULTI_TASK_BENCHMARKS), (TASK_REGISTRY, TASKS)):
-        registry.remove(name)
-        view.pop(name, None)
+    BENCHMARK_REGISTRY.remove(name)
+    TASK_REGISTRY.remove(name)
 
 
 def normalise_return(raw_return: float, task: str) -> float:

@@ -18,11 +18,16 @@ import time
 import gymnasium as gym
 import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
 import numpy as np
+from minigrid.minigrid_env import MiniGridEnv
 
 from envs.benchmarks import TASKS
 from envs.fast_obs import ObservationMismatch, ObservationPath
 
 _SEED_HIGH = 2**31 - 1
+
+
+class TaskEnvError(ValueError):
+    """A registered task whose environment is not what its registration says (one line naming the task)."""
 
 
 def make_task_env(task: str, observations: ObservationPath = ObservationPath()):
@@ -33,9 +38,11 @@ def make_task_env(task: str, observations: ObservationPath = ObservationPath()):
     """
     spec = TASKS[task]
     env = gym.make(spec.env_id).unwrapped
+    if not isinstance(env, MiniGridEnv):
+        raise TaskEnvError(f"task {task!r}: {spec.env_id!r} is a {type(env).__name__}, not a MiniGrid env")
     if env.max_steps != spec.max_steps:  # the scores are normalised with the registered value
-        raise ValueError(f"task {task!r} is registered with max_steps={spec.max_steps} but {spec.env_id!r} has "
-                         f"max_steps={env.max_steps}")
+        raise TaskEnvError(f"task {task!r}: registered with max_steps={spec.max_steps} but {spec.env_id!r} has "
+                         f"max_steps={env.max_steps}; the scores would be normalised wrongly")
     return observations.apply(env)
 
 

@@ -20,7 +20,8 @@ Guarantees:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Generic, TypeVar
 
 from orchestrator.errors import UserError, brief
@@ -46,6 +47,8 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._owners: dict[str, str] = {}
+        self.view: Mapping[str, T] = MappingProxyType(self._entries)
+        """A read-only live mapping of the entries (``TASKS``, ``MULTI_TASK_BENCHMARKS`` are these)."""
 
     def check(self, name: str, owner: str) -> None:
         """Raise the :class:`RegistryError` :meth:`add` would raise for ``name`` from ``owner``, adding nothing."""

@@ -47,23 +47,15 @@ def check_plugin_parts(trials: Iterable[TrialConfig]) -> None:
 
 
 def check_task_env(task: str) -> None:
-    """Make ``task``'s environment once: a MiniGrid env with the registered ``max_steps``."""
-    import gymnasium as gym
-    from minigrid.minigrid_env import MiniGridEnv
+    """Make ``task``'s environment once, as a trial does: a MiniGrid env with the registered ``max_steps``."""
+    from envs.multitask import TaskEnvError, make_task_env
 
-    from envs.benchmarks import TASKS
-
-    spec = TASKS[task]
     try:
-        env = gym.make(spec.env_id).unwrapped
+        make_task_env(task).close()
+    except TaskEnvError as exc:  # the env maker's own checks, one line naming the task
+        raise UserError(str(exc)) from None
     except Exception as exc:
-        raise UserError(f"task {task!r}: gymnasium cannot make {spec.env_id!r}: {type(exc).__name__}: "
+        from envs.benchmarks import TASKS
+
+        raise UserError(f"task {task!r}: gymnasium cannot make {TASKS[task].env_id!r}: {type(exc).__name__}: "
                         f"{' '.join(str(exc).split())[:200]}") from None
-    try:
-        if not isinstance(env, MiniGridEnv):
-            raise UserError(f"task {task!r}: {spec.env_id!r} is a {type(env).__name__}, not a MiniGrid env")
-        if env.max_steps != spec.max_steps:
-            raise UserError(f"task {task!r}: registered with max_steps={spec.max_steps} but {spec.env_id!r} has "
-                            f"max_steps={env.max_steps}; the scores would be normalised wrongly")
-    finally:
-        env.close()
