@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 
 from agents.networks import N_ACTIONS, MultiTaskNetwork, build_network
+from mtrl_plasticity.results import NetworkName
+
+OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], float], torch.optim.Optimizer]
+"""``factory(parameters, lr)``: how a treatment builds each network's optimizer."""
 
 
 @dataclass
@@ -19,13 +24,13 @@ class ActorCritic:
     critic_optimizer: torch.optim.Optimizer
     device: torch.device
 
-    def networks(self) -> dict[str, MultiTaskNetwork]:
+    def networks(self) -> dict[NetworkName, MultiTaskNetwork]:
         return {"actor": self.actor, "critic": self.critic}
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+    def optimizers(self) -> dict[NetworkName, torch.optim.Optimizer]:
         return {"actor": self.actor_optimizer, "critic": self.critic_optimizer}
 
-    def optimizer_of(self, network_name: str) -> torch.optim.Optimizer:
+    def optimizer_of(self, network_name: NetworkName) -> torch.optim.Optimizer:
         return self.optimizers()[network_name]
 
     def state_dict(self) -> dict:
@@ -61,14 +66,17 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
 
 
 def build_agent(arch: str, n_tasks: int, n_experts: int, hidden: int, actor_lr: float,
-                critic_lr: float, treatment, device: torch.device) -> ActorCritic:
-    """Networks in a fixed order (actor, then critic) so one seed gives one initialisation."""
+                critic_lr: float, build_optimizer: OptimizerFactory, device: torch.device) -> ActorCritic:
+    """Networks in a fixed order (actor, then critic) so one seed gives one initialisation.
+
+    ``build_optimizer`` is the trial's treatment's (``Treatment.build_optimizer``).
+    """
     actor = build_network(arch, n_tasks, N_ACTIONS, n_experts=n_experts, hidden=hidden).to(device)
     critic = build_network(arch, n_tasks, 1, n_experts=n_experts, hidden=hidden).to(device)
     return ActorCritic(
         actor=actor,
         critic=critic,
-        actor_optimizer=treatment.build_optimizer(actor.parameters(), actor_lr),
-        critic_optimizer=treatment.build_optimizer(critic.parameters(), critic_lr),
+        actor_optimizer=build_optimizer(actor.parameters(), actor_lr),
+        critic_optimizer=build_optimizer(critic.parameters(), critic_lr),
         device=device,
     )

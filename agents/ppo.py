@@ -18,11 +18,17 @@ No gradient clipping, no value clipping, no learning-rate schedule.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch.nn import functional as F
+
+from agents.agent import ActorCritic
+from agents.networks import MultiTaskNetwork
+from agents.treatments import Treatment
 
 ADV_EPS = 1e-8
 
@@ -88,7 +94,7 @@ def clipped_surrogate(log_p: torch.Tensor, old_log_p: torch.Tensor, adv: torch.T
     return -torch.mean(torch.min(ratio * adv, clipped * adv)), ratio
 
 
-def _batched(fn, *tensors: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+def _batched(fn: Callable[..., torch.Tensor], *tensors: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     return torch.cat([fn(*(t[i:i + chunk] for t in tensors)) for i in range(0, tensors[0].shape[0], chunk)])
 
 
@@ -112,8 +118,8 @@ def task_major_batch(rollout: Rollout, device: torch.device | str = "cpu"
 
 
 @torch.no_grad()
-def state_values(critic, rollout: Rollout, obs: torch.Tensor, next_obs: torch.Tensor, task: torch.Tensor
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def state_values(critic: MultiTaskNetwork, rollout: Rollout, obs: torch.Tensor, next_obs: torch.Tensor,
+                 task: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """``V(s)`` and ``V(s')`` as float64 ``[N, T]`` from task-major ``obs``/``next_obs``/``task``.
 
     The ``s'`` of a step is the next step's ``s`` unless an episode ended in between (or the
@@ -137,11 +143,32 @@ def state_values(critic, rollout: Rollout, obs: torch.Tensor, next_obs: torch.Te
     return values, next_values
 
 
-def ppo_update(agent, rollout: Rollout, cfg, rng: np.random.Generator, treatment) -> dict[str, float]:
+class PPOSettings(Protocol):
+    """What :func:`ppo_update` reads of a trial's configuration (``orchestrator.config.TrialConfig`` has it all)."""
+
+    @property
+    def gamma(self) -> float: ...
+    @property
+    def gae_lambda(self) -> float: ...
+    @property
+    def clip_eps(self) -> float: ...
+    @property
+    def ent_coef(self) -> float: ...
+    @property
+    def policy_epochs(self) -> int: ...
+    @property
+    def policy_batch_per_task(self) -> int: ...
+    @property
+    def critic_epochs(self) -> int: ...
+    @property
+    def critic_batch_size(self) -> int: ...
+
+
+def ppo_update(agent: ActorCritic, rollout: Rollout, cfg: PPOSettings, rng: np.random.Generator,
+               treatment: Treatment) -> dict[str, float]:
     """One PPO update (critic, then policy) on an epoch; returns the ``losses/*`` columns.
 
-    ``cfg`` carries gamma, gae_lambda, clip_eps, ent_coef, policy_epochs,
-    policy_batch_per_task, critic_epochs and critic_batch_size (a TrialConfig).
+    The treatment's ``after_optimizer_step`` runs after every optimizer step (masks re-applied).
     """
     device = agent.device
     N, T = rollout.n_steps, rollout.n_tasks
@@ -172,7 +199,7 @@ def ppo_update(agent, rollout: Rollout, cfg, rng: np.random.Generator, treatment
             value_losses.append(loss.item())
 
     # --- then the policy ----------------------------------------------------------
-    stats = {"policy_loss": [], "entropy": [], "approx_kl": [], "clip_fraction": []}
+    stats: dict[str, list[float]] = {"policy_loss": [], "entropy": [], "approx_kl": [], "clip_fraction": []}
     batch = cfg.policy_batch_per_task * T
     for _ in range(cfg.policy_epochs):
         order = rng.permutation(N * T)

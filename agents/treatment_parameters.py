@@ -3,32 +3,35 @@
 ``mtrl run`` (``--dry-run`` included) and ``mtrl status`` check each trial's treatment
 parameters before anything starts, without importing torch: the implementations are
 registered as ``"module:Class"`` and imported when a trial builds one. A plugin registers
-its treatments through the same :func:`agents.treatments.register_treatment`.
+its treatments through the same :func:`mtrl_plasticity.register_treatment`.
 
 Field defaults are the draft protocol; ``protocol_defaults["tmlr"]`` holds what the
 published (TMLR 2025) protocol uses instead. ``docs/treatments.md``'s table is generated
-from these registrations (``python -m agents.treatment_table``).
+from these registrations (``python -m orchestrator.treatment_table``).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, PositiveInt, model_validator
 
 from agents.sparsity.schedule import PruningSchedule
-from agents.treatments import NoParameters, TreatmentParameters, Variant, register_treatment
+from mtrl_plasticity.results import NetworkName
+from mtrl_plasticity.treatments import NoParameters, TreatmentParameters, Variant, register_treatment
 
-SCOPES = ("global", "layer", "erk")
+Scope = Literal["global", "layer", "erk"]
+SCOPES = get_args(Scope)
 """Where gmp ranks magnitudes: over the whole network, per layer, or per layer at ERK sparsities."""
 
-DISTRIBUTIONS = ("erk", "uniform")
+Distribution = Literal["erk", "uniform"]
+DISTRIBUTIONS = get_args(Distribution)
 """How SET splits its sparsity over layers (``epsilon`` overrides both)."""
 
-LAYER_CHOICES = ("linear", "all")
+LayerChoice = Literal["linear", "all"]
+LAYER_CHOICES = get_args(LayerChoice)
 """Which layers SET makes sparse: Linear only (published), or Conv2d and Linear."""
 
-NetworkName = Literal["actor", "critic"]
 
 
 class GmpParameters(TreatmentParameters):
@@ -36,7 +39,7 @@ class GmpParameters(TreatmentParameters):
 
     final_sparsity: float = Field(0.95, ge=0.0, lt=1.0, allow_inf_nan=False)
     """Fraction of each network's prunable weights masked from ``end_fraction`` on."""
-    scope: Literal[SCOPES] = "global"
+    scope: Scope = "global"
     """Where magnitudes are ranked: the whole network, each layer, or each layer at ERK sparsities."""
     prune_task_encoder: bool = False
     """Also prune the MoE/MOORE task encoder (its weights pick the expert mixture)."""
@@ -67,11 +70,11 @@ class SetParameters(TreatmentParameters):
     """Fraction of each sparse layer's active weights dropped and regrown at each rewiring."""
     rewire_every: PositiveInt = 2000
     """Rewire every this many steps."""
-    distribution: Literal[DISTRIBUTIONS] = "erk"
+    distribution: Distribution = "erk"
     """How the sparsity is split over layers."""
     epsilon: float | None = Field(None, gt=0.0, allow_inf_nan=False)
     """Mocanu's Erdos-Renyi epsilon: sets each layer's density instead of ``sparsity``."""
-    layers: Literal[LAYER_CHOICES] = "linear"
+    layers: LayerChoice = "linear"
     """Which layers are sparse: ``linear`` (published) or ``all`` (convolutions too)."""
     prune_task_encoder: bool = False
     """Also make the MoE/MOORE task encoder sparse."""
@@ -95,7 +98,7 @@ class ReDoParameters(TreatmentParameters):
     """Recycle every this many steps."""
     batch_size: PositiveInt = 1024
     """Observations from the recent-training buffer that score the neurons."""
-    networks: list[NetworkName] = Field(default_factory=lambda: ["actor", "critic"], min_length=1)
+    networks: list[NetworkName] = Field(default_factory=lambda: list(get_args(NetworkName)), min_length=1)
     """Which networks are recycled."""
 
 
@@ -110,7 +113,7 @@ class ResetParameters(TreatmentParameters):
     """Reset at every multiple of this instead (before the end of training); excludes ``steps``."""
     max_resets: int | None = Field(None, ge=0)
     """At most this many resets in all."""
-    networks: list[NetworkName] = Field(default_factory=lambda: ["actor", "critic"], min_length=1)
+    networks: list[NetworkName] = Field(default_factory=lambda: list(get_args(NetworkName)), min_length=1)
     """Whose output layers are reset."""
 
     @model_validator(mode="after")

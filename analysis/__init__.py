@@ -14,9 +14,15 @@ Command line: ``mtrl analyze RESULTS_DIR [--out DIR] [--reps N] [--at-step S]`` 
 
 # Imports are lazy (PEP 562): `mtrl` and `import analysis` stay fast, and matplotlib,
 # rliable and pandas load only when a name that needs them is first used.
-# `coverage` is imported eagerly: it is also the name of its submodule, which the import
-# system would otherwise bind over the function the first time the submodule loads.
-from analysis.coverage import Cell, Coverage, coverage
+# The paper's names are registered first, for every module of the analysis (display names,
+# the tasks' normalisation); `coverage` is imported eagerly: it is also the name of its
+# submodule, which the import system would otherwise bind over the function the first time
+# the submodule loads.
+import importlib
+
+from analysis.coverage import Coverage, coverage
+from mtrl_plasticity.results import Cell
+from orchestrator import registered  # noqa: F401  (the paper's treatments, architectures and tasks)
 
 _EXPORTS = {
     "DEFAULT_BAND_REPS": "analysis.aggregate",
@@ -31,17 +37,17 @@ _EXPORTS = {
     "poi_with_ci": "analysis.aggregate",
     "probability_of_improvement": "analysis.aggregate",
     "seeded_global_rng": "analysis.aggregate",
-    "AnalysisError": "analysis.errors",
+    "AnalysisError": "mtrl_plasticity.errors",
     "Grid": "analysis.grid",
-    "read_sweep_grid": "analysis.grid",
+    "SweepInfo": "analysis.grid",
+    "read_sweep": "analysis.grid",
     "dataset_files": "analysis.load",
     "load_evals": "analysis.load",
     "load_train": "analysis.load",
-    "read_sweep_meta": "analysis.load",
     "Analysis": "analysis.pipeline",
-    "analyze": "analysis.pipeline",
     "compute": "analysis.pipeline",
-    "write_outputs": "analysis.pipeline",
+    "analyze": "analysis.report",
+    "write_outputs": "analysis.report",
     "PLASTICITY_METRICS": "analysis.plasticity",
     "plasticity_curves": "analysis.plasticity",
     "CurveMatrix": "analysis.scores",
@@ -56,11 +62,9 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'analysis' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
     globals()[name] = value
     return value

@@ -11,7 +11,8 @@ dictionary.
 The statistics passed to rliable are NumPy re-implementations that return exactly what
 ``rliable.metrics.aggregate_iqm`` / ``probability_of_improvement`` and rliable's score
 distribution return (the tests check this), without their per-call overhead (SciPy's
-argument checking makes ``aggregate_iqm`` ~4x slower, and the Mann-Whitney U test ~50x).
+argument checking in ``aggregate_iqm``, a Mann-Whitney U test per pair of tasks;
+``bench/bench_analysis.py`` times a full sweep's analysis).
 
 Each key is an independent job, so ``jobs=N`` spreads the keys over N forked worker
 processes (Linux) without changing a single number.
@@ -34,8 +35,8 @@ import numpy as np
 
 
 def _rliable():
-    """``rliable.library``, imported on first use (it pulls in ``arch``, ~3 s on a small machine)."""
-    from rliable import library
+    """``rliable.library``, imported on first use: it pulls in ``arch`` and statsmodels, kept out of the start-up."""
+    from rliable import library  # heavy (arch, statsmodels): loaded by the first bootstrap, not at import
 
     return library
 
@@ -43,8 +44,8 @@ def _rliable():
 K = TypeVar("K", bound=Hashable)
 
 DEFAULT_REPS = 2000
-"""Bootstrap repetitions for Table 1 and the probabilities of improvement (rliable's default
-is 50,000; 2,000 keeps a full sweep under a minute and moves the CI bounds by ~0.005)."""
+"""Bootstrap repetitions for Table 1 and the probabilities of improvement (rliable's default is
+50,000; docs/analysis.md says what fewer repetitions change)."""
 DEFAULT_BAND_REPS = 500
 """Bootstrap repetitions for the CI bands of learning curves and performance profiles."""
 CONFIDENCE = 0.95
@@ -105,8 +106,8 @@ def iqm_per_step(scores: np.ndarray) -> np.ndarray:
     flat = scores.reshape(-1, scores.shape[-1])
     n = flat.shape[0]
     low = int(0.25 * n)
-    # A full sort along the runs x tasks axis is ~6x faster here than np.partition with two
-    # pivots; the kept elements are the same, only the summation order may differ (~1e-16).
+    # A full sort along the runs x tasks axis, not np.partition with two pivots (slower at these
+    # sizes): the kept elements are the same, only the summation order may differ (~1e-16).
     return np.mean(np.sort(flat, axis=0)[low:n - low], axis=0)
 
 
@@ -158,7 +159,7 @@ def _map(fn: Callable[..., Any], calls: list[tuple], jobs: int | None) -> list[A
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=min(jobs, len(calls)), mp_context=context) as pool:
-            return list(pool.map(fn, *zip(*calls)))
+            return list(pool.map(fn, *zip(*calls, strict=True)))
     except (OSError, BrokenProcessPool, AssertionError):
         return [fn(*call) for call in calls]
 
@@ -210,7 +211,7 @@ def iqm_with_ci(score_dict: Mapping[K, np.ndarray], reps: int = DEFAULT_REPS, se
             continue
         keys.append(key)
         calls.append((matrix, reps, seed, confidence))
-    return {key: Interval(*result) for key, result in zip(keys, _map(_iqm_job, calls, jobs))}
+    return {key: Interval(*result) for key, result in zip(keys, _map(_iqm_job, calls, jobs), strict=True)}
 
 
 def iqm_curves_with_ci(curve_dict: Mapping[K, tuple[np.ndarray, np.ndarray]], reps: int = DEFAULT_BAND_REPS,
@@ -225,7 +226,8 @@ def iqm_curves_with_ci(curve_dict: Mapping[K, tuple[np.ndarray, np.ndarray]], re
             task and step), each group seeded with ``seed``.
         jobs: worker processes (see :func:`iqm_with_ci`).
     """
-    plans, calls = [], []
+    plans: list[tuple[Any, ...]] = []
+    calls: list[tuple[np.ndarray, int, int, float]] = []
     for key, (steps, scores) in curve_dict.items():
         scores = np.asarray(scores, dtype=float)
         steps = np.asarray(steps)
@@ -271,7 +273,7 @@ def poi_with_ci(pairs: Mapping[K, tuple[np.ndarray, np.ndarray]], reps: int = DE
             continue
         keys.append(key)
         calls.append((x, y, reps, seed, confidence))
-    return {key: Interval(*result) for key, result in zip(keys, _map(_poi_job, calls, jobs))}
+    return {key: Interval(*result) for key, result in zip(keys, _map(_poi_job, calls, jobs), strict=True)}
 
 
 def performance_profiles(score_dict: Mapping[K, np.ndarray], taus: np.ndarray = DEFAULT_TAUS,
@@ -291,4 +293,4 @@ def performance_profiles(score_dict: Mapping[K, np.ndarray], taus: np.ndarray = 
         keys.append(key)
         calls.append((matrix, taus, reps, seed, confidence))
     return {key: Band(x=taus, point=profile, low=ci[0], high=ci[1])
-            for key, (profile, ci) in zip(keys, _map(_profile_job, calls, jobs))}
+            for key, (profile, ci) in zip(keys, _map(_profile_job, calls, jobs), strict=True)}

@@ -1,6 +1,7 @@
 """The ``analyze`` command: ``mtrl analyze RESULTS_DIR [--out DIR] [--reps N] [--at-step S]``.
 
-Wire it into another argparse CLI with :func:`register`::
+:func:`mtrl` is the whole ``mtrl`` command (the console script): the orchestrator's commands
+with this one added. Wire ``analyze`` into another argparse CLI with :func:`register`::
 
     from analysis.cli import register as register_analyze
     register_analyze(subparsers)          # adds "analyze", sets args.func
@@ -16,11 +17,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
+
+from rich.console import Console
 
 from analysis.aggregate import DEFAULT_BAND_REPS, DEFAULT_REPS
-from analysis.errors import AnalysisError
+from mtrl_plasticity.errors import AnalysisError, UserError
+from orchestrator.cli import COMMANDS, OneLineArgumentParser
+from orchestrator.cli import main as cli_main
+from orchestrator.storage import is_uri
 
 DESCRIPTION = ("Turn a results folder into the paper's Table 1 (IQM with 95% stratified bootstrap CIs), "
                "learning curves, plasticity curves, performance profiles and an index.md report.")
@@ -70,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def register(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
+def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``analyze`` sub-command to an argparse ``subparsers`` object; sets ``func=run``."""
     parser = subparsers.add_parser("analyze", help="tables, figures and a report from a results folder",
                                    description=DESCRIPTION)
@@ -81,36 +88,28 @@ def register(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Run ``analyze`` for parsed arguments; print a summary; return the exit status (2 on bad input)."""
-    from analysis.pipeline import compute, write_outputs
+    # pandas, rliable and matplotlib load here, when the command runs: never for --help or other commands.
+    from analysis.pipeline import compute
+    from analysis.report import output_folder, write_outputs
     from analysis.summary import print_summary
 
-    console = None
-    if not args.quiet:
-        from rich.console import Console
-
-        console = Console(log_path=False)
+    console = None if args.quiet else Console(log_path=False)
     try:
-        out_dir = args.out
-        if out_dir is None:
-            if "://" in str(args.results_dir):
-                raise AnalysisError(f"give an output folder (--out) for the remote results folder {args.results_dir}")
-            out_dir = Path(args.results_dir) / "analysis"
-        if "://" not in str(args.results_dir) and not Path(args.results_dir).is_dir():
-            raise AnalysisError(f"results folder {args.results_dir} does not exist")
-        if "://" not in str(out_dir):
-            check_out_dir(Path(out_dir))
+        out_dir = output_folder(args.results_dir, args.out)
+        if not is_uri(str(out_dir)):
+            check_out_dir(out_dir)
         progress = (lambda msg: console.log(msg)) if console is not None else None
         result = compute(args.results_dir, reps=args.reps, at_step=args.at_step, seed=args.seed,
                          band_reps=args.band_reps, paper_compare=args.paper_compare, progress=progress,
                          jobs=args.jobs, include_unfinished=args.include_unfinished)
-        index = write_outputs(result, out_dir, figures=args.figures)
-    except AnalysisError as exc:
-        print(f"mtrl analyze: error: {exc}", file=sys.stderr)
+        written = write_outputs(result, out_dir, figures=args.figures)
+    except UserError as exc:
+        print(f"mtrl analyze: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     if console is not None:
-        print_summary(result, index, console)
+        print_summary(result, written, console)
     else:
-        print(index)
+        print(written.index)
     return 0
 
 
@@ -126,8 +125,19 @@ def check_out_dir(out_dir: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m analysis RESULTS_DIR [--out DIR] [--reps N] [--at-step S]``."""
-    from orchestrator.errors import OneLineArgumentParser
-
     parser = OneLineArgumentParser(prog="python -m analysis", description=DESCRIPTION)
     add_arguments(parser)
     return run(parser.parse_args(argv))
+
+
+def mtrl(argv: list[str] | None = None) -> int:
+    """The whole ``mtrl`` command (its console script): ``trial``, ``run``, ``status`` and ``analyze``.
+
+    The orchestrator's commands and frame (:func:`orchestrator.cli.main`) with ``analyze``
+    added here, on the floor above them.
+    """
+    return cli_main(argv, commands=(*COMMANDS, register))
+
+
+if __name__ == "__main__":  # `python -m analysis.cli ...`: the whole `mtrl` command, as its console script runs it
+    sys.exit(mtrl())

@@ -22,30 +22,23 @@ back to the grid the rows imply:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping, NamedTuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from analysis.errors import AnalysisError
-from envs.benchmarks import MULTI_TASK_BENCHMARKS, get_benchmark
+from mtrl_plasticity.benchmarks import MULTI_TASK_BENCHMARKS, get_benchmark
+from mtrl_plasticity.errors import AnalysisError, UnknownName
+from mtrl_plasticity.results import Cell, run_key
 
 if TYPE_CHECKING:  # pandas only types the arguments: `import analysis` stays light
     import pandas as pd
 
+__all__ = ["SINGLE", "Cell", "Coverage", "benchmark_tasks", "coverage"]
+
 SINGLE = "single"
 """The architecture name of single-task baselines."""
-
-
-class Cell(NamedTuple):
-    """One cell of the grid: the runs that differ only by seed."""
-
-    benchmark: str
-    arch: str
-    treatment: str
-
-    def __str__(self) -> str:
-        return f"{self.benchmark}/{self.arch}/{self.treatment}"
 
 
 @dataclass
@@ -153,7 +146,7 @@ def benchmark_tasks(benchmark: str) -> tuple[str, ...]:
     """The tasks of a benchmark name, or an AnalysisError for a name the tool does not know."""
     try:
         return get_benchmark(benchmark).tasks
-    except ValueError as exc:
+    except UnknownName as exc:
         raise AnalysisError(f"unknown benchmark {benchmark!r} in the results: {exc}") from exc
 
 
@@ -184,9 +177,9 @@ def coverage(evals: pd.DataFrame, grid: Mapping[Cell, tuple[int, ...]] | None = 
                  seed=("seed", "first"), last_step=("step", "max"))
             .reset_index())
     report.n_runs = len(runs)
-    expected_key = (runs["benchmark"] + "-" + runs["arch"] + "-" + runs["treatment"] + "-s"
-                    + runs["seed"].map(lambda s: f"{int(s):02d}"))
-    report.inconsistent_run_keys = sorted(runs.loc[expected_key != runs["run_key"], "run_key"])
+    columns = (runs["run_key"], runs["benchmark"], runs["arch"], runs["treatment"], runs["seed"])
+    report.inconsistent_run_keys = sorted(key for key, b, a, t, s in zip(*columns, strict=True)
+                                          if key != run_key(b, a, t, int(s)))
 
     cells = sorted({Cell(*row) for row in runs[["benchmark", "arch", "treatment"]].itertuples(index=False)})
     report.cells = cells
@@ -270,9 +263,8 @@ def _evaluation_points(evals: pd.DataFrame, runs: pd.DataFrame, report: Coverage
     ``total_steps``) where given, else below the last step any run of its benchmark reached.
     """
     tasks_of = {b: benchmark_tasks(b) for b in runs["benchmark"].unique()}
-    in_benchmark = np.fromiter(
-        (task in tasks_of[bench] for bench, task in zip(evals["benchmark"].to_numpy(), evals["task"].to_numpy())),
-        dtype=bool, count=len(evals))
+    pairs = zip(evals["benchmark"].to_numpy(), evals["task"].to_numpy(), strict=True)
+    in_benchmark = np.fromiter((task in tasks_of[bench] for bench, task in pairs), dtype=bool, count=len(evals))
     if not in_benchmark.all():
         odd = evals.loc[~in_benchmark, ["run_key", "task"]].drop_duplicates().sort_values(["run_key", "task"])
         for key, group in odd.groupby("run_key", sort=True):

@@ -26,14 +26,15 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from analysis.aggregate import Band, Interval
-from analysis.coverage import Cell
 from analysis.paper import arch_name, arch_sort_key, task_sort_key, treatment_name, treatment_sort_key
 from analysis.plasticity import INTERVAL_LABEL, PLASTICITY_METRICS, Metric
+from mtrl_plasticity.results import Cell
 
 DPI = 100
 POI_PAD = 0.05
@@ -135,7 +136,7 @@ def _steps_formatter(value: float, _pos: int) -> str:
     return f"{value:g}"
 
 
-def _legend(fig: Figure, handles_labels: dict[str, object], ncol: int | None = None) -> None:
+def _legend(fig: Figure, handles_labels: dict[str, Artist], ncol: int | None = None) -> None:
     if not handles_labels:
         return
     labels = list(handles_labels)
@@ -162,7 +163,7 @@ def _mark_missing(ax, treatments: Sequence[str], top: bool = True) -> None:
                 ha="left", va="top" if top else "bottom", transform=ax.transAxes, fontsize=8, color=MISSING_COLOR)
 
 
-def _plot_band(ax, band: Band | None, treatment: str, legend: dict[str, object], *,
+def _plot_band(ax, band: Band | None, treatment: str, legend: dict[str, Artist], *,
                linewidth: float, alpha: float) -> None:
     """A treatment's point estimate with its shaded interval; the first line per treatment goes in the legend."""
     if band is None:
@@ -187,7 +188,7 @@ def learning_curves_figure(bands: Mapping[Cell, Band], treatments: Sequence[str]
     cells = [c for c in bands if c.treatment in treatments and c.arch != "single"]
     archs, benchmarks = _sorted_archs(cells), _sorted_benchmarks(cells)
     fig, axes = _figure("curves", max(len(archs), 1), max(len(benchmarks), 1))
-    legend: dict[str, object] = {}
+    legend: dict[str, Artist] = {}
     for i, arch in enumerate(archs):
         for j, benchmark in enumerate(benchmarks):
             ax = axes[i, j]
@@ -227,7 +228,7 @@ def single_task_curves_figure(bands: Mapping[Cell, Band], title: str = "") -> Fi
     treatments = sorted({c.treatment for c in cells}, key=treatment_sort_key)
     rows, cols = single_task_grid(len(tasks))
     fig, axes = _figure("curves", rows, cols)
-    legend: dict[str, object] = {}
+    legend: dict[str, Artist] = {}
     for k, ax in enumerate(axes.ravel()):
         if k >= len(tasks):
             ax.set_visible(False)
@@ -267,7 +268,7 @@ def plasticity_figure(curves: pd.DataFrame, benchmark: str, treatments: Sequence
                   & (curves["arch"] != "single")]
     archs = sorted(data["arch"].unique(), key=arch_sort_key)
     fig, axes = _figure("plasticity", max(len(archs), 1), len(metrics))
-    legend: dict[str, object] = {}
+    legend: dict[str, Artist] = {}
     groups = {key: g for key, g in data.groupby(["arch", "treatment", "metric"], sort=False)}
     for i, arch in enumerate(archs):
         for j, metric in enumerate(metrics):
@@ -316,7 +317,7 @@ def profiles_figure(profiles: Mapping[Cell, Band], benchmark: str, title: str = 
     if treatments is None:
         treatments = sorted({c.treatment for c in cells}, key=treatment_sort_key)
     fig, axes = _figure("profiles", 1, max(len(archs), 1))
-    legend: dict[str, object] = {}
+    legend: dict[str, Artist] = {}
     for j, arch in enumerate(archs):
         ax = axes[0, j]
         for treatment in treatments:
@@ -338,8 +339,7 @@ def profiles_figure(profiles: Mapping[Cell, Band], benchmark: str, title: str = 
 def poi_rows(poi: Mapping[Cell, Interval], expected: Sequence[Cell] = ()) -> list[tuple[str, str]]:
     """The (arch, treatment) rows of :func:`poi_figure`, top to bottom."""
     cells = list(poi) + [c for c in expected if c.treatment != "dense" and c.arch != "single"]
-    pairs = sorted({(c.arch, c.treatment) for c in cells}, key=lambda p: (arch_sort_key(p[0]), treatment_sort_key(p[1])))
-    return pairs
+    return sorted({(c.arch, c.treatment) for c in cells}, key=lambda p: (arch_sort_key(p[0]), treatment_sort_key(p[1])))
 
 
 def poi_figure(poi: Mapping[Cell, Interval], title: str = "", expected: Sequence[Cell] = ()) -> Figure:

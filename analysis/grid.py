@@ -1,19 +1,27 @@
-"""The grid a sweep promises: ``sweep.yaml`` expanded by the project's own spec code.
+"""What a sweep folder says about its own grid: ``sweep.yaml``, read once per analysis.
 
-A sweep folder (``mtrl run``) stores its resolved spec as ``sweep.yaml``. Expanding it with
-:func:`orchestrator.spec.expand` (which builds and validates every trial's config and starts
-nothing) gives the exact cells and seeds the sweep was asked to run, so :func:`analysis.coverage`
-can name every missing cell, seed and treatment, including a treatment that failed everywhere
-and so left no row. Folders of ad-hoc trials (``mtrl trial``) have no ``sweep.yaml``: their grid
-is inferred from the rows.
+A sweep folder (``mtrl run``) stores its resolved spec as ``sweep.yaml``. :func:`read_sweep`
+reads it once, imports the plugins it lists (their tasks normalise the scores, their names
+label tables and figures), and expands it with the project's own spec code (which builds and
+validates every trial's config and starts nothing) into the exact cells and seeds the sweep
+was asked to run, so :func:`analysis.coverage.coverage` can name every missing cell, seed and
+treatment, including a treatment that failed everywhere and so left no row. Folders of ad-hoc
+trials (``mtrl trial``) have no ``sweep.yaml``: their grid is inferred from the rows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
 
-from analysis.coverage import Cell
-from analysis.load import PathLike, read_sweep_text
+from mtrl_plasticity.errors import AnalysisError, UserError
+from mtrl_plasticity.plugins import load_entry_points, load_plugins
+from mtrl_plasticity.results import SPEC_FILE, Cell
+from orchestrator.spec import SweepSpec, expand, validate_spec
+from orchestrator.storage import read_bytes, resolve_filesystem
+from orchestrator.yaml_input import MAX_FILE_BYTES, load_yaml_bytes
 
 
 @dataclass(frozen=True)
@@ -25,39 +33,61 @@ class Grid:
     last_steps: dict[Cell, int]
     """Cell -> its trials' ``total_steps``: the last evaluation step a finished run reaches
     (trials evaluate at step 0 and every ``eval_interval_steps``, which divides it)."""
-    source: str = "sweep.yaml"
+    source: str = SPEC_FILE
 
 
-def grid_from_yaml(text: str, source: str = "sweep.yaml") -> Grid:
-    """Expand a sweep file's text into its :class:`Grid`.
+@dataclass(frozen=True)
+class SweepInfo:
+    """A results folder's ``sweep.yaml``, as the analysis uses it (all empty for ad-hoc trials)."""
 
-    Raises:
-        ValueError: (``orchestrator.spec.SpecError``) the text is not a valid sweep spec.
-    """
-    from orchestrator.spec import expand, parse_yaml, validate_spec
+    meta: dict[str, Any] = field(default_factory=dict)
+    """``name``, ``protocol`` and ``plugins`` of the file, those it has."""
+    grid: Grid | None = None
+    """The sweep's grid, or ``None`` without a valid ``sweep.yaml`` (then inferred from the rows)."""
+    problem: str | None = None
+    """Why a ``sweep.yaml`` that exists gives no grid (not a valid spec)."""
 
-    spec = validate_spec(parse_yaml(text), source)
+
+def grid_of(spec: SweepSpec) -> Grid:
+    """The cells and seeds of a sweep spec, and each cell's last evaluation step."""
     seeds: dict[Cell, list[int]] = {}
     last_steps: dict[Cell, int] = {}
     for trial in expand(spec):
-        cell = Cell(trial.benchmark, trial.arch, trial.treatment)
+        cell = Cell.of(trial)
         seeds.setdefault(cell, []).append(int(trial.seed))
         last_steps[cell] = max(last_steps.get(cell, 0), int(trial.total_steps))
-    return Grid(seeds={cell: tuple(values) for cell, values in seeds.items()}, last_steps=last_steps, source=source)
+    return Grid(seeds={cell: tuple(values) for cell, values in seeds.items()}, last_steps=last_steps)
 
 
-def read_sweep_grid(results_dir: PathLike) -> tuple[Grid | None, str | None]:
-    """``(grid, problem)`` of a results folder's ``sweep.yaml``.
+def read_sweep(results_dir: str | os.PathLike[str]) -> SweepInfo:
+    """``sweep.yaml`` of ``results_dir`` (a path or URI), read once; its plugins imported.
 
-    ``(None, None)`` without a ``sweep.yaml`` (ad-hoc trials); ``(None, reason)`` when it exists
-    but is not a valid sweep spec, so the caller can say why it fell back to inference.
+    :class:`~mtrl_plasticity.errors.AnalysisError` for a file the project's YAML reader refuses
+    (malformed, not UTF-8, over its size, depth or alias limits) or a plugin it lists that does
+    not load; a file that is YAML but not a valid sweep spec gives no grid and says why.
     """
-    text = read_sweep_text(results_dir)
-    if text is None:
-        return None, None
-    import yaml
-
+    text = os.fspath(results_dir)
+    fs, root = resolve_filesystem(text)
+    source = f"{text.rstrip('/')}/{SPEC_FILE}"  # as the user named the folder
     try:
-        return grid_from_yaml(text), None
-    except (ValueError, yaml.YAMLError) as exc:  # SpecError, or malformed YAML
-        return None, " ".join(str(exc).split())
+        load_entry_points()
+        data = read_bytes(fs, posixpath.join(root, SPEC_FILE), MAX_FILE_BYTES + 1)
+        if data is None:
+            return SweepInfo()
+        raw = load_yaml_bytes(data, source)
+    except OSError:
+        return SweepInfo()  # unreadable: the analysis works from the rows alone
+    except UserError as exc:
+        raise AnalysisError(str(exc)) from None
+    if not isinstance(raw, dict):
+        return SweepInfo(problem="it is not a mapping")
+    meta = {key: raw[key] for key in ("name", "protocol", "plugins") if key in raw}
+    try:
+        if meta.get("plugins"):
+            load_plugins(meta["plugins"])
+    except UserError as exc:
+        raise AnalysisError(f"{exc} ({SPEC_FILE} lists it: the analysis needs its tasks and names)") from None
+    try:
+        return SweepInfo(meta, grid_of(validate_spec(raw, source)))
+    except UserError as exc:
+        return SweepInfo(meta, problem=" ".join(str(exc).split()))

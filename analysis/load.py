@@ -1,6 +1,7 @@
 """Read the ``evals`` and ``train`` Parquet datasets of a results folder into pandas.
 
-A results folder holds Hive-partitioned segments (see :mod:`orchestrator.schema`)::
+A results folder holds Hive-partitioned segments (see :mod:`orchestrator.schema`; the
+folder's ``sweep.yaml`` is :mod:`analysis.grid`'s)::
 
     <results>/metrics/evals/benchmark=MT3/arch=moe/treatment=dense/<run_key>__<first>-<last>.parquet
     <results>/metrics/evals/benchmark=MT3/arch=moe/treatment=dense/<run_key>.parquet   (compacted)
@@ -12,7 +13,7 @@ The readers here
 * push ``filters`` (pandas/pyarrow DNF tuples or a ``pyarrow.compute.Expression``) and the
   column projection down to pyarrow, so partition filters prune whole directories;
 * refuse rows whose ``schema_version`` is not :data:`orchestrator.schema.SCHEMA_VERSION`, and
-  unreadable files, with an :class:`~analysis.errors.AnalysisError` naming the file;
+  unreadable files, with an :class:`~mtrl_plasticity.errors.AnalysisError` naming the file;
 * drop duplicate rows on the dataset's keys (a compacted file beside its segments, a segment
   rewritten after a resume) and record what they dropped in ``DataFrame.attrs``.
 """
@@ -21,8 +22,8 @@ from __future__ import annotations
 
 import os
 import posixpath
-from pathlib import Path
-from typing import Any, Iterable, Sequence, Union
+from collections.abc import Iterable, Sequence
+from typing import Any, NoReturn, TypeAlias
 
 import pandas as pd
 import pyarrow as pa
@@ -31,33 +32,18 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from analysis.errors import AnalysisError
-from orchestrator.storage import resolve_filesystem
-from orchestrator.schema import (
-    COUNTER_PREFIX,
-    EVAL_KEYS,
-    EVALS_DIR,
-    EVALS_SCHEMA,
-    PARTITION_COLUMNS,
-    SCHEMA_VERSION,
-    TRAIN_DIR,
-    TRAIN_KEYS,
-    TRAIN_SCHEMA,
-    deterministic_columns,
-    train_schema,
-)
+from mtrl_plasticity.errors import AnalysisError
+from mtrl_plasticity.results import COUNTER_PREFIX, DATASETS, EVALS, PARTITION_COLUMNS, TRAIN, dataset_dir, is_hidden
+from orchestrator.schema import SCHEMA_VERSION, TRAIN_SCHEMA, dataset_keys, dataset_schema, deterministic_columns
+from orchestrator.storage import list_files, resolve_filesystem
 
-PathLike = Union[str, os.PathLike]
-Filters = Union[Sequence[tuple], Sequence[Sequence[tuple]], pc.Expression, None]
+PathLike: TypeAlias = str | os.PathLike[str]
+Filters: TypeAlias = Sequence[tuple[Any, ...]] | Sequence[Sequence[tuple[Any, ...]]] | pc.Expression | None
 
 IDENTITY_COLUMNS = ("schema_version", "sweep", "run_key", "benchmark", "arch", "treatment", "seed", "step", "epoch")
 """Columns every loaded frame carries whatever ``columns`` asks for."""
 
 _PARTITION_SCHEMA = pa.schema([pa.field(name, pa.string()) for name in PARTITION_COLUMNS])
-_KINDS = {
-    "evals": (EVALS_DIR, EVALS_SCHEMA, EVAL_KEYS),
-    "train": (TRAIN_DIR, TRAIN_SCHEMA, TRAIN_KEYS),
-}
 
 
 def load_evals(results_dir: PathLike, filters: Filters = None, columns: Iterable[str] | None = None) -> pd.DataFrame:
@@ -78,7 +64,7 @@ def load_evals(results_dir: PathLike, filters: Filters = None, columns: Iterable
     Raises:
         AnalysisError: an unreadable file or an unknown ``schema_version`` (naming the file).
     """
-    return _load(results_dir, "evals", filters, columns)
+    return _load(results_dir, EVALS, filters, columns)
 
 
 def load_train(results_dir: PathLike, filters: Filters = None, columns: Iterable[str] | None = None) -> pd.DataFrame:
@@ -88,7 +74,7 @@ def load_train(results_dir: PathLike, filters: Filters = None, columns: Iterable
     and :data:`orchestrator.schema.TRAIN_SCHEMA`; a folder without training rows gives an
     empty frame with the schema's columns.
     """
-    return _load(results_dir, "train", filters, columns)
+    return _load(results_dir, TRAIN, filters, columns)
 
 
 def dataset_files(results_dir: PathLike, kind: str = "evals") -> list[str]:
@@ -101,9 +87,9 @@ def dataset_files(results_dir: PathLike, kind: str = "evals") -> list[str]:
 
 
 def _filesystem(results_dir: PathLike, kind: str) -> tuple[pafs.FileSystem, str]:
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
-    subdir = _KINDS[kind][0]
+    if kind not in DATASETS:
+        raise ValueError(f"kind must be one of {sorted(DATASETS)}, got {kind!r}")
+    subdir = dataset_dir(kind)
     text = os.fspath(results_dir)
     try:
         fs, root = resolve_filesystem(text)  # the project's one storage layer
@@ -113,16 +99,12 @@ def _filesystem(results_dir: PathLike, kind: str) -> tuple[pafs.FileSystem, str]
 
 
 def _list_files(fs: pafs.FileSystem, base: str) -> list[str]:
-    infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
     files = []
-    for info in infos:
-        if info.type != pafs.FileType.File or not info.path.endswith(".parquet"):
-            continue
+    for info in list_files(fs, base, recursive=True):
         relative = info.path[len(base):].lstrip("/")
-        if any(part.startswith((".", "_")) for part in relative.split("/")):
-            continue
-        files.append(info.path)
-    return sorted(files)
+        if info.path.endswith(".parquet") and not any(is_hidden(part) for part in relative.split("/")):
+            files.append(info.path)
+    return files
 
 
 def _to_expression(filters: Filters) -> pc.Expression | None:
@@ -142,10 +124,10 @@ def _empty_frame(schema: pa.Schema, columns: list[str]) -> pd.DataFrame:
 
 def _load(results_dir: PathLike, kind: str, filters: Filters, columns: Iterable[str] | None) -> pd.DataFrame:
     fs, base = _filesystem(results_dir, kind)
-    _subdir, file_schema, keys = _KINDS[kind]
+    keys = dataset_keys(kind)
     files = _list_files(fs, base)
-    if kind == "train":  # plus the counters plugin treatments declared (orchestrator.schema)
-        file_schema = train_schema(_declared_counters(fs, files))
+    # The train files carry the counters plugin treatments declared (orchestrator.schema).
+    file_schema = dataset_schema(kind, _declared_counters(fs, files) if kind == TRAIN else ())
     full_schema = pa.schema(list(file_schema) + list(_PARTITION_SCHEMA))
     wanted = _wanted_columns(full_schema, keys, columns)
     expression = _to_expression(filters)
@@ -219,7 +201,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _raise_for_bad_file(fs: pafs.FileSystem, base: str, files: list[str], file_schema: pa.Schema,
-                        exc: BaseException) -> None:
+                        exc: BaseException) -> NoReturn:
     """Find the file that makes the scan fail and raise an AnalysisError naming it."""
     for path in files:
         try:
@@ -248,61 +230,3 @@ def _check_schema_version(dataset: ds.Dataset, table: pa.Table, expression: pc.E
                 f"{fragment.path}: unknown schema_version {shown}; this analysis reads schema_version "
                 f"{SCHEMA_VERSION} only (re-run the trial or use a matching version of the tool)")
     raise AnalysisError(f"unknown schema_version in {n_bad} rows; this analysis reads version {SCHEMA_VERSION}")
-
-
-def read_sweep_meta(results_dir: PathLike) -> dict[str, Any]:
-    """``name``, ``protocol`` and ``plugins`` from ``<results_dir>/sweep.yaml`` when present and readable.
-
-    Returns an empty dict when the file is absent (ad-hoc trials) or unreadable; the analysis
-    works without it. A file that the project's YAML reader refuses (malformed, not UTF-8, or
-    over its size, depth or alias limits) is an :class:`AnalysisError` naming it.
-    """
-    from orchestrator.errors import UserError
-    from orchestrator.yaml_input import load_yaml_bytes
-
-    found = read_sweep_bytes(results_dir)
-    if found is None:
-        return {}
-    raw, source = found
-    try:
-        spec = load_yaml_bytes(raw, source)
-    except UserError as exc:
-        raise AnalysisError(str(exc)) from None
-    if not isinstance(spec, dict):
-        return {}
-    return {key: spec[key] for key in ("name", "protocol", "plugins") if key in spec}
-
-
-def read_sweep_bytes(results_dir: PathLike) -> tuple[bytes, str] | None:
-    """``(bytes, source)`` of ``<results_dir>/sweep.yaml``, or ``None`` when absent or unreadable.
-
-    Reads at most one byte more than the YAML reader's size limit, so a huge file costs nothing
-    and is still refused by it.
-    """
-    from orchestrator.yaml_input import MAX_FILE_BYTES
-
-    text = os.fspath(results_dir)
-    try:
-        if "://" in text:
-            fs, root = pafs.FileSystem.from_uri(text)
-            source = f"{root.rstrip('/')}/sweep.yaml"
-            with fs.open_input_stream(source) as handle:
-                return handle.read(MAX_FILE_BYTES + 1), source
-        path = Path(text) / "sweep.yaml"
-        if not path.is_file():
-            return None
-        with open(path, "rb") as handle:
-            return handle.read(MAX_FILE_BYTES + 1), str(path)
-    except (OSError, pa.ArrowException):
-        return None
-
-
-def read_sweep_text(results_dir: PathLike) -> str | None:
-    """The text of ``<results_dir>/sweep.yaml``, or ``None`` when it is absent or unreadable."""
-    found = read_sweep_bytes(results_dir)
-    if found is None:
-        return None
-    try:
-        return found[0].decode("utf-8")
-    except UnicodeDecodeError:
-        return None

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from agents.architectures import ARCHITECTURES
-from agents.treatments import TREATMENTS
 from analysis.aggregate import Interval
-from envs.benchmarks import MULTI_TASK_BENCHMARKS
+from mtrl_plasticity.architectures import ARCHITECTURES
+from mtrl_plasticity.benchmarks import MULTI_TASK_BENCHMARKS
+from mtrl_plasticity.treatments import TREATMENTS
 
 SPARSITY_TREATMENTS = ("dense", "gmp80", "gmp95", "gmp99")
 """The treatments of paper Figures 3, 5, 6 and 7 (pruning levels)."""
-INTERVENTION_TREATMENTS = ("dense", "gmp95", "set95", "redo", "reset", "wd")
-"""The treatments of paper Figures 4, 8, 9 and 10 (95% pruning against other interventions)."""
 
 DRAFT_STEPS = 200_000
 """Training steps of the draft protocol (100 epochs x 2,000 steps)."""
@@ -56,7 +54,8 @@ def _parse(text: str) -> dict[tuple[str, str, str], Interval]:
     table: dict[tuple[str, str, str], Interval] = {}
     for line in text.strip().splitlines():
         arch, treatment, *values = line.split()
-        for benchmark, (point, bounds) in zip(("MT3", "MT5", "MT7"), zip(values[0::2], values[1::2])):
+        columns = zip(values[0::2], values[1::2], strict=True)
+        for benchmark, (point, bounds) in zip(("MT3", "MT5", "MT7"), columns, strict=True):
             low, high = bounds.split(",")
             table[(arch, treatment, benchmark)] = Interval(float(point), float(low), float(high))
     return table
@@ -66,7 +65,7 @@ PAPER_TABLE_1: dict[tuple[str, str, str], Interval] = _parse(_TABLE_1)
 """``(arch, treatment, benchmark) -> Interval``: the draft paper's Table 1 (two decimals)."""
 
 
-# Display names and orders come from the registries (agents.architectures, agents.treatments):
+# Display names and orders come from the registries (mtrl_plasticity.architectures, .treatments):
 # a plugin's names appear in tables and figures as it registered them.
 def arch_name(arch: str) -> str:
     """Display name of an architecture (unregistered names pass through)."""
@@ -124,7 +123,8 @@ def follows_draft_protocol(meta: Mapping[str, Any], last_step: int | None, eval_
     if last_step != DRAFT_STEPS:
         return False, f"the last evaluation is at step {last_step:,}, the draft paper's at {DRAFT_STEPS:,}"
     if eval_steps is not None and len(eval_steps) > 1:
-        gaps = {b - a for a, b in zip(eval_steps, eval_steps[1:])}
+        gaps = {b - a for a, b in zip(eval_steps, eval_steps[1:], strict=False)}
         if gaps != {DRAFT_EVAL_INTERVAL}:
             return False, f"evaluations are not every {DRAFT_EVAL_INTERVAL:,} steps as in the draft paper"
-    return True, f"the budget matches the draft protocol ({DRAFT_STEPS:,} steps, evaluation every {DRAFT_EVAL_INTERVAL:,})"
+    return True, (f"the budget matches the draft protocol ({DRAFT_STEPS:,} steps, evaluation every "
+                  f"{DRAFT_EVAL_INTERVAL:,})")

@@ -7,7 +7,7 @@ Shapes used throughout (rliable's convention):
 * a curve matrix is ``[n_runs, n_tasks, n_steps]`` with NaN where a run has no evaluation.
 
 The normalised score of a task is the raw evaluation return divided by the best reward
-achievable on that task (paper Table 3, :data:`envs.benchmarks.TASKS`), so an optimal agent
+achievable on that task (paper Table 3, :data:`mtrl_plasticity.benchmarks.TASKS`), so an optimal agent
 scores 1.0 and a failing one 0.0. It is recomputed here from ``return_mean`` rather than read
 from ``normalised_return_mean``, and the two are compared.
 """
@@ -20,9 +20,10 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from analysis.coverage import SINGLE, Cell, benchmark_tasks
-from analysis.errors import AnalysisError
-from envs.benchmarks import TASKS
+from analysis.coverage import SINGLE, benchmark_tasks
+from mtrl_plasticity.benchmarks import TASKS
+from mtrl_plasticity.errors import AnalysisError
+from mtrl_plasticity.results import Cell
 
 NORMALISATION_TOLERANCE = 1e-6
 """Largest accepted difference between the stored and the recomputed normalised return."""
@@ -65,7 +66,7 @@ class CurveMatrix:
 
     def rows_present(self) -> np.ndarray:
         """:attr:`evaluated`, or ``~isnan(scores)`` when it is not known."""
-        return self.evaluated if self.evaluated is not None else ~np.isnan(self.scores)
+        return self.evaluated if self.evaluated is not None else np.logical_not(np.isnan(self.scores))
 
 
 def normalise(evals: pd.DataFrame) -> pd.Series:
@@ -160,7 +161,7 @@ def final_from_curves(curves: Mapping[Cell, CurveMatrix], at_step: int | None = 
     for cell, curve in curves.items():
         scored = ~np.isnan(curve.scores)  # [runs, tasks, steps]
         rows_present = curve.rows_present()
-        any_row = rows_present.any(axis=1)  # [runs, steps]
+        any_row = np.asarray(rows_present.any(axis=1))  # [runs, steps]
         target = at_step if at_step is not None else expected_steps.get(cell, ends.get(cell.benchmark))
         rows, keys, seeds, steps, excluded, unfinished = [], [], [], [], [], []
         for i, key in enumerate(curve.run_keys):
@@ -220,7 +221,8 @@ def final_scores(evals: pd.DataFrame, at_step: int | None = None,
     return final_from_curves(score_curves(evals), at_step, include_unfinished)
 
 
-def single_task_baseline(finals: Mapping[Cell, ScoreMatrix], benchmark: str, treatment: str = "dense") -> ScoreMatrix | None:
+def single_task_baseline(finals: Mapping[Cell, ScoreMatrix], benchmark: str,
+                         treatment: str = "dense") -> ScoreMatrix | None:
     """The single-task PPO runs of a benchmark's tasks as one ``[n_seeds, n_tasks]`` matrix.
 
     Single-task runs have ``arch == "single"`` and the task as their benchmark; row ``i`` holds
@@ -230,8 +232,9 @@ def single_task_baseline(finals: Mapping[Cell, ScoreMatrix], benchmark: str, tre
     benchmark has no scored run.
     """
     tasks = benchmark_tasks(benchmark)
-    parts = [finals.get(Cell(task, SINGLE, treatment)) for task in tasks]
-    if any(p is None or len(p.seeds) == 0 for p in parts):
+    parts = [part for part in (finals.get(Cell(task, SINGLE, treatment)) for task in tasks)
+             if part is not None and len(part.seeds)]
+    if len(parts) < len(tasks):
         return None
     common = sorted(set.intersection(*(set(p.seeds) for p in parts)))
     columns, keys = [], []
@@ -241,11 +244,11 @@ def single_task_baseline(finals: Mapping[Cell, ScoreMatrix], benchmark: str, tre
         keys.append([part.run_keys[i] for i in index])
     dropped = []
     for part in parts:
-        for key, seed in zip(part.run_keys, part.seeds):
+        for key, seed in zip(part.run_keys, part.seeds, strict=True):
             if seed not in common:
-                lacking = [t for t, p in zip(tasks, parts) if seed not in p.seeds]
+                lacking = [t for t, p in zip(tasks, parts, strict=True) if seed not in p.seeds]
                 dropped.append((key, f"seed {seed} is missing for {', '.join(lacking)}, another task of {benchmark}"))
-    run_keys = [",".join(r) for r in zip(*keys)] if common else []
+    run_keys = [",".join(r) for r in zip(*keys, strict=True)] if common else []
     late = {k for p in parts for k in p.unfinished}
     return ScoreMatrix(scores=np.column_stack(columns) if common else np.empty((0, len(tasks))), run_keys=run_keys,
                        seeds=common, tasks=tasks,

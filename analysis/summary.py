@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -15,9 +14,10 @@ from analysis.tables import run_count_note
 
 if TYPE_CHECKING:  # pragma: no cover
     from analysis.pipeline import Analysis
+    from analysis.report import Report
 
 
-def print_summary(result: "Analysis", index: Path, console: Console | None = None, max_issues: int = 15) -> None:
+def print_summary(result: Analysis, written: Report, console: Console | None = None, max_issues: int = 15) -> None:
     """Table 1 (IQM and CI per benchmark), the coverage findings, and where the outputs are."""
     console = console or Console()
     frame = result.table1
@@ -26,12 +26,13 @@ def print_summary(result: "Analysis", index: Path, console: Console | None = Non
     else:
         _print_table1(result, console)
     _print_coverage(result, console, max_issues)
-    figures = sum(1 for o in result.outputs if o.kind == "figure")
-    tables_n = sum(1 for o in result.outputs if o.kind == "table")
-    console.print(f"Wrote {tables_n} tables and {figures} figures; report: [bold]{index}[/bold]", highlight=False)
+    figures = sum(1 for o in written.outputs if o.kind == "figure")
+    tables_n = sum(1 for o in written.outputs if o.kind == "table")
+    console.print(f"Wrote {tables_n} tables and {figures} figures; report: [bold]{written.index}[/bold]",
+                  highlight=False)
 
 
-def _print_table1(result: "Analysis", console: Console) -> None:
+def _print_table1(result: Analysis, console: Console) -> None:
     frame = result.table1
     benchmarks = list(dict.fromkeys(frame["benchmark"]))
     table = Table(title=f"Table 1 — sweep '{result.sweep}' (IQM [95% CI], bold = best, ↑ = beats Dense)")
@@ -41,7 +42,7 @@ def _print_table1(result: "Analysis", console: Console) -> None:
         table.add_column(b, justify="right")
     indexed = frame.set_index(["arch", "treatment", "benchmark"])
     previous = None
-    for arch, treatment in dict.fromkeys(zip(frame["arch"], frame["treatment"])):
+    for arch, treatment in dict.fromkeys(zip(frame["arch"], frame["treatment"], strict=True)):
         cells = []
         for b in benchmarks:
             row = indexed.loc[(arch, treatment, b)]
@@ -63,7 +64,7 @@ def _print_table1(result: "Analysis", console: Console) -> None:
     console.print(table)
 
 
-def _print_coverage(result: "Analysis", console: Console, max_issues: int) -> None:
+def _print_coverage(result: Analysis, console: Console, max_issues: int) -> None:
     issues = result.coverage.lines()
     if issues:
         console.print(f"[yellow]{len(issues)} coverage finding(s)[/yellow] (all listed in index.md):")

@@ -11,12 +11,13 @@ Marks follow the paper's Table 1 and are decided on the values as printed (two d
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
 from analysis.aggregate import Interval
-from analysis.coverage import Cell
 from analysis.paper import (
     PAPER_TABLE_1,
     arch_long_name,
@@ -26,11 +27,12 @@ from analysis.paper import (
     treatment_name,
     treatment_sort_key,
 )
+from analysis.scores import ScoreMatrix
+from mtrl_plasticity.results import Cell
 
 DECIMALS = 2
 TABLE1_COLUMNS = ["arch", "treatment", "benchmark", "iqm", "ci_low", "ci_high", "n_runs", "expected_runs",
                   "n_unfinished", "n_tasks", "best", "improves_on_dense", "paper_iqm", "paper_ci_low", "paper_ci_high"]
-BEST_MARK = "bold"
 BETTER_MARK = "↑"
 
 
@@ -90,7 +92,7 @@ def table1_frame(results: Mapping[Cell, Interval], n_runs: Mapping[Cell, int], n
     best = shown.groupby([frame["arch"], frame["benchmark"]]).transform("max")
     frame["best"] = shown.notna() & (shown == best)
     dense = frame.loc[frame["treatment"] == "dense"].set_index(["arch", "benchmark"])["iqm"].map(_r)
-    dense_shown = pd.Series([dense.get((a, b), math.nan) for a, b in zip(frame["arch"], frame["benchmark"])])
+    dense_shown = pd.Series([dense.get(key, math.nan) for key in zip(frame["arch"], frame["benchmark"], strict=True)])
     frame["improves_on_dense"] = (frame["treatment"] != "dense") & shown.notna() & (shown > dense_shown)
     if not paper:
         frame = frame.drop(columns=["paper_iqm", "paper_ci_low", "paper_ci_high"])
@@ -105,8 +107,44 @@ def _benchmark_key(name: str) -> tuple[int, str]:
 
 def _layout(frame: pd.DataFrame) -> tuple[list[str], list[tuple[str, str]]]:
     benchmarks = list(dict.fromkeys(frame["benchmark"]))
-    pairs = list(dict.fromkeys(zip(frame["arch"], frame["treatment"])))
+    pairs = list(dict.fromkeys(zip(frame["arch"], frame["treatment"], strict=True)))
     return benchmarks, pairs
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One benchmark's part of a Table 1 row, as both renderers print it before their own markup."""
+
+    value: str | None
+    """The IQM with two decimals; ``None`` for a cell without runs."""
+    best: bool
+    improves: bool
+    interval: str
+    """``(low, high)`` and the run-count note."""
+    paper: str | None
+    """The paper's ``IQM (low, high)``; ``None`` where it has none."""
+
+
+def _table1_rows(frame: pd.DataFrame) -> tuple[list[str], bool, list[tuple[str, str, list[_Entry]]]]:
+    """``(benchmarks, with the paper column, [(arch, treatment, one entry per benchmark)])`` of Table 1."""
+    benchmarks, pairs = _layout(frame)
+    paper = "paper_iqm" in frame.columns
+    index = frame.set_index(["arch", "treatment", "benchmark"])
+    rows = []
+    for arch, treatment in pairs:
+        entries = []
+        for b in benchmarks:
+            row = index.loc[(arch, treatment, b)]
+            missing = math.isnan(row["iqm"])
+            reference = None
+            if paper and not math.isnan(row["paper_iqm"]):
+                reference = f"{_fmt(row['paper_iqm'])} {_ci(row['paper_ci_low'], row['paper_ci_high'])}"
+            entries.append(_Entry(None if missing else _fmt(row["iqm"]), bool(row["best"]),
+                                  bool(row["improves_on_dense"]),
+                                  "" if missing else _ci(row["ci_low"], row["ci_high"]) + run_count_note(row),
+                                  reference))
+        rows.append((arch, treatment, entries))
+    return benchmarks, paper, rows
 
 
 def run_count_note(row: pd.Series) -> str:
@@ -124,9 +162,7 @@ def table1_markdown(frame: pd.DataFrame, caption: str | None = None) -> str:
     """Table 1 in Markdown: one row per architecture x treatment, IQM and CI per benchmark."""
     if frame.empty:
         return (f"{caption}\n\n" if caption else "") + "_No multi-task runs: Table 1 has nothing to show._\n"
-    benchmarks, pairs = _layout(frame)
-    paper = "paper_iqm" in frame.columns
-    index = frame.set_index(["arch", "treatment", "benchmark"])
+    benchmarks, paper, rows = _table1_rows(frame)
     header = ["Architecture", "Treatment"]
     for b in benchmarks:
         header += [f"{b} IQM", f"{b} 95% CI"] + ([f"{b} paper IQM (95% CI)"] if paper else [])
@@ -134,22 +170,16 @@ def table1_markdown(frame: pd.DataFrame, caption: str | None = None) -> str:
     if caption:
         lines += [caption, ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
-    for arch, treatment in pairs:
+    for arch, treatment, entries in rows:
         cells = [arch_name(arch), treatment_name(treatment)]
-        for b in benchmarks:
-            row = index.loc[(arch, treatment, b)]
-            if math.isnan(row["iqm"]):
+        for entry in entries:
+            if entry.value is None:
                 cells += ["—", "missing"]
             else:
-                value = _fmt(row["iqm"])
-                if row["best"]:
-                    value = f"**{value}**"
-                if row["improves_on_dense"]:
-                    value += f" {BETTER_MARK}"
-                cells += [value, _ci(row["ci_low"], row["ci_high"]) + run_count_note(row)]
+                value = f"**{entry.value}**" if entry.best else entry.value
+                cells += [value + (f" {BETTER_MARK}" if entry.improves else ""), entry.interval]
             if paper:
-                cells.append("—" if math.isnan(row["paper_iqm"]) else
-                             f"{_fmt(row['paper_iqm'])} {_ci(row['paper_ci_low'], row['paper_ci_high'])}")
+                cells.append(entry.paper or "—")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"**Bold**: best IQM of the architecture on the benchmark (gold in the paper); {BETTER_MARK}: higher "
               "IQM than the architecture's Dense agent (blue in the paper); both judged on the two-decimal values. "
@@ -176,10 +206,8 @@ def table1_latex(frame: pd.DataFrame, caption: str | None = None) -> str:
     """Table 1 as a LaTeX ``table`` (booktabs), grouped by architecture like the paper."""
     if frame.empty:
         return "% Table 1: no multi-task runs, nothing to show.\n"
-    benchmarks, pairs = _layout(frame)
-    paper = "paper_iqm" in frame.columns
+    benchmarks, paper, rows = _table1_rows(frame)
     per = 3 if paper else 2
-    index = frame.set_index(["arch", "treatment", "benchmark"])
     ncols = 1 + per * len(benchmarks)
     lines = [_LATEX_PREAMBLE.rstrip(), r"\begin{table}[t]", r"\centering"]
     if caption:
@@ -187,37 +215,36 @@ def table1_latex(frame: pd.DataFrame, caption: str | None = None) -> str:
         lines.append(r"\caption{" + _tex(text[:1].upper() + text[1:]) + "}")
     lines.append(r"\begin{tabular}{l" + ("cc" + ("c" if paper else "")) * len(benchmarks) + "}")
     lines.append(r"\toprule")
-    lines.append("Agent Treatment & " + " & ".join(rf"\multicolumn{{{per}}}{{c}}{{{_tex(b)}}}" for b in benchmarks) + r" \\")
+    lines.append("Agent Treatment & " + " & ".join(rf"\multicolumn{{{per}}}{{c}}{{{_tex(b)}}}" for b in benchmarks)
+                 + r" \\")
     lines.append(" ".join(rf"\cmidrule(lr){{{2 + per * i}-{1 + per * (i + 1)}}}" for i in range(len(benchmarks))))
     sub = [r"IQM ($\uparrow$)", r"95\% CI"] + (["Paper"] if paper else [])
     lines.append(" & " + " & ".join(sub * len(benchmarks)) + r" \\")
     current = None
-    for arch, treatment in pairs:
+    for arch, treatment, entries in rows:
         if arch != current:
             lines.append(r"\midrule")
             lines.append(rf"\multicolumn{{{ncols}}}{{l}}{{\textit{{{_tex(arch_long_name(arch))}}}}} \\")
             current = arch
         cells = [_tex(treatment_name(treatment))]
-        for b in benchmarks:
-            row = index.loc[(arch, treatment, b)]
-            if math.isnan(row["iqm"]):
+        for entry in entries:
+            if entry.value is None:
                 cells += ["--", "missing"]
             else:
-                value = _fmt(row["iqm"])
-                if row["best"]:
+                value = entry.value
+                if entry.best:
                     value = rf"\best{{{value}}}"
-                elif row["improves_on_dense"]:
+                elif entry.improves:
                     value = rf"\better{{{value}}}"
-                cells += [value, _ci(row["ci_low"], row["ci_high"]) + _tex(run_count_note(row))]
+                cells += [value, _tex(entry.interval)]
             if paper:
-                cells.append("--" if math.isnan(row["paper_iqm"]) else
-                             rf"\textcolor{{gray}}{{{_fmt(row['paper_iqm'])} {_ci(row['paper_ci_low'], row['paper_ci_high'])}}}")
+                cells.append(rf"\textcolor{{gray}}{{{entry.paper}}}" if entry.paper else "--")
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
-def write_csv(frame: pd.DataFrame, path) -> None:
+def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
     """CSV with a fixed float format, so equal inputs give byte-identical files."""
     frame.to_csv(path, index=False, float_format="%.6f", lineterminator="\n")
 
@@ -246,7 +273,7 @@ def poi_markdown(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "_No treatment has a Dense counterpart to compare with._\n"
     benchmarks = sorted(frame["benchmark"].unique(), key=_benchmark_key)
-    pairs = list(dict.fromkeys(zip(frame["arch"], frame["treatment"])))
+    pairs = list(dict.fromkeys(zip(frame["arch"], frame["treatment"], strict=True)))
     pairs.sort(key=lambda p: (arch_sort_key(p[0]), treatment_sort_key(p[1])))
     index = frame.set_index(["arch", "treatment", "benchmark"])
     lines = ["| Architecture | Treatment | " + " | ".join(f"{b} P(X > Dense) (95% CI)" for b in benchmarks) + " |",
@@ -281,7 +308,7 @@ def single_task_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def counts(finals: Mapping[Cell, object]) -> tuple[dict[Cell, int], dict[Cell, int]]:
+def counts(finals: Mapping[Cell, ScoreMatrix]) -> tuple[dict[Cell, int], dict[Cell, int]]:
     """Runs and tasks behind each cell's final-score matrix."""
     n_runs = {c: int(m.scores.shape[0]) for c, m in finals.items()}
     n_tasks = {c: int(m.scores.shape[1]) for c, m in finals.items()}

@@ -24,9 +24,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # testkit: the synthetic sweep writer
 
 from analysis.aggregate import DEFAULT_BAND_REPS, DEFAULT_REPS, default_jobs  # noqa: E402
-from analysis.synthetic import write_synthetic_sweep  # noqa: E402
+from testkit.synthetic import write_synthetic_sweep  # noqa: E402
 
 TARGET_SECONDS = 60.0
 FULL = dict(benchmarks=("MT3", "MT5", "MT7"), archs=("mtppo", "moe", "moore"),
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"generated {len(sweep.run_keys):,} trials, {len(sweep.eval_files):,} eval files "
                   f"in {time.perf_counter() - start:.1f} s (not timed below)", flush=True)
 
-        from analysis.pipeline import compute, write_outputs
+        from analysis.pipeline import compute
+        from analysis.report import write_outputs
 
         wall0, cpu0 = time.perf_counter(), _cpu_seconds()
         result = compute(root, reps=args.reps, band_reps=args.band_reps, jobs=args.jobs)
@@ -81,15 +83,16 @@ def main(argv: list[str] | None = None) -> int:
               f"target {TARGET_SECONDS:.0f} s -> {wall / TARGET_SECONDS:.2f} of the budget")
         try:
             load1, _, _ = os.getloadavg()
-            print(f"(1-minute load average now {load1:.1f} on {os.cpu_count()} CPUs: other processes slow the wall time)")
+            print(f"(1-minute load average now {load1:.1f} on {os.cpu_count()} CPUs: other processes slow the "
+                  f"wall time)")
         except OSError:
             pass
         if args.figures:
             out = Path(tempfile.mkdtemp(prefix="bench_analysis_out_"))
             start = time.perf_counter()
-            write_outputs(result, out)
+            written = write_outputs(result, out)
             print(f"tables + figures: {time.perf_counter() - start:.1f} s "
-                  f"({sum(1 for o in result.outputs if o.kind == 'figure')} figures)")
+                  f"({sum(1 for o in written.outputs if o.kind == 'figure')} figures)")
             shutil.rmtree(out, ignore_errors=True)
     finally:
         if temporary:

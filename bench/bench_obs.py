@@ -25,14 +25,16 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))  # testkit
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 from minigrid.minigrid_env import MiniGridEnv  # noqa: E402
 
-from envs.benchmarks import PAPER_TASKS, TASKS  # noqa: E402
+from envs.benchmarks import PAPER_TASKS
 from envs.fast_obs import accelerate  # noqa: E402
-from envs.fast_obs_check import ALL_ENVS, compare_run  # noqa: E402
+from mtrl_plasticity.benchmarks import TASKS  # noqa: E402
+from testkit.fast_obs_check import ALL_ENVS, compare_run  # noqa: E402
 
 ROUNDS = 3
 REPEATS = 5  # gen_obs calls timed together per state: the clock's own cost is a few percent of one call

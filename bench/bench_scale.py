@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import io
 import os
 import shutil
 import signal
@@ -41,10 +42,14 @@ import sys
 import tempfile
 import time
 import zipfile
-import io
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH)
 sys.path.insert(0, REPO)
+from orchestrator.trial_hook import TRIAL_HOOK_VARIABLE  # noqa: E402
+
+MTRL = [sys.executable, "-m", "analysis.cli"]
+"""The whole `mtrl` command, as its console script runs it."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STANDIN = "STAND-IN TRIAL (orchestration only; its rows are synthetic and never results)"
 
@@ -52,7 +57,7 @@ STANDIN = "STAND-IN TRIAL (orchestration only; its rows are synthetic and never 
 # --- the stand-in trial (runs on Ray's workers) ---------------------------------------------
 def standin_training(config, checkpointer, sink) -> None:
     """STAND-IN for ``run_trial``: a finished trial's rows of the real schema, then one checkpoint."""
-    from envs.benchmarks import get_benchmark
+    from mtrl_plasticity.benchmarks import get_benchmark
     from orchestrator import schema
 
     tasks = get_benchmark(config.benchmark).tasks
@@ -79,34 +84,11 @@ def standin_encode(state: dict) -> bytes:
     return buffer.getvalue()
 
 
-def standin_body(param: dict, sweep_root: str, fault_spec: str | None) -> None:
-    """The trainable's body with the stand-in in place of ``run_trial`` (the rest is tune_glue's)."""
-    from ray import tune
-
-    from orchestrator.config import TrialConfig
-    from orchestrator.tune_glue import finish_trial
-
-    config = TrialConfig.from_json(param["trial"]["config"])
-
-    def train(checkpointer, sink) -> None:
-        checkpointer.encode = standin_encode
-        standin_training(config, checkpointer, sink)
-
-    finish_trial(config, sweep_root, fault_spec, "cpu", train, tune.report)
-
-
-def driver_main(argv: list[str]) -> int:
-    """``mtrl run`` itself, with the trainable's body swapped for the stand-in."""
-    from orchestrator.sweep_cli import quiet_local_ray
-
-    quiet_local_ray(os.environ)  # as `mtrl run` does, before Ray is imported below
-    from orchestrator import tune_glue
-    from orchestrator.cli import main as mtrl
-
-    real = tune_glue.make_trainable
-    tune_glue.make_trainable = lambda root, fault_spec=None: real(root, fault_spec, body=standin_body)
-    print(f"[{STANDIN}]", flush=True)
-    return mtrl(["run", *argv])
+def standin_trial(config, sweep_root: str, checkpointer, sink, train) -> None:
+    """The trial hook (``orchestrator.trial_hook``): the STAND-IN trains in place of ``run_trial``;
+    everything around it (the resume checks, the compaction, the reports) is the real trainable's."""
+    checkpointer.encode = standin_encode
+    standin_training(config, checkpointer, sink)
 
 
 # --- measuring from outside ---------------------------------------------------------------------
@@ -140,7 +122,7 @@ class Driver:
         self.started = time.perf_counter()
         self.log = open(log, "w")
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--driver", sweep, "--storage", storage, "--num-cpus", str(num_cpus), *extra],
+            [*MTRL, "run", sweep, "--storage", storage, "--num-cpus", str(num_cpus), *extra],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         self.cpu, self.rss = 0.0, 0.0
 
@@ -203,10 +185,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the paper's 30)")
     parser.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of the local Ray (default 64)")
     parser.add_argument("--keep", action="store_true", help="keep the sweep folder")
-    parser.add_argument("--driver", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.driver is not None:
-        return driver_main(args.driver)
 
     seeds = args.seeds or (1 if args.small else None)
     num_cpus = args.num_cpus or (8 if args.small else 64)
@@ -215,7 +194,9 @@ def main() -> int:
     os.makedirs(ray_tmp)
     home = os.path.join(work, "home")
     os.makedirs(home)
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "HOME": home, "PYTHONPATH": REPO}
+    # The real `mtrl run`, its trials' training swapped for the stand-in through the trial hook.
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "HOME": home, "PYTHONPATH": os.pathsep.join([BENCH, REPO]),
+           TRIAL_HOOK_VARIABLE: "bench_scale:standin_trial"}
     env.pop("RAY_ADDRESS", None)
     sweep = os.path.join(REPO, "sweeps", "paper.yaml")
     extra = ["--set", f"seeds={seeds}", "--name", f"paper-scale-{seeds}"] if seeds else ["--name", "paper-scale"]
@@ -273,9 +254,9 @@ def main() -> int:
         started = time.perf_counter()
         status = read_status(root)
         status_in_process = time.perf_counter() - started
-        status_s, status_code, status_out = timed([sys.executable, "-m", "orchestrator.cli", "status", root], env)
-        analyze_s, analyze_code, analyze_out = timed([sys.executable, "-m", "orchestrator.cli", "analyze", root, "--out",
-                                                      os.path.join(work, "report"), "--quiet"], env)
+        status_s, status_code, status_out = timed([*MTRL, "status", root], env)
+        analyze_s, analyze_code, analyze_out = timed([*MTRL, "analyze", root, "--out", os.path.join(work, "report"),
+                                                      "--quiet"], env)
         n_done = status.counts()["done"]
 
         driver_cpu = first.cpu + second.cpu

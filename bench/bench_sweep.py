@@ -259,7 +259,7 @@ def main() -> int:
         side_inside, side_trials = cpu_inside_baseline(os.path.join(work, "side"))
         print(f"  {shards} processes side by side: {side['wall']:7.1f} s wall, {side['cpu']:7.1f} CPU-s "
               f"(no Ray)", flush=True)
-        sweep = measured_run([sys.executable, "-m", "orchestrator.cli", "run", spec_path, "--storage",
+        sweep = measured_run([sys.executable, "-m", "analysis.cli", "run", spec_path, "--storage",
                               os.path.join(work, "sweep")], env, (ray_tmp,), os.path.join(work, "sweep.log"))
         in_trials, reported = cpu_inside_trials(os.path.join(work, "sweep", "bench"))
         for run, count in (("sweep/bench/tune: result.json", reported), ("base: cpu-inside", base_trials),

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agents.agent import build_agent  # noqa: E402
 from agents.ppo import Rollout, ppo_update  # noqa: E402
 from agents.treatments import build_treatment  # noqa: E402
-from envs.benchmarks import get_benchmark  # noqa: E402
+from mtrl_plasticity.benchmarks import get_benchmark  # noqa: E402
 from orchestrator import trial as trial_module  # noqa: E402
 from orchestrator.checkpoint import DirectoryCheckpointer  # noqa: E402
 from orchestrator.config import TrialConfig  # noqa: E402
@@ -79,8 +79,8 @@ def bench_update(benchmark: str, arch: str, reps: int) -> dict:
     torch.manual_seed(0)
     gmp = build_treatment("gmp95", total_steps=cfg.total_steps)
     dense = build_treatment("dense", total_steps=cfg.total_steps)
-    agent = build_agent(arch, bench.n_tasks, cfg.experts, cfg.hidden_size, cfg.actor_lr, cfg.critic_lr, gmp,
-                        torch.device("cpu"))
+    agent = build_agent(arch, bench.n_tasks, cfg.experts, cfg.hidden_size, cfg.actor_lr, cfg.critic_lr,
+                        gmp.build_optimizer, torch.device("cpu"))
     gmp.setup(agent)
     gmp.on_step(gmp.schedule.end_step, agent, None)  # final sparsity: every mask active
     rollout = _rollout(cfg.steps_per_epoch, bench.n_tasks, 0)

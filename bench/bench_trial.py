@@ -36,14 +36,13 @@ def one_trial(arch: str, total_steps: int, steps_per_epoch: int, episodes: int,
     import numpy as np
     import pandas as pd
 
+    import orchestrator.trial as trial_module
     from envs.evaluator import BatchedEvaluator, evaluate_sequentially
     from envs.multitask import EnvClock
     from orchestrator.checkpoint import DirectoryCheckpointer
     from orchestrator.config import TrialConfig
     from orchestrator.sink import ParquetSink
     from orchestrator.trial import _Trial, make_policy, run_trial
-
-    import orchestrator.trial as trial_module
 
     config = TrialConfig(benchmark="MT3", arch=arch, seed=0, total_steps=total_steps,
                          steps_per_epoch=steps_per_epoch, eval_interval_steps=steps_per_epoch,
@@ -94,7 +93,7 @@ def one_trial(arch: str, total_steps: int, steps_per_epoch: int, episodes: int,
             env_before, policy_seconds = clock.seconds, [0.0]
             sample = make_policy(trial.agent.actor, trial.device, torch.Generator().manual_seed(0))
 
-            def policy(obs, task):
+            def policy(obs, task, sample=sample, policy_seconds=policy_seconds):
                 started = time.perf_counter()
                 actions = sample(obs, task)
                 policy_seconds[0] += time.perf_counter() - started

@@ -41,15 +41,15 @@ import yaml  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from mtrl_plasticity.architectures import ARCHITECTURES as REGISTERED  # noqa: E402
 from orchestrator import schema  # noqa: E402
 from orchestrator.checkpoint import DirectoryCheckpointer  # noqa: E402
-from agents.architectures import architecture_names  # noqa: E402
 from orchestrator.config import TrialConfig  # noqa: E402
 
-ARCHITECTURES = tuple(architecture_names())
+ARCHITECTURES = tuple(REGISTERED.names())
+from agents.ppo import ppo_update  # noqa: E402
 from orchestrator.sink import ParquetSink  # noqa: E402
 from orchestrator.trial import _Trial, run_trial  # noqa: E402
-from agents.ppo import ppo_update  # noqa: E402
 
 SINGLE_TASK = "DoorKey-6x6-v0"
 
@@ -178,7 +178,7 @@ def shared_gpu_sweep(device: str, small: bool, tmp: str) -> bool:
     env = dict(os.environ, HOME=tmp, PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
     env.pop("RAY_ADDRESS", None)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", path, "--num-cpus", "4"], env=env,
+    done = subprocess.run([sys.executable, "-m", "analysis.cli", "run", path, "--num-cpus", "4"], env=env,
                           capture_output=True, text=True, cwd=REPO)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
@@ -190,7 +190,8 @@ def shared_gpu_sweep(device: str, small: bool, tmp: str) -> bool:
         key = os.path.basename(os.path.dirname(result_file))
         results = [json.loads(line) for line in open(result_file) if line.strip()]
         devices[key] = sorted({r["device"] for r in results if "device" in r})
-        spans.append((min(r["timestamp"] - r["time_this_iter_s"] for r in results), max(r["timestamp"] for r in results)))
+        started = min(r["timestamp"] - r["time_this_iter_s"] for r in results)
+        spans.append((started, max(r["timestamp"] for r in results)))
     at_once = max(sum(start <= moment <= end for start, end in spans) for moment, _ in spans)
     for key, used in devices.items():
         print(f"  {key}: device {','.join(used)}")

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.benchmarks import TASKS
-from envs.fast_obs import ObservationPath
+from envs.fast_obs import FAST_OBSERVATIONS, ObservationPath
 from envs.multitask import EnvClock, TaskEnv
+from mtrl_plasticity.benchmarks import TASKS
 
 Policy = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """``policy(obs [N, 3, 7, 7] uint8, task [N] int64) -> actions [N]``."""
@@ -50,7 +50,7 @@ class BatchedEvaluator:
     """Keeps ``T x episodes_per_task`` environments alive across evaluation points."""
 
     def __init__(self, tasks: tuple[str, ...], episodes_per_task: int, clock: EnvClock | None = None,
-                 observations: ObservationPath = ObservationPath()) -> None:
+                 observations: ObservationPath = FAST_OBSERVATIONS) -> None:
         self.tasks = tasks
         self.episodes_per_task = episodes_per_task
         self.clock = clock or EnvClock()
@@ -62,7 +62,7 @@ class BatchedEvaluator:
             raise ValueError(f"episode_seeds must have shape {(T, E)}, got {episode_seeds.shape}")
         flat = [env for row in self.envs for env in row]
         task_of = np.repeat(np.arange(T, dtype=np.int64), E)
-        obs = np.stack([env.reset(seed) for env, seed in zip(flat, episode_seeds.ravel())])
+        obs = np.stack([env.reset(seed) for env, seed in zip(flat, episode_seeds.ravel(), strict=True)])
         returns = np.zeros(T * E)
         lengths = np.zeros(T * E, dtype=np.int64)
         active = np.arange(T * E)
@@ -85,7 +85,7 @@ class BatchedEvaluator:
 
 def evaluate_sequentially(tasks: tuple[str, ...], policy: Policy, episode_seeds: np.ndarray,
                           clock: EnvClock | None = None,
-                          observations: ObservationPath = ObservationPath()) -> list[TaskEvaluation]:
+                          observations: ObservationPath = FAST_OBSERVATIONS) -> list[TaskEvaluation]:
     """One episode at a time, one policy call per environment step: the slow reference."""
     results = []
     for i, task in enumerate(tasks):

@@ -38,7 +38,7 @@ MiniGrid has no hook for this, so the module uses two public attributes: it sets
 on the env instance (``reset`` and ``step`` call ``self.gen_obs()``) and reads ``Grid.grid``,
 the cell list. The version guard covers a minigrid that changes either.
 
-Verification. ``tests/worker/test_fast_obs*.py`` compare both paths at every step (random
+Verification. ``tests/envs/test_fast_obs*.py`` compare both paths at every step (random
 and scripted policies reaching opened doors, carried keys, toggled boxes) on the paper's
 seven tasks, further MiniGrid envs with keys, locked doors, boxes, balls, moving obstacles
 and large grids, ``see_through_walls`` on and off and view sizes 3 to 11, and
@@ -89,9 +89,13 @@ class ObservationPath:
     check: bool = False
     """Compute both paths at every observation and raise at the first difference."""
 
-    def apply(self, env):
+    def apply(self, env: MiniGridEnv) -> MiniGridEnv:
         """``env`` set up for this path (the unwrapped MiniGrid env, changed in place)."""
         return accelerate(env, check=True) if self.check else accelerate(env) if self.fast else env
+
+
+FAST_OBSERVATIONS = ObservationPath()
+"""The default path: the exact fast observations."""
 
 
 def accelerate(env, check: bool = False):
@@ -108,15 +112,15 @@ def accelerate(env, check: bool = False):
     view = base.agent_view_size
     if not isinstance(view, int) or view < 3 or view % 2 == 0:
         raise ValueError(f"accelerate() supports odd agent_view_size >= 3, got {view!r}")
-    existing = base.__dict__.get("gen_obs")
-    if isinstance(getattr(existing, "__self__", None), _FastObservation):
-        existing.__self__.check = check
+    installed = getattr(base.__dict__.get("gen_obs"), "__self__", None)
+    if isinstance(installed, _FastObservation):
+        installed.check = check
         return env
     reason = unsupported_reason(base)
     if reason:
         _warn_once(f"{type(base).__name__}: {reason}; keeping MiniGrid's own gen_obs")
         return env
-    base.gen_obs = _FastObservation(base, check).gen_obs
+    base.__dict__["gen_obs"] = _FastObservation(base, check).gen_obs  # an instance attribute over the class's method
     return env
 
 
@@ -309,7 +313,7 @@ class _FastObservation:
             self.see_behind[flat] = [see for _, see in encoded]
 
     def _sync(self, cells: list) -> None:
-        changed = [k for k, (a, b) in enumerate(zip(cells, self.cells)) if a is not b]
+        changed = [k for k, (a, b) in enumerate(zip(cells, self.cells, strict=True)) if a is not b]
         for k in changed:
             self.volatile.pop(k, None)
         self._encode_cells(cells, changed)

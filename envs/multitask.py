@@ -20,17 +20,15 @@ import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
 import numpy as np
 from minigrid.minigrid_env import MiniGridEnv
 
-from envs.benchmarks import TASKS
-from envs.fast_obs import ObservationMismatch, ObservationPath
+import envs.benchmarks  # noqa: F401  (registers the paper's tasks)
+from envs.fast_obs import FAST_OBSERVATIONS, ObservationMismatch, ObservationPath
+from mtrl_plasticity.benchmarks import TASKS
+from mtrl_plasticity.errors import TaskEnvError
 
 _SEED_HIGH = 2**31 - 1
 
 
-class TaskEnvError(ValueError):
-    """A registered task whose environment is not what its registration says (one line naming the task)."""
-
-
-def make_task_env(task: str, observations: ObservationPath = ObservationPath()):
+def make_task_env(task: str, observations: ObservationPath = FAST_OBSERVATIONS) -> MiniGridEnv:
     """The unwrapped MiniGrid environment of ``task`` (a name from :data:`TASKS`).
 
     Its observations come through ``observations`` (by default :mod:`envs.fast_obs`'s exact
@@ -61,7 +59,7 @@ class TaskEnv:
     """One task's environment with the seed and action log that make its state replayable."""
 
     def __init__(self, task: str, clock: EnvClock | None = None,
-                 observations: ObservationPath = ObservationPath()) -> None:
+                 observations: ObservationPath = FAST_OBSERVATIONS) -> None:
         self.task = task
         self.env = make_task_env(task, observations)
         self.clock = clock or EnvClock()
@@ -96,6 +94,12 @@ class TaskEnv:
         self.obs = image_of(obs)
         return self.obs, float(reward), bool(terminated), bool(truncated)
 
+    def current_obs(self) -> np.ndarray:
+        """The observation the last ``reset`` or ``step`` returned."""
+        if self.obs is None:
+            raise RuntimeError(f"{self.task}: no observation before the first reset")
+        return self.obs
+
     def state_dict(self) -> dict:
         return {"episode_seed": self.episode_seed, "actions": list(self.actions)}
 
@@ -115,7 +119,7 @@ class LockStepEnv:
     """
 
     def __init__(self, tasks: tuple[str, ...], rng: np.random.Generator, clock: EnvClock | None = None,
-                 observations: ObservationPath = ObservationPath()) -> None:
+                 observations: ObservationPath = FAST_OBSERVATIONS) -> None:
         self.tasks = tasks
         self.rng = rng
         self.clock = clock or EnvClock()
@@ -138,7 +142,7 @@ class LockStepEnv:
 
     def observations(self) -> np.ndarray:
         """Current observation of every task, ``[T, 3, 7, 7]`` uint8."""
-        return np.stack([env.obs for env in self.envs])
+        return np.stack([env.current_obs() for env in self.envs])
 
     def step(self, actions: np.ndarray) -> dict[str, np.ndarray | list]:
         """Advance every task once.

@@ -14,29 +14,42 @@ with one warning line, and the previous one is used; with none left the trial st
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import posixpath
 import re
 import sys
 import zipfile
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
-from orchestrator.storage import is_uri, list_files, move_aside, read_bytes, resolve_filesystem, write_bytes_atomically
+from mtrl_plasticity.errors import ResultsDirError
+from orchestrator.storage import (
+    LockHeld,
+    exclusive_lock,
+    list_files,
+    move_aside,
+    read_bytes,
+    resolve_filesystem,
+    write_bytes_atomically,
+)
 
 CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.pt$")
 LOCK_FILE = ".lock"
 
+State = dict[str, Any]
+"""A trial's checkpoint: plain containers, numbers, strings and tensors."""
+Metrics = dict[str, Any]
+"""What a trial reports after an epoch: ``step``, ``epoch``, ``run_key`` and the metric columns."""
+
 
 class Checkpointer(Protocol):
-    def load(self) -> dict | None:
+    def load(self) -> State | None:
         """The latest complete checkpoint's state, or ``None`` for a fresh start."""
 
-    def save(self, state: dict, metrics: dict) -> None:
+    def save(self, state: State, metrics: Metrics) -> None:
         """Persist ``state`` (the rows up to it are already in Parquet) and report ``metrics``."""
 
-    def report(self, metrics: dict) -> None:
+    def report(self, metrics: Metrics) -> None:
         """Progress of an epoch without a checkpoint."""
 
 
@@ -44,16 +57,16 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:09d}.pt"
 
 
-def state_bytes(state: dict) -> bytes:
-    import torch  # here, not at module level: the CLI and the Ray driver import this module
+def state_bytes(state: State) -> bytes:
+    import torch  # here, not at module level: the CLI and the Ray driver import this module, torch-free
 
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.getvalue()
 
 
-def load_state_bytes(data: bytes) -> dict:
-    import torch
+def load_state_bytes(data: bytes) -> State:
+    import torch  # the trial's worker only: the driver checks checkpoints with checkpoint_intact
 
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
@@ -82,7 +95,7 @@ class DirectoryCheckpointer:
     (default: the checkpoint folder's parent) with one line to ``on_warning``.
     """
 
-    def __init__(self, directory: str, keep: int = 2, on_report: Callable[[dict], None] | None = None,
+    def __init__(self, directory: str, keep: int = 2, on_report: Callable[[Metrics], None] | None = None,
                  aside_root: str | None = None, on_warning: Callable[[str], None] = warn) -> None:
         self.directory = directory
         self.keep = keep
@@ -101,7 +114,7 @@ class DirectoryCheckpointer:
         steps = self.steps()
         return steps[-1][0] if steps else None
 
-    def load(self) -> dict | None:
+    def load(self) -> State | None:
         for step, path in reversed(self.steps()):
             data = read_bytes(self.fs, path)
             try:
@@ -116,40 +129,31 @@ class DirectoryCheckpointer:
                                 f"using the previous one")
         return None
 
-    def save(self, state: dict, metrics: dict) -> None:
+    def save(self, state: State, metrics: Metrics) -> None:
         step = int(state["progress"]["step"])
         write_bytes_atomically(self.fs, posixpath.join(self.path, checkpoint_name(step)), self.encode(state))
         for _, path in self.steps()[: -self.keep]:
             self.fs.delete_file(path)
         self.report(metrics)
 
-    def encode(self, state: dict) -> bytes:
+    def encode(self, state: State) -> bytes:
         """The file's bytes: ``torch.save`` of ``state``."""
         return state_bytes(state)
 
-    def report(self, metrics: dict) -> None:
+    def report(self, metrics: Metrics) -> None:
         if self.on_report is not None:
             self.on_report(metrics)
 
     @contextlib.contextmanager
     def exclusive(self, what: str) -> Iterator[None]:
-        """Hold ``<directory>/.lock`` (a ``flock``; local and NFS paths): one writer per trial.
+        """Hold ``<directory>/.lock`` (local and NFS paths): one writer per trial.
 
-        Raises ``ResultsDirError`` (one line, exit 2) naming ``what`` when another process holds it. Object
-        stores have no locks: there one writer per trial is the scheduler's job.
+        Raises :class:`~mtrl_plasticity.errors.ResultsDirError` (one line, exit 2) naming ``what``
+        when another process holds it. Object stores have no locks: there one writer per trial
+        is the scheduler's job.
         """
-        if is_uri(self.directory):
-            yield
-            return
-        self.fs.create_dir(self.path, recursive=True)
-        with open(posixpath.join(self.path, LOCK_FILE), "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                from orchestrator.results_dir import ResultsDirError
-
-                raise ResultsDirError(f"{what} is being run by another process; wait for it to end") from None
-            try:
+        try:
+            with exclusive_lock(self.directory, LOCK_FILE):
                 yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        except LockHeld:
+            raise ResultsDirError(f"{what} is being run by another process; wait for it to end") from None

@@ -1,11 +1,15 @@
-"""The `mtrl` command: `trial`, `run`, `status`, `analyze`.
+"""The ``mtrl`` command's frame, and its orchestration commands: ``trial``, ``run``, ``status``.
 
-Installed plugins (entry points of the group ``mtrl.plugins``, :mod:`mtrl.plugins`) are
-imported first, so their names are valid everywhere below. Every user error (bad flag value,
-unknown name, impossible setting, foreign results folder, broken plugin)
-ends as one line on stderr and exit code 2, before any work starts; so does a write that
-fails for want of room or permission (the line names the file; a rerun resumes). Anything
-else is a bug and keeps its traceback.
+Installed plugins (entry points of the group ``mtrl_plasticity.plugins``,
+:mod:`mtrl_plasticity.plugins`) are imported first, so their names are valid everywhere below.
+Every user error (bad flag value, unknown name, impossible setting, foreign results folder,
+broken plugin) ends as one line on stderr and exit code 2, before any work starts; so does a
+write that fails for want of room or permission (the line names the file; a rerun resumes).
+Anything else is a bug and keeps its traceback.
+
+The whole ``mtrl`` command adds the analysis's ``analyze`` (``analysis.cli.mtrl``, the
+console script): the analysis stands on the orchestrator, so its command is added from above.
+``python -m orchestrator.cli`` runs the orchestration commands alone.
 """
 
 from __future__ import annotations
@@ -14,8 +18,12 @@ import argparse
 import errno
 import sys
 import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
-from orchestrator.errors import UserError, clip, write_error_message
+from mtrl_plasticity.errors import UserError, clip, write_error_message
+from mtrl_plasticity.plugins import load_entry_points
+from orchestrator import local_trial, sweep_cli
 
 MAX_MESSAGE = 1_000
 """Longest error line printed (a backstop: messages quote user input through errors.brief)."""
@@ -23,31 +31,32 @@ MAX_MESSAGE = 1_000
 _PATH_ERRNOS = {errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.ELOOP}
 """OSErrors about a path the user gave (``--results``, ``--storage``): one line naming it."""
 
+Register = Callable[[Any], Any]
+"""``register(subparsers)``: adds one or more sub-commands, each with ``func`` as its default."""
 
-def build_parser() -> argparse.ArgumentParser:
-    from orchestrator import local_trial
-    from orchestrator.errors import OneLineArgumentParser
+COMMANDS: tuple[Register, ...] = (local_trial.register, sweep_cli.register)
+"""The orchestration commands: ``trial``, then ``run`` and ``status``."""
 
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line and exit 2, like every other bad input.
+
+    argparse prints the whole usage block above the error; the block says nothing about what
+    was wrong, so only the error is printed, with a pointer to ``--help``. Subparsers made by
+    ``add_subparsers`` inherit this class.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser(commands: Sequence[Register] = COMMANDS) -> argparse.ArgumentParser:
     parser = OneLineArgumentParser(prog="mtrl", description="Sparsity and plasticity in multi-task RL: "
                                    "run trials and sweeps, check their status, analyse results.")
     sub = parser.add_subparsers(dest="command", required=True)
-    local_trial.register(sub)
-    for module in _plugins():
-        module.register(sub)
+    for register in commands:
+        register(sub)
     return parser
-
-
-def _plugins():
-    import importlib
-
-    found = []
-    for name in ("orchestrator.sweep_cli", "analysis.cli"):
-        try:
-            found.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-    return found
 
 
 RERUN = {"trial": "rerun the same command with --resume", "run": "rerun the same command"}
@@ -66,16 +75,15 @@ def one_line_error(exc: BaseException, command: str) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, commands: Sequence[Register] = COMMANDS) -> int:
+    """Run one ``mtrl`` command line; returns its exit code (0 done, 2 bad input, 130 interrupted)."""
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    from mtrl.plugins import load_entry_points
-
     try:  # before the parser: the plugins' names are among its choices
         load_entry_points()
     except UserError as exc:
         print(f"mtrl: error: {clip(' '.join(str(exc).split()), MAX_MESSAGE)}", file=sys.stderr)
         return 2
-    parser = build_parser()
+    parser = build_parser(commands)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

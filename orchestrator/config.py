@@ -12,8 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from envs.benchmarks import get_benchmark
-from orchestrator.errors import brief
+from mtrl_plasticity.errors import UnknownName
+from mtrl_plasticity.results import run_key
+from orchestrator import registered
 
 MAX_SEED = 2**31 - 1
 """Largest seed: the Parquet ``seed`` column is int32."""
@@ -28,9 +29,10 @@ class TrialConfig(BaseModel):
     benchmark: str
     """``MT3``, ``MT5``, ``MT7`` or a single task name such as ``DoorKey-6x6-v0``."""
     arch: str
-    """Registered architecture (agents.architectures): ``mtppo`` (shared trunk), ``moe``, ``moore``, ``single``, ..."""
+    """Registered architecture: ``mtppo`` (shared trunk), ``moe``, ``moore``, ``single``, ...
+    (``agents.architectures``)."""
     treatment: str = "dense"
-    """Registered treatment name (``dense``, ``gmp95``, ``redo``, ...; see agents.treatments)."""
+    """Registered treatment name (``dense``, ``gmp95``, ``redo``, ...; ``agents.treatment_parameters``)."""
     treatment_params: dict[str, Any] = Field(default_factory=dict)
     """Overrides of the treatment's own defaults, e.g. ``{"tau": 0.001}`` for ReDo."""
     seed: int = 0
@@ -109,36 +111,30 @@ class TrialConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _architecture_defaults(cls, data: Any) -> Any:
-        from agents.architectures import ARCHITECTURES
-
-        if isinstance(data, dict) and data.get("arch") in ARCHITECTURES:
-            data = {**ARCHITECTURES.get(data["arch"]).trial_defaults, **data}
+        if isinstance(data, dict) and isinstance(data.get("arch"), str):
+            try:
+                defaults = registered.arch_trial_defaults(data["arch"], cls.model_fields)
+            except UnknownName:
+                return data  # an unknown arch is reported by its field validator
+            data = {**defaults, **data}
         return data
 
     @field_validator("benchmark")
     @classmethod
     def _known_benchmark(cls, value: str) -> str:
-        if len(value) > 100:  # no benchmark name is this long; keep the message short
-            raise ValueError(f"unknown benchmark {brief(value)}")
-        get_benchmark(value)  # raises a one-line ValueError naming the choices
+        registered.benchmark(value)  # one line naming the choices
         return value
 
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, value: str) -> str:
-        from agents.architectures import architecture_spec
-
-        architecture_spec(value)  # raises a one-line error naming the choices
+        registered.architecture(value)
         return value
 
     @field_validator("treatment")
     @classmethod
     def _known_treatment(cls, value: str) -> str:
-        from agents.treatments import treatment_names
-
-        if value not in treatment_names():
-            raise ValueError(f"unknown treatment {brief(value)}; choose one of: {', '.join(treatment_names())}")
-        return value
+        return registered.treatment(value)
 
     @field_validator("seed")
     @classmethod
@@ -151,7 +147,8 @@ class TrialConfig(BaseModel):
     @classmethod
     def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
         # pydantic reads true as 1: `seed: true` or `total_steps: yes` is a typo, not a number.
-        if isinstance(value, bool) and cls.model_fields[info.field_name].annotation in (int, float):
+        if isinstance(value, bool) and info.field_name is not None and \
+                cls.model_fields[info.field_name].annotation in (int, float):
             raise ValueError(f"expected a number, got {str(value).lower()}")
         return value
 
@@ -171,27 +168,20 @@ class TrialConfig(BaseModel):
                 raise ValueError(
                     f"{name}={interval} must be a multiple of steps_per_epoch={self.steps_per_epoch}"
                     f" and divide total_steps={self.total_steps}")
-        from agents.architectures import architecture_spec
-
-        arch = architecture_spec(self.arch)
-        if arch.single_task and get_benchmark(self.benchmark).n_tasks != 1:
-            raise ValueError(f"arch {self.arch!r} needs a single-task benchmark, got {self.benchmark!r}")
-        if arch.uses_experts and self.experts < 1:
-            raise ValueError(f"{self.arch} needs n_experts >= 1")
-        from agents.treatments import check_treatment
-
-        check_treatment(self.treatment, self.treatment_params, total_steps=self.total_steps)
+        registered.check_cell(self.benchmark, self.arch, self.treatment, self.treatment_params,
+                              experts=self.experts, total_steps=self.total_steps)
         return self
 
     # --- derived ------------------------------------------------------------------
     @property
     def run_key(self) -> str:
         """Stable trial name: names the Tune trial, its folders and every Parquet row."""
-        return f"{self.benchmark}-{self.arch}-{self.treatment}-s{self.seed:02d}"
+        return run_key(self.benchmark, self.arch, self.treatment, self.seed)
 
     @property
     def experts(self) -> int:
-        return self.n_experts or get_benchmark(self.benchmark).n_experts
+        """Experts of MoE/MOORE: ``n_experts``, else the benchmark's k."""
+        return self.n_experts or registered.benchmark(self.benchmark).n_experts
 
     @property
     def n_epochs(self) -> int:

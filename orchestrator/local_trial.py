@@ -1,49 +1,48 @@
 """`mtrl trial`: one trial in this process, no Ray, into an ad-hoc results folder.
 
-Layout: ``<results>/mtrl-results.json``, ``<results>/trials/<run_key>/config.json``,
-``<results>/trials/<run_key>/checkpoints/step-*.pt`` and the Parquet datasets under
-``<results>/metrics/``.
+Layout (the names: :mod:`mtrl_plasticity.results`): ``<results>/mtrl-results.json``,
+``<results>/trials/<run_key>/config.json``, ``<results>/trials/<run_key>/checkpoints/step-*.pt``
+and the Parquet datasets under ``<results>/metrics/``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import posixpath
+from typing import TYPE_CHECKING
 
+import pyarrow.fs as pafs
 from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from agents.architectures import architecture_names
-from agents.treatments import treatment_names
-from envs.benchmarks import benchmark_names
+from mtrl_plasticity.architectures import ARCHITECTURES
+from mtrl_plasticity.benchmarks import benchmark_names
+from mtrl_plasticity.errors import ResultsDirError, UsageError, brief, validation_message
+from mtrl_plasticity.plugins import load_plugins
+from mtrl_plasticity.results import CHECKPOINTS_DIR, TRIAL_CONFIG_FILE, TRIALS_DIR
+from mtrl_plasticity.treatments import TREATMENTS
+from orchestrator.checkpoint import DirectoryCheckpointer, Metrics
 from orchestrator.config import TrialConfig
-from orchestrator.errors import UserError, brief, clip
-from orchestrator.results_dir import ResultsDirError, claim
+from orchestrator.preflight import check_plugin_parts
+from orchestrator.sink import ParquetSink
+from orchestrator.storage import claim, file_type, join, read_bytes, resolve_filesystem, write_bytes_atomically
 from orchestrator.yaml_input import parse_assignments
 
+if TYPE_CHECKING:
+    from orchestrator.trial import TrialResult
 
-class UsageError(UserError):
-    """Bad input on the command line: reported as one line, exit code 2."""
-
-
-def config_error_message(exc: ValidationError) -> str:
-    """pydantic's multi-line report as one line: ``field: message; field: message``."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(clip(str(p)) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {msg}" if where else msg)
-    return "; ".join(parts)
+MAX_CONFIG_BYTES = 1 << 16
+"""Largest ``config.json`` read back (the tool writes a few kilobytes)."""
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("trial", help="run one trial in this process (no Ray)",
                               description=__doc__.splitlines()[0])
     p.add_argument("--benchmark", required=True, help=f"one of {', '.join(benchmark_names())}")
-    p.add_argument("--arch", required=True, help=f"one of {', '.join(architecture_names())}")
+    p.add_argument("--arch", required=True, help=f"one of {', '.join(ARCHITECTURES.names())}")
     p.add_argument("--treatment", default="dense",
-                   help=f"one of {', '.join(treatment_names())} (default dense)")
+                   help=f"one of {', '.join(TREATMENTS.names())} (default dense)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results", required=True, help="results folder (created if missing)")
     p.add_argument("--total-steps", type=int, help="lock-step training steps (default 200000)")
@@ -64,8 +63,6 @@ def register(subparsers) -> None:
 
 
 def build_config(args: argparse.Namespace) -> TrialConfig:
-    from mtrl.plugins import load_plugins
-
     load_plugins(getattr(args, "plugin", []))
     fields = {"benchmark": args.benchmark, "arch": args.arch, "treatment": args.treatment, "seed": args.seed}
     flag_fields = {"total_steps": args.total_steps, "steps_per_epoch": args.steps_per_epoch,
@@ -84,12 +81,10 @@ def build_config(args: argparse.Namespace) -> TrialConfig:
     try:
         config = TrialConfig(**fields)
     except ValidationError as exc:
-        raise UsageError(config_error_message(exc)) from None
-    from orchestrator.preflight import check_plugin_parts
-
+        raise UsageError(validation_message(exc)) from None
     check_plugin_parts([config])
     if config.device == "cuda":
-        import torch
+        import torch  # only to ask for CUDA: `mtrl trial --help` and bad input stay torch-free
 
         if not torch.cuda.is_available():
             raise UsageError("device 'cuda' but this machine has no CUDA device; use device=auto or cpu")
@@ -97,74 +92,74 @@ def build_config(args: argparse.Namespace) -> TrialConfig:
 
 
 def prepare_results(results: str, config: TrialConfig, resume: bool) -> str:
-    """Check ``results`` may hold this trial; returns the trial's own folder."""
-    if os.path.exists(results) and not os.path.isdir(results):
+    """Check ``results`` may hold this trial (claiming it for a new one); returns the trial's own folder."""
+    if file_type(results) == pafs.FileType.File:
         raise UsageError(f"--results {results} is a file, not a folder")
     claim(results, layout="trial")
-    trials_dir = os.path.join(results, "trials")
-    others = sorted(set(os.listdir(trials_dir)) - {config.run_key}) if os.path.isdir(trials_dir) else []
+    fs, root = resolve_filesystem(results)
+    trials = fs.get_file_info(pafs.FileSelector(posixpath.join(root, TRIALS_DIR), allow_not_found=True))
+    others = sorted({info.base_name for info in trials} - {config.run_key})
     if others:
         raise ResultsDirError(
             f"{results} holds another trial's data ({others[0]}); use a separate --results folder per trial")
-    trial_dir = os.path.join(trials_dir, config.run_key)
-    config_path = os.path.join(trial_dir, "config.json")
-    if os.path.exists(config_path):
-        try:
-            with open(config_path) as f:
-                stored = json.load(f)
-        except ValueError:
-            raise ResultsDirError(f"{config_path} is not the JSON this tool writes; is this a results folder "
-                                  f"of this tool?") from None
-        mine = json.loads(config.to_json())
-        diff = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
-        if diff:
-            shown = ", ".join(f"{k}: {brief(stored.get(k))} -> {brief(mine.get(k))}" for k in diff[:4])
-            raise ResultsDirError(f"{results} holds {config.run_key} with a different configuration ({shown})")
-        if not resume:
-            raise ResultsDirError(
-                f"{results} already holds {config.run_key}; pass --resume to continue it")
-    else:
-        os.makedirs(trial_dir, exist_ok=True)
-        with open(config_path, "w") as f:
-            f.write(config.to_json())
+    trial_dir = join(results, TRIALS_DIR, config.run_key)
+    config_path = join(trial_dir, TRIAL_CONFIG_FILE)
+    fs, path = resolve_filesystem(config_path)
+    data = read_bytes(fs, path, MAX_CONFIG_BYTES)
+    if data is None:
+        write_bytes_atomically(fs, path, config.to_json().encode())
+        return trial_dir
+    try:
+        stored = json.loads(data.decode("utf-8"))
+        if not isinstance(stored, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, RecursionError):
+        raise ResultsDirError(f"{config_path} is not the JSON this tool writes; is this a results folder "
+                              f"of this tool?") from None
+    mine = json.loads(config.to_json())
+    diff = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k))
+    if diff:
+        shown = ", ".join(f"{k}: {brief(stored.get(k))} -> {brief(mine.get(k))}" for k in diff[:4])
+        raise ResultsDirError(f"{results} holds {config.run_key} with a different configuration ({shown})")
+    if not resume:
+        raise ResultsDirError(f"{results} already holds {config.run_key}; pass --resume to continue it")
     return trial_dir
 
 
 def main(args: argparse.Namespace) -> int:
     config = build_config(args)
     trial_dir = prepare_results(args.results, config, args.resume)
-    # Imported here: torch and the trial worker load only once the input is checked, not for --help.
-    from orchestrator.checkpoint import DirectoryCheckpointer
-    from orchestrator.sink import ParquetSink
-    from orchestrator.trial import run_trial
-
-    checkpoints = os.path.join(trial_dir, "checkpoints")
+    checkpoints = join(trial_dir, CHECKPOINTS_DIR)
     sink = ParquetSink.for_config(args.results, config)
     with DirectoryCheckpointer(checkpoints).exclusive(f"trial {config.run_key} in {args.results}"):
-        return _run(args, config, checkpoints, sink, run_trial)
-
-
-def _run(args: argparse.Namespace, config: TrialConfig, checkpoints: str, sink, run_trial) -> int:
-    from orchestrator.checkpoint import DirectoryCheckpointer
-
-    if args.quiet:
-        result = run_trial(config, sink, DirectoryCheckpointer(checkpoints))
-    else:
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("steps  return {task.fields[ret]}"), TimeElapsedColumn())
-        with Progress(*columns) as progress:
-            bar = progress.add_task(config.run_key, total=config.total_steps, ret="-")
-            start = DirectoryCheckpointer(checkpoints).latest_step() or 0
-            progress.update(bar, completed=start)
-
-            def on_report(metrics: dict) -> None:
-                ret = metrics.get("eval/normalised_return")
-                update = {"completed": metrics["step"]}
-                if ret == ret:  # not NaN
-                    update["ret"] = f"{ret:.3f}"
-                progress.update(bar, **update)
-
-            result = run_trial(config, sink, DirectoryCheckpointer(checkpoints, on_report=on_report))
+        if args.quiet:
+            result = _train(config, sink, DirectoryCheckpointer(checkpoints))
+        else:
+            result = _train_with_progress(config, sink, checkpoints)
     resumed = f" (resumed from step {result.resumed_from_step})" if result.resumed_from_step is not None else ""
     print(f"{config.run_key}: {result.steps} steps, {result.epochs} epochs{resumed}; rows in {args.results}/metrics")
     return 0
+
+
+def _train(config: TrialConfig, sink: ParquetSink, checkpointer: DirectoryCheckpointer) -> TrialResult:
+    # Imported here: torch and the trial worker load only once the input is checked, not for --help.
+    from orchestrator.trial import run_trial
+
+    return run_trial(config, sink, checkpointer)
+
+
+def _train_with_progress(config: TrialConfig, sink: ParquetSink, checkpoints: str) -> TrialResult:
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("steps  return {task.fields[ret]}"), TimeElapsedColumn())
+    with Progress(*columns) as progress:
+        bar = progress.add_task(config.run_key, total=config.total_steps, ret="-")
+        progress.update(bar, completed=DirectoryCheckpointer(checkpoints).latest_step() or 0)
+
+        def on_report(metrics: Metrics) -> None:
+            ret = metrics.get("eval/normalised_return")
+            update = {"completed": metrics["step"]}
+            if ret == ret:  # not NaN
+                update["ret"] = f"{ret:.3f}"
+            progress.update(bar, **update)
+
+        return _train(config, sink, DirectoryCheckpointer(checkpoints, on_report=on_report))

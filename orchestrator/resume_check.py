@@ -21,22 +21,30 @@ after ``S``.
 from __future__ import annotations
 
 import posixpath
-import re
 from dataclasses import dataclass, field
 
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from envs.benchmarks import get_benchmark
+from mtrl_plasticity.benchmarks import get_benchmark
+from mtrl_plasticity.results import (
+    CHECKPOINTS_DIR,
+    DATASETS,
+    EVALS,
+    SET_ASIDE_DIR,
+    TRAIN,
+    compacted_name,
+    segment_range,
+)
 from orchestrator import schema
 from orchestrator.checkpoint import DirectoryCheckpointer, checkpoint_intact
 from orchestrator.config import TrialConfig
 from orchestrator.sink import ParquetSink
-from orchestrator.storage import SET_ASIDE_DIR, join, move_aside, read_bytes, resolve_filesystem
+from orchestrator.storage import join, move_aside, read_bytes, resolve_filesystem
 
-CHECKPOINTS_DIR = "checkpoints"
-DATASETS = ("evals", "train")
-_SEGMENT = re.compile(r"__(\d{9})-(\d{9})\.parquet$")
+StepKeys = set[tuple]
+"""A dataset's keys without the run_key: ``(step, task)`` (evals) or ``(step,)`` (train)."""
 
 
 @dataclass
@@ -68,21 +76,22 @@ def trial_checkpoint_dir(root: str, run_key: str) -> str:
     return join(root, CHECKPOINTS_DIR, run_key)
 
 
-def expected_keys(config: TrialConfig) -> dict[str, set[tuple]]:
+def expected_keys(config: TrialConfig) -> dict[str, StepKeys]:
     """The keys (without run_key) of a finished trial's rows: ``{"evals": {(step, task)}, "train": {(step,)}}``."""
     tasks = get_benchmark(config.benchmark).tasks
     eval_steps = range(0, config.total_steps + 1, config.eval_interval_steps)
     train_steps = range(config.steps_per_epoch, config.total_steps + 1, config.steps_per_epoch)
-    return {"evals": {(s, t) for s in eval_steps for t in tasks}, "train": {(s,) for s in train_steps}}
+    return {EVALS: {(s, t) for s in eval_steps for t in tasks}, TRAIN: {(s,) for s in train_steps}}
 
 
-def _file_problem(fs, path: str, dataset: str, run_key: str, expected: set[tuple]) -> tuple[str | None, set[tuple]]:
+def _file_problem(fs: pafs.FileSystem, path: str, dataset: str, run_key: str,
+                  expected: StepKeys) -> tuple[str | None, StepKeys]:
     """``(problem or None, keys)`` of one Parquet file of the run."""
     name = posixpath.basename(path)
-    match = _SEGMENT.search(name)
-    if match is None and name != f"{run_key}.parquet":
+    steps = segment_range(name)
+    if steps is None and name != compacted_name(run_key):
         return "a file not named like a segment", set()
-    columns = list(schema.EVAL_KEYS if dataset == "evals" else schema.TRAIN_KEYS)
+    columns = list(schema.dataset_keys(dataset))
     try:
         table = pq.read_table(path, filesystem=fs, columns=columns)
     except Exception as exc:  # cut short, not Parquet, wrong columns
@@ -92,14 +101,14 @@ def _file_problem(fs, path: str, dataset: str, run_key: str, expected: set[tuple
         return "empty", set()
     if pc.any(pc.not_equal(table["run_key"], run_key)).as_py():
         return "rows of another run", set()
-    rows = list(zip(*(table[c].to_pylist() for c in columns[1:])))
+    rows = list(zip(*(table[c].to_pylist() for c in columns[1:]), strict=True))
     keys = set(rows)
     if len(keys) != len(rows):
         return "duplicate rows", set()
     if not keys <= expected:
         return "rows of steps this trial never has", set()
-    if match is not None:
-        first, last = int(match.group(1)), int(match.group(2))
+    if steps is not None:
+        first, last = steps
         if any(not (first < k[0] <= last or (first == 0 and k[0] == 0)) for k in keys):
             return "rows outside the segment's step range", set()
     return None, keys
@@ -112,7 +121,7 @@ def check_trial(root: str, config: TrialConfig) -> TrialCheck:
     expected = expected_keys(config)
     run_key = config.run_key
     problems: list[str] = []
-    have: dict[str, set[tuple]] = {d: set() for d in DATASETS}
+    have: dict[str, StepKeys] = {d: set() for d in DATASETS}
     files: dict[str, list[str]] = {}
     for dataset in DATASETS:
         files[dataset] = []
@@ -124,7 +133,7 @@ def check_trial(root: str, config: TrialConfig) -> TrialCheck:
                 continue
             files[dataset].append(path)
             have[dataset] |= keys
-    compacted = f"{run_key}.parquet"
+    compacted = compacted_name(run_key)
     if all([posixpath.basename(p) for p in files[d]] == [compacted] and have[d] == expected[d] for d in DATASETS):
         return TrialCheck(run_key, done=True, problems=problems)
 

@@ -20,10 +20,11 @@ Rules every reader may rely on:
 Intervention counters (``interventions/<counter>``) are an open family, so that a treatment
 from a plugin can add its own without a schema release:
 
-* every train file has the :data:`CORE_COUNTERS` columns (the paper's treatments' counters;
-  0.0 in the rows of a treatment that does not count them), as schema version 1 always had;
+* every train file has the :data:`~mtrl_plasticity.results.CORE_COUNTERS` columns (the
+  paper's treatments' counters; 0.0 in the rows of a treatment that does not count them), as
+  schema version 1 always had;
 * a treatment may declare further counters at registration
-  (:func:`agents.treatments.register_treatment`); the train files of its trials then also
+  (:func:`mtrl_plasticity.register_treatment`); the train files of its trials then also
   have ``interventions/<counter>`` (float64, cumulative) for each, after the core columns
   and before the ``perf/`` columns (:func:`train_schema`);
 * readers take the union of the columns over the files they read (``analysis.load`` does);
@@ -35,16 +36,31 @@ reader agree on them without a list here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import pyarrow as pa
+
+from mtrl_plasticity.results import (
+    CORE_COUNTERS,
+    COUNTER_PREFIX,
+    EVALS,
+    PARTITION_COLUMNS,
+    TRAIN,
+    counter_column,
+    dataset_dir,
+)
+
+__all__ = ["CORE_COUNTERS", "COUNTER_PREFIX", "EVALS_DIR", "EVALS_SCHEMA", "EVAL_KEYS", "PARTITION_COLUMNS",
+           "SCHEMA_VERSION", "TRAIN_DIR", "TRAIN_KEYS", "TRAIN_METRIC_COLUMNS", "TRAIN_SCHEMA", "counter_column",
+           "dataset_keys", "dataset_schema", "deterministic_columns", "train_metric_columns", "train_schema"]
 
 SCHEMA_VERSION = 1
 """Bumped whenever a column changes meaning or type; readers refuse unknown versions."""
 
-PARTITION_COLUMNS = ("benchmark", "arch", "treatment")
 WALL_CLOCK_PREFIX = "perf/"
 
-EVALS_DIR = "metrics/evals"
-TRAIN_DIR = "metrics/train"
+EVALS_DIR = dataset_dir(EVALS)
+TRAIN_DIR = dataset_dir(TRAIN)
 
 EVAL_KEYS = ("run_key", "step", "task")
 TRAIN_KEYS = ("run_key", "step")
@@ -95,10 +111,7 @@ TRAIN_METRIC_COLUMNS = (
     "plasticity/srank_critic",
     "plasticity/fisher_trace",
     # cumulative intervention counters: the core ones (CORE_COUNTERS)
-    "interventions/prune_events",
-    "interventions/neurons_recycled",
-    "interventions/resets_done",
-    "interventions/set_rewires",
+    *(counter_column(c) for c in CORE_COUNTERS),
     # wall clock (excluded from determinism comparisons)
     "perf/wall_seconds",  # seconds of this trial so far, summed over resumed runs
     "perf/env_seconds",  # of which inside env.step/reset (training and evaluation)
@@ -111,16 +124,8 @@ TRAIN_SCHEMA = pa.schema(
 )
 """One row per (run_key, step) at the end of every training epoch (without any declared counter)."""
 
-COUNTER_PREFIX = "interventions/"
-CORE_COUNTERS = tuple(c.removeprefix(COUNTER_PREFIX) for c in TRAIN_METRIC_COLUMNS if c.startswith(COUNTER_PREFIX))
-"""Counters every train file holds: ``prune_events``, ``neurons_recycled``, ``resets_done``, ``set_rewires``."""
 
-
-def counter_column(counter: str) -> str:
-    return f"{COUNTER_PREFIX}{counter}"
-
-
-def train_metric_columns(extra_counters=()) -> tuple[str, ...]:
+def train_metric_columns(extra_counters: Iterable[str] = ()) -> tuple[str, ...]:
     """:data:`TRAIN_METRIC_COLUMNS` with ``interventions/<c>`` for each extra counter, before ``perf/``."""
     extra = [counter_column(c) for c in extra_counters if c not in CORE_COUNTERS]
     if not extra:
@@ -129,17 +134,23 @@ def train_metric_columns(extra_counters=()) -> tuple[str, ...]:
     return TRAIN_METRIC_COLUMNS[:first_perf] + tuple(dict.fromkeys(extra)) + TRAIN_METRIC_COLUMNS[first_perf:]
 
 
-def train_schema(extra_counters=()) -> pa.Schema:
+def train_schema(extra_counters: Sequence[str] = ()) -> pa.Schema:
     """The train file schema of a trial whose treatment declares ``extra_counters`` beyond the core ones."""
     if not [c for c in extra_counters if c not in CORE_COUNTERS]:
         return TRAIN_SCHEMA
     return pa.schema(_IDENTITY_FIELDS + [pa.field(name, pa.float64()) for name in train_metric_columns(extra_counters)])
 
 
-def is_counter_column(name: str) -> bool:
-    return name.startswith(COUNTER_PREFIX)
+def dataset_schema(dataset: str, extra_counters: Sequence[str] = ()) -> pa.Schema:
+    """The file schema of ``dataset`` (``"evals"`` or ``"train"``, the latter with a treatment's extra counters)."""
+    return EVALS_SCHEMA if dataset == EVALS else train_schema(extra_counters)
 
 
-def deterministic_columns(columns) -> list[str]:
+def dataset_keys(dataset: str) -> tuple[str, ...]:
+    """The columns a row of ``dataset`` is unique on."""
+    return EVAL_KEYS if dataset == EVALS else TRAIN_KEYS
+
+
+def deterministic_columns(columns: Iterable[str]) -> list[str]:
     """The columns that must be equal between two runs with the same config and seed."""
     return [c for c in columns if not c.startswith(WALL_CLOCK_PREFIX)]

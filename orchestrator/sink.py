@@ -18,24 +18,26 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mtrl_plasticity.results import (
+    DATASETS,
+    compacted_name,
+    dataset_dir,
+    is_run_file,
+    partition_dir,
+    segment_name,
+)
+from mtrl_plasticity.treatments import treatment_spec
 from orchestrator import schema
-# Re-exported: callers that resolve a results root through the sink keep working.
-from orchestrator.storage import (atomic_output_stream, list_files, resolve_filesystem,  # noqa: F401
-                                  write_bytes_atomically, write_table_atomically)
+from orchestrator.config import TrialConfig
+from orchestrator.storage import list_files, resolve_filesystem, write_table_atomically
 
-
-def partition_dir(dataset_dir: str, benchmark: str, arch: str, treatment: str) -> str:
-    return posixpath.join(dataset_dir, f"benchmark={benchmark}", f"arch={arch}", f"treatment={treatment}")
-
-
-def segment_name(run_key: str, first_step: int, last_step: int) -> str:
-    """Rows of steps in ``(first_step, last_step]`` (plus step 0 in the first segment)."""
-    return f"{run_key}__{first_step:09d}-{last_step:09d}.parquet"
+Row = dict[str, Any]
 
 
 class ParquetSink:
@@ -45,36 +47,33 @@ class ParquetSink:
                  treatment: str, extra_counters: Sequence[str] = ()) -> None:
         self.fs, self.root = resolve_filesystem(results_root)
         self.sweep, self.run_key = sweep, run_key
-        self.dirs = {
-            "evals": partition_dir(posixpath.join(self.root, schema.EVALS_DIR), benchmark, arch, treatment),
-            "train": partition_dir(posixpath.join(self.root, schema.TRAIN_DIR), benchmark, arch, treatment),
-        }
+        self.dirs = {dataset: posixpath.join(self.root, dataset_dir(dataset), partition_dir(benchmark, arch, treatment))
+                     for dataset in DATASETS}
         # The train files carry the counters the treatment declares besides the core ones.
-        self.schemas = {"evals": schema.EVALS_SCHEMA, "train": schema.train_schema(extra_counters)}
-        self.keys = {"evals": list(schema.EVAL_KEYS), "train": list(schema.TRAIN_KEYS)}
+        self.schemas = {dataset: schema.dataset_schema(dataset, extra_counters) for dataset in DATASETS}
+        self.keys = {dataset: list(schema.dataset_keys(dataset)) for dataset in DATASETS}
 
     @classmethod
-    def for_config(cls, results_root: str, config) -> "ParquetSink":
-        from agents.treatments import treatment_spec
-
+    def for_config(cls, results_root: str, config: TrialConfig) -> ParquetSink:
         return cls(results_root, config.sweep, config.run_key, config.benchmark, config.arch, config.treatment,
                    treatment_spec(config.treatment).extra_counters())
 
-    def write_segment(self, evals: Sequence[dict], train: Sequence[dict], first_step: int, last_step: int) -> None:
+    def write_segment(self, evals: Sequence[Row], train: Sequence[Row], first_step: int, last_step: int) -> None:
         """Write the rows of one checkpoint interval; an existing segment of that name is replaced."""
         name = segment_name(self.run_key, first_step, last_step)
-        for dataset, rows in (("evals", evals), ("train", train)):
+        for dataset, rows in zip(DATASETS, (evals, train), strict=True):
             if rows:
                 table = pa.Table.from_pylist(list(rows), schema=self.schemas[dataset])
                 write_table_atomically(self.fs, posixpath.join(self.dirs[dataset], name), table)
 
     def run_files(self, dataset: str) -> list[str]:
         """Every file of this run in ``dataset`` (segments and a compacted file), sorted."""
-        directory = self.dirs[dataset]
-        prefix = f"{self.run_key}__"
-        compacted = f"{self.run_key}.parquet"
-        return [f.path for f in list_files(self.fs, directory)
-                if f.base_name == compacted or (f.base_name.startswith(prefix) and f.base_name.endswith(".parquet"))]
+        return [f.path for f in list_files(self.fs, self.dirs[dataset]) if is_run_file(f.base_name, self.run_key)]
+
+    def is_compacted(self) -> bool:
+        """True when each dataset of the run is its one compacted file (no segments left)."""
+        return all([posixpath.basename(f) for f in self.run_files(dataset)] == [compacted_name(self.run_key)]
+                   for dataset in DATASETS)
 
     def read(self, dataset: str) -> pa.Table:
         """This run's rows of ``dataset``, deduplicated on the keys (last file wins), sorted."""
@@ -91,11 +90,11 @@ class ParquetSink:
         table = table.filter(keep).drop_columns(["__order"])
         return table.sort_by([(k, "ascending") for k in keys])
 
-    def compact(self, datasets: Sequence[str] = ("evals", "train")) -> None:
+    def compact(self, datasets: Sequence[str] = DATASETS) -> None:
         """Merge this run's files into ``<run_key>.parquet`` per dataset and remove the segments."""
         for dataset in datasets:
             files = self.run_files(dataset)
-            target = posixpath.join(self.dirs[dataset], f"{self.run_key}.parquet")
+            target = posixpath.join(self.dirs[dataset], compacted_name(self.run_key))
             if not files or files == [target]:
                 continue
             write_table_atomically(self.fs, target, self.read(dataset))

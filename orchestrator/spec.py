@@ -31,31 +31,28 @@ from __future__ import annotations
 
 import copy
 import difflib
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
-from envs.benchmarks import get_benchmark
-from orchestrator import yaml_input
+from mtrl_plasticity.errors import SpecError, UserError, brief, clip, validation_message
+from mtrl_plasticity.plugins import load_plugins
+from mtrl_plasticity.registry import name_problem
+from mtrl_plasticity.results import Cell
+from mtrl_plasticity.treatments import treatment_spec
+from orchestrator import registered, yaml_input
 from orchestrator.config import MAX_SEED, TrialConfig
-from orchestrator.errors import UserError, brief, clip
-from orchestrator.yaml_input import load_yaml, read_yaml_file
+from orchestrator.yaml_input import read_yaml_file
+
+__all__ = ["Cell", "SpecError", "SweepSpec", "cells", "expand", "load_spec", "trials_by_cell", "validate_spec"]
 
 GRID_FIELDS = ("benchmark", "arch", "treatment", "seed", "sweep")
 """TrialConfig fields the grid itself sets: not allowed in ``defaults`` or ``overrides``."""
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-"""A sweep name, matched as a whole (it becomes a folder name and the ``sweep`` column)."""
-MAX_NAME_LENGTH = 64
 MAX_SEEDS = 1_000
 """Most seeds per cell (a count or a list)."""
-
-
-class SpecError(UserError):
-    """A sweep file that cannot run as written: reported as one line, nothing started."""
 
 
 # --- parts of a sweep file ------------------------------------------------------------
@@ -88,7 +85,7 @@ class CellMatch(_Strict):
 
     def matches(self, benchmark: str, arch: str, treatment: str) -> bool:
         wanted = (self.benchmark, self.arch, self.treatment)
-        return all(w is None or w == got for w, got in zip(wanted, (benchmark, arch, treatment)))
+        return all(w is None or w == got for w, got in zip(wanted, (benchmark, arch, treatment), strict=True))
 
 
 class Override(_Strict):
@@ -110,24 +107,6 @@ class TreatmentChoice:
 
     name: str
     params: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Cell:
-    """A (benchmark, arch, treatment) combination: the unit of tables and status."""
-
-    benchmark: str
-    arch: str
-    treatment: str
-    baseline: bool = field(default=False, compare=False)
-    """A single-task baseline cell (``single_task_baselines``): no treatment parameters."""
-
-    def label(self) -> str:
-        return f"{self.benchmark} / {self.arch} / {self.treatment}"
-
-
-def cell_of(config: TrialConfig) -> Cell:
-    return Cell(config.benchmark, config.arch, config.treatment)
 
 
 # --- the sweep file -------------------------------------------------------------------
@@ -172,55 +151,43 @@ class SweepSpec(_Strict):
     def _load_plugins(cls, data: Any) -> Any:
         # Before any other check: the plugins' names are valid values of the axes below.
         if isinstance(data, dict) and data.get("plugins") is not None:
-            from mtrl.plugins import load_plugins
-
             load_plugins(data["plugins"])
         return data
 
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if len(value) > MAX_NAME_LENGTH:
-            raise ValueError(f"{brief(value)} is longer than {MAX_NAME_LENGTH} characters")
-        if not NAME_PATTERN.fullmatch(value):
-            raise ValueError(f"{brief(value)} is not a folder-safe name (letters, digits, '.', '_', '-', "
-                             f"starting with a letter or digit)")
+        problem = name_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("benchmarks")
     @classmethod
     def _known_benchmarks(cls, value: list[str]) -> list[str]:
         for name in value:
-            if len(name) > 100:  # no benchmark name is this long; keep the message short
-                raise ValueError(f"unknown benchmark {brief(name)}")
-            get_benchmark(name)  # raises with the list of choices
+            registered.benchmark(name)  # one line naming the choices
         _unique(value, "benchmark")
         return value
 
     @field_validator("archs")
     @classmethod
     def _known_archs(cls, value: list[str]) -> list[str]:
-        from agents.architectures import architecture_spec
-
         for name in value:
-            architecture_spec(name)  # a one-line error naming the choices
+            registered.architecture(name)
         _unique(value, "arch")
         return value
 
     @field_validator("treatments")
     @classmethod
     def _known_treatments(cls, value: list) -> list:
-        from agents.treatments import treatment_names
-
         names = []
         for entry in value:
             if isinstance(entry, dict) and len(entry) != 1:
                 raise ValueError(f"a treatment with parameters is one mapping {{name: {{param: value}}}}, "
                                  f"got {brief(entry)}")
             name = entry if isinstance(entry, str) else next(iter(entry))
-            if name not in treatment_names():
-                raise ValueError(f"unknown treatment {brief(name)}; choose one of: {', '.join(treatment_names())}")
-            names.append(name)
+            names.append(registered.treatment(name))
         _unique(names, "treatment")  # the run_key names the treatment only
         return value
 
@@ -293,8 +260,12 @@ class SweepSpec(_Strict):
             return []
         tasks: list[str] = []
         for name in self.benchmarks:
-            tasks.extend(t for t in get_benchmark(name).tasks if t not in tasks)
+            tasks.extend(t for t in registered.benchmark(name).tasks if t not in tasks)
         return tasks
+
+    def baseline_cells(self) -> list[Cell]:
+        """The single-task baseline cells (arch ``single``, treatment ``dense``, no treatment parameters)."""
+        return [Cell(task, "single", "dense") for task in self.baseline_tasks()]
 
     def resolved(self) -> dict[str, Any]:
         """The spec as plain data, every default filled in (what ``sweep.yaml`` stores)."""
@@ -328,11 +299,6 @@ def _suggest(key: str, choices: Iterable[str]) -> str:
 
 
 # --- loading --------------------------------------------------------------------------
-def parse_yaml(text: str, source: str = "YAML") -> Any:
-    """YAML as a sweep file reads it (:func:`orchestrator.yaml_input.load_yaml`: YAML 1.2 floats, limits)."""
-    return load_yaml(text, source)
-
-
 def parse_assignments(pairs: Sequence[str]) -> dict[str, Any]:
     """``["a.b=1", "seeds=[1, 2]"]`` -> ``{"a.b": 1, "seeds": [1, 2]}`` (values parsed as YAML)."""
     return yaml_input.parse_assignments(pairs, "--set")
@@ -394,7 +360,7 @@ def validate_spec(data: Mapping[str, Any], source: str) -> SweepSpec:
     try:
         return SweepSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(f"{source}: {_one_line(exc)}") from None
+        raise SpecError(f"{source}: {validation_message(exc, describe=_describe_problem)}") from None
 
 
 def load_spec(path: str, assignments: Mapping[str, Any] | None = None) -> SweepSpec:
@@ -412,24 +378,17 @@ _UNION_SHAPES = {
 _TYPE_ERRORS = ("string_type", "dict_type", "int_type", "int_parsing", "list_type")
 
 
-def _one_line(exc: ValidationError) -> str:
-    """The problems pydantic found (at most three), phrased for a user; unknown keys get a suggestion."""
-    parts = []
-    for err in exc.errors():
-        loc = [clip(str(p)) for p in err["loc"]]
-        # A union (treatments entry: str | mapping) names its branches in the location.
-        loc = [p for p in loc if not p.startswith(("str", "dict[", "int", "list["))]
-        where = ".".join(loc)
-        if loc and loc[0] in _UNION_SHAPES and err["type"] in _TYPE_ERRORS:
-            parts.append(f"{loc[0]}: {_UNION_SHAPES[loc[0]]}")
-        elif err["type"] == "extra_forbidden":
-            parent_fields = _fields_at(loc[:-1])
-            parts.append(f"unknown key {where!r}{_suggest(loc[-1], parent_fields)}")
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            parts.append(f"{where}: {msg}" if where else msg)
-    unique = list(dict.fromkeys(parts))
-    return "; ".join(unique[:3])
+def _describe_problem(err: dict[str, Any], location: list[str]) -> str:
+    """A sweep file's problem phrased for a user: a union's expected shapes, unknown keys with a suggestion."""
+    # A union (treatments entry: str | mapping) names its branches in the location.
+    loc = [p for p in location if not p.startswith(("str", "dict[", "int", "list["))]
+    where = ".".join(loc)
+    if loc and loc[0] in _UNION_SHAPES and err["type"] in _TYPE_ERRORS:
+        return f"{loc[0]}: {_UNION_SHAPES[loc[0]]}"
+    if err["type"] == "extra_forbidden":
+        return f"unknown key {where!r}{_suggest(loc[-1], _fields_at(loc[:-1]))}"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
 def _fields_at(loc: list[str]) -> list[str]:
@@ -457,27 +416,29 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 
 # --- expansion ------------------------------------------------------------------------
+def axis_cells(spec: SweepSpec) -> list[Cell]:
+    """The cells of the axes (benchmarks x archs x treatments), in the spec's order."""
+    return [Cell(b, a, t.name) for b in spec.benchmarks for a in spec.archs for t in spec.treatment_choices]
+
+
 def cells(spec: SweepSpec) -> list[Cell]:
-    """Every cell of the grid in a stable order: multi-task cells, then baselines."""
-    out = [Cell(b, a, t.name) for b in spec.benchmarks for a in spec.archs for t in spec.treatment_choices]
-    out += [Cell(task, "single", "dense", baseline=True) for task in spec.baseline_tasks()]
-    return out
+    """Every cell of the grid in a stable order: the axes' cells, then the single-task baselines."""
+    return axis_cells(spec) + spec.baseline_cells()
 
 
-def cell_fields(spec: SweepSpec, cell: Cell) -> dict[str, Any]:
+def cell_fields(spec: SweepSpec, cell: Cell, baseline: bool = False) -> dict[str, Any]:
     """The TrialConfig fields of every trial of ``cell`` except the seed.
 
     Treatment parameters: the protocol's values (a ``tmlr`` sweep gets each treatment's
     ``protocol_defaults["tmlr"]``), then the sweep's ``treatments`` entry, then overrides.
+    A single-task ``baseline`` cell takes no treatment parameters but the overrides'.
     """
-    from agents.treatments import treatment_spec
-
     params: dict[str, Any] = {}
-    if not cell.baseline:
+    if not baseline:
         params = treatment_spec(cell.treatment).protocol_defaults(spec.protocol)
-    for choice in spec.treatment_choices:
-        if choice.name == cell.treatment and not cell.baseline:
-            params = {**params, **choice.params}
+        for choice in spec.treatment_choices:
+            if choice.name == cell.treatment:
+                params = {**params, **choice.params}
     fields: dict[str, Any] = {"checkpoint_interval_steps": spec.checkpoint_interval_steps, **spec.defaults}
     for override in spec.overrides:
         if override.match.matches(cell.benchmark, cell.arch, cell.treatment):
@@ -493,17 +454,18 @@ def cell_fields(spec: SweepSpec, cell: Cell) -> dict[str, Any]:
 def expand(spec: SweepSpec) -> list[TrialConfig]:
     """Every trial of the sweep, each a validated TrialConfig; :class:`SpecError` on the first bad cell."""
     trials: list[TrialConfig] = []
-    for cell in cells(spec):
-        fields = cell_fields(spec, cell)
+    kinds = [(cell, False) for cell in axis_cells(spec)] + [(cell, True) for cell in spec.baseline_cells()]
+    for cell, baseline in kinds:
+        fields = cell_fields(spec, cell, baseline)
         for seed in spec.seed_list:
             try:
                 trials.append(TrialConfig(**fields, seed=seed))
             except ValidationError as exc:
-                raise SpecError(f"cell {cell.label()}: {_trial_error(exc)}") from None
+                raise SpecError(f"cell {cell.label()}: {validation_message(exc)}") from None
     if spec.resources.gpu == 0:
         on_cuda = next((t for t in trials if t.device == "cuda"), None)
         if on_cuda is not None:
-            raise SpecError(f"cell {cell_of(on_cuda).label()}: device 'cuda' but resources.gpu is 0")
+            raise SpecError(f"cell {Cell.of(on_cuda).label()}: device 'cuda' but resources.gpu is 0")
     keys = [t.run_key for t in trials]
     if len(set(keys)) != len(keys):
         duplicate = next(k for k in keys if keys.count(k) > 1)
@@ -511,16 +473,10 @@ def expand(spec: SweepSpec) -> list[TrialConfig]:
     return trials
 
 
-def _trial_error(exc: ValidationError) -> str:
-    from orchestrator.local_trial import config_error_message
-
-    return config_error_message(exc)
-
-
 def trials_by_cell(trials: Iterable[TrialConfig]) -> dict[Cell, list[TrialConfig]]:
     out: dict[Cell, list[TrialConfig]] = {}
     for trial in trials:
-        out.setdefault(cell_of(trial), []).append(trial)
+        out.setdefault(Cell.of(trial), []).append(trial)
     return out
 
 

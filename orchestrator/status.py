@@ -27,14 +27,29 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from mtrl_plasticity.errors import ResultsDirError
+from mtrl_plasticity.results import (
+    EVALS,
+    LOGS_DIR,
+    MARKER,
+    SPEC_FILE,
+    TRAIN,
+    TUNE_DIR,
+    Cell,
+    compacted_name,
+    dataset_dir,
+    run_key_of_file,
+)
 from orchestrator import estimate, schema
 from orchestrator.config import TrialConfig
-from orchestrator.results_dir import MARKER, ResultsDirError
-from orchestrator.spec import Cell, SweepSpec, cell_of, cells, expand
-from orchestrator.storage import canonical_root, is_hidden, list_files
-from orchestrator.sweep_folder import SPEC_FILE, TUNE_DIR, SweepFolder, driver_running
+from orchestrator.spec import SweepSpec, cells, expand
+from orchestrator.storage import canonical_root, list_files, read_json, read_marker
+from orchestrator.sweep_folder import SweepFolder, driver_running
+from orchestrator.trial_logs import FAILURES_SUFFIX, read_failures
 
 STATES = ("done", "running", "failed", "pending")
+MAX_TUNE_STATE_BYTES = 256 << 20
+"""Largest Tune experiment state read (a 2,100-trial sweep's is a few megabytes)."""
 _FROM_TUNE = {"TERMINATED": "done", "RUNNING": "running", "ERROR": "failed", "PENDING": "pending",
               "PAUSED": "pending"}
 
@@ -77,7 +92,7 @@ def read_status(root: str) -> SweepStatus:
     """Status of the sweep folder ``root`` (a path or a URI); ``ResultsDirError`` if it is none."""
     folder = SweepFolder(canonical_root(root))
     fs, path = folder.filesystem()
-    if fs.get_file_info(posixpath.join(path, MARKER)).type != pafs.FileType.File:
+    if read_marker(folder.root) is None:
         raise ResultsDirError(f"{root} is not a results folder of this tool (no {MARKER})")
     spec = folder.stored_spec()
     if spec is None:
@@ -104,8 +119,6 @@ def read_status(root: str) -> SweepStatus:
 
 
 def _apply_failures(root: str, trials: dict[str, TrialStatus]) -> None:
-    from orchestrator.trial_logs import FAILURES_SUFFIX, LOGS_DIR, read_failures
-
     fs, path = SweepFolder(root).filesystem()
     for info in list_files(fs, posixpath.join(path, LOGS_DIR)):
         run_key = info.base_name.removesuffix(FAILURES_SUFFIX)
@@ -126,8 +139,7 @@ def _apply_tune_state(fs: pafs.FileSystem, tune_dir: str, trials: dict[str, Tria
         return None
     newest = states[-1]
     try:
-        with fs.open_input_stream(newest.path) as f:
-            data = json.loads(f.read().decode())
+        data = read_json(fs, newest.path, MAX_TUNE_STATE_BYTES)
     except (OSError, ValueError):
         return None  # being rewritten; the Parquet still tells done trials
     for trial_json, metadata_json in data.get("trial_data", []):
@@ -140,14 +152,17 @@ def _apply_tune_state(fs: pafs.FileSystem, tune_dir: str, trials: dict[str, Tria
     return newest.mtime.timestamp() if newest.mtime else None
 
 
-def _parquet_rows(fs: pafs.FileSystem, root: str, damaged: list[str], attempts: int = 3) -> dict[str, dict[str, tuple[int, int]]]:
+RowCounts = dict[str, tuple[int, int]]
+"""``{run_key: (distinct rows, last step)}`` of one dataset."""
+
+
+def _parquet_rows(fs: pafs.FileSystem, root: str, damaged: list[str], attempts: int = 3) -> dict[str, RowCounts]:
     """Per dataset, ``{run_key: (distinct rows, last step)}`` (segments and compacted files deduplicated)."""
     for attempt in range(attempts):
         try:
-            return {
-                "evals": _rows_per_run(fs, posixpath.join(root, schema.EVALS_DIR), list(schema.EVAL_KEYS), damaged),
-                "train": _rows_per_run(fs, posixpath.join(root, schema.TRAIN_DIR), list(schema.TRAIN_KEYS), damaged),
-            }
+            return {dataset: _rows_per_run(fs, posixpath.join(root, dataset_dir(dataset)),
+                                           list(schema.dataset_keys(dataset)), damaged)
+                    for dataset in (EVALS, TRAIN)}
         except FileNotFoundError:
             if attempt == attempts - 1:  # a running sweep kept compacting under our feet
                 raise
@@ -164,12 +179,13 @@ def _rows_per_run(fs: pafs.FileSystem, directory: str, keys: list[str],
     """
     by_run: dict[str, list[pafs.FileInfo]] = {}
     for info in list_files(fs, directory, recursive=True):
-        if info.base_name.endswith(".parquet") and not is_hidden(info.base_name):
-            by_run.setdefault(info.base_name.split("__")[0].removesuffix(".parquet"), []).append(info)
+        key = run_key_of_file(info.base_name)
+        if key is not None:
+            by_run.setdefault(key, []).append(info)
     counted: dict[str, tuple[int, int]] = {}
     tables = []
     for run_key, infos in by_run.items():
-        if len(infos) == 1 and infos[0].base_name == f"{run_key}.parquet":
+        if len(infos) == 1 and infos[0].base_name == compacted_name(run_key):
             footer = _footer_rows(fs, infos[0].path)
             if footer is not None:
                 counted[run_key] = footer
@@ -186,7 +202,7 @@ def _rows_per_run(fs: pafs.FileSystem, directory: str, keys: list[str],
     per_run = distinct.group_by("run_key", use_threads=False).aggregate([("step", "count"), ("step", "max")])
     counted.update({key: (count, last) for key, count, last in zip(per_run["run_key"].to_pylist(),
                                                                    per_run["step_count"].to_pylist(),
-                                                                   per_run["step_max"].to_pylist())})
+                                                                   per_run["step_max"].to_pylist(), strict=True)})
     return counted
 
 
@@ -209,7 +225,7 @@ def render_status(status: SweepStatus) -> Group:
     spec = status.spec
     by_cell: dict[Cell, list[TrialStatus]] = {}
     for trial in status.trials:
-        by_cell.setdefault(cell_of(trial.config), []).append(trial)
+        by_cell.setdefault(Cell.of(trial.config), []).append(trial)
     table = Table(title_justify="left")
     table.add_column("cell (benchmark / arch / treatment)", no_wrap=True)
     for name in ("trials", *STATES, "retries", "eval rows", "train rows"):
@@ -221,7 +237,7 @@ def render_status(status: SweepStatus) -> Group:
         expected = [estimate.expected_rows(t.config) for t in group]
         rows = [sum(t.eval_rows for t in group), sum(e for e, _ in expected),
                 sum(t.train_rows for t in group), sum(n for _, n in expected)]
-        total_rows = [a + b for a, b in zip(total_rows, rows)]
+        total_rows = [a + b for a, b in zip(total_rows, rows, strict=True)]
         table.add_row(cell.label(), str(len(group)), *(str(counts[s]) for s in STATES),
                       str(sum(t.retries for t in group)), f"{rows[0]:,}/{rows[1]:,}", f"{rows[2]:,}/{rows[3]:,}")
     counts = status.counts()

@@ -1,9 +1,9 @@
-"""The one storage layer: a sweep or results folder on a local path, an NFS mount or an object store.
+"""The one storage layer: a results folder on a local path, an NFS mount or an object store.
 
 Every module that reads or writes a results folder (the Parquet sink, the checkpointer, the
-sweep folder, ``mtrl status``, the resume check, the analysis loader) resolves paths and
-moves bytes through here, over ``pyarrow.fs``, so a local path, an NFS mount and
-``s3://bucket/prefix`` behave the same.
+sweep folder, ``mtrl trial``'s folder, ``mtrl status``, the resume check, the trial logs, the
+analysis loader) resolves paths and moves bytes through here, over ``pyarrow.fs``, so a local
+path, an NFS mount and ``s3://bucket/prefix`` behave the same.
 
 Guarantees:
 
@@ -11,25 +11,39 @@ Guarantees:
   whole or not at all: it is written under a hidden temporary name (``.<name>.tmp``, which
   pyarrow, pandas and DuckDB globs skip) and renamed into place;
 * :func:`move_aside` never deletes: a damaged file goes to ``<root>/set-aside/`` under its
-  relative path and a unique suffix, so a user can inspect or restore it.
+  relative path and a unique suffix, so a user can inspect or restore it;
+* a folder is this tool's only if it carries the marker (:data:`~mtrl_plasticity.results.MARKER`)
+  that :func:`claim` writes; a folder that holds files without one is foreign and is never
+  written into (:func:`refuse_foreign`); :func:`read_marker` is the one reader of the marker.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import posixpath
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-SET_ASIDE_DIR = "set-aside"
+from mtrl_plasticity.errors import ResultsDirError
+from mtrl_plasticity.results import MARKER, MARKER_KIND, SET_ASIDE_DIR
+from orchestrator.schema import SCHEMA_VERSION
+
+MAX_MARKER_BYTES = 4096
+"""Largest marker file read (the tool writes well under a hundred bytes)."""
+LAYOUTS = ("sweep", "trial")
+"""A sweep folder (``mtrl run``) or an ad-hoc trial folder (``mtrl trial``)."""
 
 
 def is_uri(path: str) -> bool:
+    """Whether ``path`` names an object store or another ``pyarrow.fs`` filesystem (``s3://...``)."""
     return "://" in path
 
 
@@ -50,6 +64,18 @@ def join(root: str, *parts: str) -> str:
 def canonical_root(root: str) -> str:
     """``root`` as the rest of the tool names it: an absolute path, or a URI without a trailing slash."""
     return root.rstrip("/") if is_uri(root) else os.path.abspath(root)
+
+
+def file_type(root: str) -> pafs.FileType:
+    """What ``root`` is: ``FileType.File``, ``Directory`` or ``NotFound``; a path the filesystem
+    cannot even look up (a name too long, a file where a folder should be) is a one-line
+    :class:`~mtrl_plasticity.errors.ResultsDirError`."""
+    fs, path = resolve_filesystem(root)
+    try:
+        return fs.get_file_info(path).type
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else " ".join(str(exc).split())[:200]
+        raise ResultsDirError(f"{root}: {reason}") from None
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -85,15 +111,26 @@ def read_bytes(fs: pafs.FileSystem, path: str, limit: int = -1) -> bytes | None:
         return stream.read() if limit < 0 else stream.read(limit)
 
 
+def read_json(fs: pafs.FileSystem, path: str, limit: int) -> Any:
+    """The JSON value in ``path`` (``None`` when no such file exists); ``ValueError`` when it is larger
+    than ``limit`` bytes, not UTF-8, not JSON or nested too deeply to read."""
+    data = read_bytes(fs, path, limit + 1)
+    if data is None:
+        return None
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit:,} bytes")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(str(exc)) from None
+
+
 def list_files(fs: pafs.FileSystem, directory: str, recursive: bool = False) -> list[pafs.FileInfo]:
     """The files (not folders) under ``directory``, sorted by path; none when it does not exist."""
     infos = fs.get_file_info(pafs.FileSelector(directory, recursive=recursive, allow_not_found=True))
     return sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path)
-
-
-def is_hidden(base_name: str) -> bool:
-    """Temporary and private files (``.x.tmp``, ``_metadata``) that readers skip."""
-    return base_name.startswith((".", "_"))
 
 
 # --- damaged files ----------------------------------------------------------------------------
@@ -108,3 +145,125 @@ def move_aside(fs: pafs.FileSystem, root: str, path: str) -> str:
     fs.create_dir(posixpath.dirname(target), recursive=True)
     fs.move(path, target)
     return target
+
+
+# --- the results-folder marker ----------------------------------------------------------------
+def read_marker(root: str) -> dict[str, Any] | None:
+    """The marker of the results folder ``root``, or ``None`` when it has none.
+
+    :class:`~mtrl_plasticity.errors.ResultsDirError` for a marker this tool did not write
+    (unreadable, not its JSON, empty) or one of another schema version.
+    """
+    fs, path = resolve_filesystem(root)
+    try:
+        marker = read_json(fs, posixpath.join(path, MARKER), MAX_MARKER_BYTES)
+    except ValueError as exc:
+        raise ResultsDirError(f"{join(root, MARKER)} is unreadable ({exc}); is this a results folder of "
+                              f"this tool?") from None
+    if marker is None and fs.get_file_info(posixpath.join(path, MARKER)).type == pafs.FileType.NotFound:
+        return None
+    if not isinstance(marker, dict) or marker.get("kind") != MARKER_KIND or marker.get("layout") not in LAYOUTS:
+        raise ResultsDirError(f"{join(root, MARKER)} was not written by this tool")
+    if marker.get("schema_version") != SCHEMA_VERSION:
+        raise ResultsDirError(f"{root} holds results of schema version {marker.get('schema_version')!r}, this tool "
+                              f"writes version {SCHEMA_VERSION}")
+    return marker
+
+
+def refuse_foreign(root: str, ignore: tuple[str, ...] = ()) -> None:
+    """Refuse (read-only) a ``root`` that is a file, or a folder holding files but no marker (another
+    program's data); names in ``ignore`` (the driver's lock file) do not count as files."""
+    fs, path = resolve_filesystem(root)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.File:
+        raise ResultsDirError(f"{root} is a file, not a results folder; move it or choose another folder")
+    if fs.get_file_info(posixpath.join(path, MARKER)).type != pafs.FileType.NotFound:
+        return
+    existing = [e for e in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)) if e.base_name not in ignore]
+    if existing:
+        raise ResultsDirError(f"{root} already holds files but is not a results folder of this tool "
+                              f"(no {MARKER}); choose an empty or new folder")
+
+
+def claim(root: str, layout: str, ignore: tuple[str, ...] = ()) -> bool:
+    """Make ``root`` a results folder of ``layout`` (``"sweep"`` or ``"trial"``), or refuse; True if it was one.
+
+    Refuses a foreign folder (:func:`refuse_foreign`, with ``ignore``), a marker this tool did
+    not write, and a folder of the other layout. Only a new folder gets its marker written.
+    """
+    marker = read_marker(root)
+    if marker is None:
+        refuse_foreign(root, ignore)
+        fs, path = resolve_filesystem(root)
+        fs.create_dir(path, recursive=True)
+        write_bytes_atomically(fs, posixpath.join(path, MARKER), json.dumps(
+            {"kind": MARKER_KIND, "schema_version": SCHEMA_VERSION, "layout": layout}).encode())
+        return False
+    if marker["layout"] != layout:
+        raise ResultsDirError(f"{root} is a {marker['layout']} results folder, not a {layout} folder")
+    return True
+
+
+# --- locks ------------------------------------------------------------------------------------
+class LockHeld(Exception):
+    """Another process holds the lock; ``holder`` is what it wrote into the lock file."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder
+
+
+@contextmanager
+def exclusive_lock(root: str, name: str, holder: str = "", patience_s: float = 0.0) -> Iterator[None]:
+    """Hold a ``flock`` on ``<root>/<name>`` for the block (local and NFS paths), writing ``holder`` into it.
+
+    The kernel releases it when the process exits or is killed. :class:`LockHeld` when another
+    process still holds it after ``patience_s`` seconds. Object stores have no locks: there the
+    block runs unlocked, and one writer is the scheduler's or the user's job.
+    """
+    if is_uri(root):
+        yield
+        return
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, name), "a+") as handle:
+        if not _try_lock(handle, fcntl.LOCK_EX, patience_s):
+            handle.seek(0)
+            raise LockHeld(handle.read().strip() or "another process")
+        handle.seek(0)
+        handle.truncate()
+        if holder:
+            handle.write(f"{holder}\n")
+            handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def lock_holder(root: str, name: str) -> str | None:
+    """What the holder of ``<root>/<name>``'s lock wrote (``"another process"`` if nothing), ``""`` when
+    nobody holds it, ``None`` when unknown (object stores have no locks)."""
+    if is_uri(root):
+        return None
+    path = os.path.join(root, name)
+    if not os.path.exists(path):
+        return ""
+    with open(path) as handle:
+        if _try_lock(handle, fcntl.LOCK_SH, patience_s=0.0):
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return ""
+        return handle.read().strip() or "another process"
+
+
+def _try_lock(handle: IO[str], kind: int, patience_s: float) -> bool:
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            fcntl.flock(handle, kind | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)

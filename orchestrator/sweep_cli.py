@@ -22,14 +22,25 @@ import signal
 import sys
 import threading
 from collections import Counter
+from typing import Any
 
 from rich.table import Table
 
-from orchestrator import estimate, faults
-from orchestrator.errors import UserError, brief, write_failure_in
-from orchestrator.spec import SpecError, SweepSpec, cell_of, cells, expand, load_spec, parse_assignments, trials_by_cell
+from mtrl_plasticity.errors import SpecError, UserError, brief, write_failure_in
+from mtrl_plasticity.plugins import load_entry_points, runtime_env_for
+from mtrl_plasticity.results import Cell
+from orchestrator import estimate
+from orchestrator.config import TrialConfig
+from orchestrator.preflight import check_plugin_parts
+from orchestrator.resume_check import check_sweep
+from orchestrator.sink import ParquetSink
+from orchestrator.spec import SweepSpec, cells, expand, load_spec, parse_assignments, trials_by_cell
+from orchestrator.status import read_status, render_status
+from orchestrator.storage import is_uri
 from orchestrator.sweep_folder import SweepFolder, check_writable, claimed, inspect
 from orchestrator.sweep_progress import make_console
+from orchestrator.trial_hook import trial_hook_from_environment
+from orchestrator.trial_logs import last_line, trial_log_path
 
 EXIT_OK, EXIT_FAILED_TRIALS, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -71,8 +82,6 @@ def run_main(args: argparse.Namespace) -> int:
         trials = expand(spec)  # every TrialConfig validator runs here, before anything starts
     except SpecError as exc:
         raise SpecError(f"{args.sweep}: {exc}") from None
-    from orchestrator.preflight import check_plugin_parts
-
     try:
         check_plugin_parts(trials)  # plugin networks and environments, built once each
     except UserError as exc:
@@ -82,11 +91,11 @@ def run_main(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_plan(spec, trials, folder)
         return EXIT_OK
-    fault_spec = faults.faults_from_environment()
+    hook = trial_hook_from_environment()
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     if address is None:
         check_local_resources(spec, local_cpus(args.num_cpus), local_gpus(spec))
-    if address is not None and "://" not in storage and not os.path.isabs(storage):
+    if address is not None and not is_uri(storage) and not os.path.isabs(storage):
         raise SpecError(f"storage {brief(storage)} is relative: on a cluster give --storage as an absolute path on "
                         f"storage every node mounts (NFS) or an s3:// URI")
     check_writable(storage)
@@ -96,18 +105,16 @@ def run_main(args: argparse.Namespace) -> int:
             print(f"sweep {spec.name}: all {len(trials)} trials done; rows in {folder.root}/metrics")
             return EXIT_OK
         started_ray = connect_ray(address, args.num_cpus, plugin_runtime_env(spec))
+        import ray  # imported by connect_ray, after the settings it reads once; never for bad input
+
         try:
             if address is None:  # what Ray itself found (a container may have fewer CPUs than the host)
-                import ray
-
                 found = ray.cluster_resources()
                 check_local_resources(spec, found.get("CPU", 0), found.get("GPU", 0))
             with sigterm_as_ctrl_c():  # after ray.init, whose driver would abort on SIGTERM
-                return run_tune(spec, trials, remaining, folder, fault_spec, resuming=existed)
+                return run_tune(spec, trials, remaining, folder, hook, resuming=existed)
         finally:
             if started_ray:
-                import ray
-
                 ray.shutdown()
 
 
@@ -124,7 +131,7 @@ def local_gpus(spec: SweepSpec) -> float:
     """GPUs a local Ray instance sees (torch is imported only when the spec asks for GPUs)."""
     if not spec.resources.gpu:
         return 0
-    import torch
+    import torch  # only for a sweep that asks for GPUs
 
     return torch.cuda.device_count()
 
@@ -144,18 +151,16 @@ def check_local_resources(spec: SweepSpec, cpus: float, gpus: float) -> None:
                         f"lower it or run on a cluster with GPUs (--address)")
 
 
-def remaining_trials(trials, folder: SweepFolder) -> list:
+def remaining_trials(trials: list[TrialConfig], folder: SweepFolder) -> list[TrialConfig]:
     """The trials whose files in the sweep folder are not complete, after checking (and repairing) them.
 
     One line on stderr per trial whose files were damaged (see ``orchestrator.resume_check``).
     """
-    from orchestrator.resume_check import check_sweep
-
     checks = check_sweep(folder.root, trials)
     for check in checks:
         if check.problems:
             print(check.line(folder.root), file=sys.stderr, flush=True)
-    return [t for t, check in zip(trials, checks) if not check.done]
+    return [t for t, check in zip(trials, checks, strict=True) if not check.done]
 
 
 @contextlib.contextmanager
@@ -183,8 +188,6 @@ def sigterm_as_ctrl_c():
 
 def plugin_runtime_env(spec: SweepSpec) -> dict | None:
     """The Ray ``runtime_env`` that brings the sweep's plugins to every worker (None: nothing to bring)."""
-    from mtrl.plugins import runtime_env_for
-
     return runtime_env_for(spec.plugins)
 
 
@@ -195,7 +198,7 @@ def connect_ray(address: str | None, num_cpus: int | None, runtime_env: dict | N
     """
     if address is None and "ray" not in sys.modules:
         quiet_local_ray(os.environ)  # before Ray is imported: it reads its settings once
-    import ray
+    import ray  # here, after those settings: Ray reads them at import
 
     if ray.is_initialized():
         return False
@@ -221,9 +224,9 @@ def quiet_local_ray(environ) -> None:
       no token of the user's (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``)
       the instance gets a random one in ``RAY_AUTH_TOKEN``, which its processes inherit;
     * ``RAY_prestart_worker_first_driver=0``: Tune's trial actors never take the idle workers
-      Ray prestarts for a new driver (one per CPU, each importing Ray for nothing: ~0.7 CPU-s
-      apiece, seen in bench_sweep.py). Ray reads every setting of its config as ``RAY_<name>``;
-      a Ray without this one ignores it.
+      Ray prestarts for a new driver (one per CPU, each importing Ray for nothing;
+      ``bench/bench_sweep.py`` measures the driver's CPU). Ray reads every setting of its config
+      as ``RAY_<name>``; a Ray without this one ignores it.
 
     A value the user set wins. Only before this process imports Ray (Ray reads them once).
     """
@@ -236,11 +239,12 @@ def quiet_local_ray(environ) -> None:
     environ.setdefault("RAY_prestart_worker_first_driver", "0")
 
 
-def run_tune(spec: SweepSpec, trials, remaining, folder: SweepFolder, fault_spec: str | None,
-             resuming: bool = False) -> int:
+def run_tune(spec: SweepSpec, trials: list[TrialConfig], remaining: list[TrialConfig], folder: SweepFolder,
+             hook: str | None, resuming: bool = False) -> int:
     """Run ``remaining`` under a fresh Tuner; ``resuming`` says the sweep folder existed before this run."""
-    from orchestrator.tune_progress import ProgressTable
+    # Ray Tune: imported once a sweep runs, never for --help, --dry-run or bad input.
     from orchestrator.tune_glue import build_tuner
+    from orchestrator.tune_progress import ProgressTable
 
     # Tune's own console output stays off (verbose=0); the progress table replaces it, and
     # the closing summary replaces Tune's advice (rerunning `mtrl run` is how to resume).
@@ -253,9 +257,9 @@ def run_tune(spec: SweepSpec, trials, remaining, folder: SweepFolder, fault_spec
     # Tune's loggers are the ones build_tuner passes (tune_glue.result_loggers): no TensorBoard.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     todo = {t.run_key for t in remaining}
-    done_before = Counter(cell_of(t).label() for t in trials if t.run_key not in todo)
+    done_before = Counter(Cell.of(t).label() for t in trials if t.run_key not in todo)
     progress = ProgressTable(spec.name, [cell.label() for cell in cells(spec)], done_before=done_before)
-    tuner = build_tuner(spec, remaining, folder, callbacks=[progress], fault_spec=fault_spec)
+    tuner = build_tuner(spec, remaining, folder, callbacks=[progress], hook=hook)
     done = len(trials) - len(remaining)
     print(f"sweep {spec.name}: {'resuming' if done or resuming else 'starting'} {len(trials)} trials in {folder.root}"
           + (f" ({done} done, {len(remaining)} to run)" if done else ""), flush=True)
@@ -263,13 +267,9 @@ def run_tune(spec: SweepSpec, trials, remaining, folder: SweepFolder, fault_spec
     return summarise(spec, trials, grid, folder)
 
 
-def summarise(spec: SweepSpec, trials, grid, folder: SweepFolder) -> int:
+def summarise(spec: SweepSpec, trials: list[TrialConfig], grid: Any, folder: SweepFolder) -> int:
     """Final message and exit code: trials count as done when their Parquet is complete."""
-    from orchestrator.sink import ParquetSink
-    from orchestrator.trial_logs import trial_log_path
-    from orchestrator.tune_glue import last_line, parquet_complete
-
-    done = sum(parquet_complete(ParquetSink.for_config(folder.root, t)) for t in trials)
+    done = sum(ParquetSink.for_config(folder.root, t).is_compacted() for t in trials)
     failed = [r for r in grid if r.error is not None]
     if done == len(trials):
         print(f"sweep {spec.name}: all {done} trials done; rows in {folder.root}/metrics")
@@ -316,8 +316,6 @@ def print_plan(spec: SweepSpec, trials, folder: SweepFolder) -> None:
     per_trial = (f"{spec.resources.cpu:g} CPU" + (f" + {spec.resources.gpu:g} GPU" if spec.resources.gpu else ""))
     print(f"{len(trials):,} trials, about {_hours(total_hours)} core-hours ({per_trial} per trial; "
           f"cost model in orchestrator/estimate.py, +-30%)")
-    from mtrl.plugins import load_entry_points
-
     plugins = [*spec.plugins, *(f"{value} (installed)" for value in load_entry_points())]
     if plugins:
         print(f"plugins: {', '.join(plugins)}")
@@ -330,8 +328,6 @@ def _hours(hours: float) -> str:
 
 # --- mtrl status ------------------------------------------------------------------------
 def status_main(args: argparse.Namespace) -> int:
-    from orchestrator.status import read_status, render_status
-
     report = read_status(args.results)
     make_console().print(render_status(report))
     return EXIT_OK

@@ -1,8 +1,8 @@
 """A sweep's results folder on its storage: check it is writable, claim it, pin its spec.
 
-Layout of ``<storage>/<sweep name>/``::
+Layout of ``<storage>/<sweep name>/`` (the names: :mod:`mtrl_plasticity.results`)::
 
-    mtrl-results.json   marker (see orchestrator.results_dir): layout "sweep"
+    mtrl-results.json   marker (see orchestrator.storage): layout "sweep"
     sweep.yaml          the resolved spec, written once; a rerun must give the same spec
     tune/               Ray Tune's experiment folder (state, per-trial checkpoints)
     metrics/evals/...   Parquet (orchestrator.schema)
@@ -16,12 +16,9 @@ written into a folder that is foreign, belongs to another sweep, or pins another
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import posixpath
 import socket
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,15 +27,23 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import yaml
 
-from orchestrator import schema
-from orchestrator.errors import NotWritableError
-from orchestrator.results_dir import MARKER, MARKER_KIND, ResultsDirError
-from orchestrator.storage import is_uri, join, read_bytes, resolve_filesystem, write_bytes_atomically
+from mtrl_plasticity.errors import NotWritableError, ResultsDirError
+from mtrl_plasticity.results import MARKER, SPEC_FILE, TUNE_DIR
 from orchestrator.spec import SweepSpec, spec_differences, validate_spec
+from orchestrator.storage import (
+    LockHeld,
+    claim,
+    exclusive_lock,
+    file_type,
+    join,
+    lock_holder,
+    read_bytes,
+    refuse_foreign,
+    resolve_filesystem,
+    write_bytes_atomically,
+)
 from orchestrator.yaml_input import MAX_FILE_BYTES, load_yaml_bytes
 
-SPEC_FILE = "sweep.yaml"
-TUNE_DIR = "tune"
 LOCK_FILE = ".driver.lock"
 
 
@@ -56,10 +61,6 @@ class SweepFolder:
     def tune_dir(self) -> str:
         return join(self.root, TUNE_DIR)
 
-    @property
-    def spec_path(self) -> str:
-        return join(self.root, SPEC_FILE)
-
     def filesystem(self) -> tuple[pafs.FileSystem, str]:
         return resolve_filesystem(self.root)
 
@@ -67,10 +68,6 @@ class SweepFolder:
         """Contents of ``<root>/<name>`` (at most ``limit`` bytes if given), or ``None`` when it does not exist."""
         fs, path = self.filesystem()
         return read_bytes(fs, posixpath.join(path, name), limit)
-
-    def read_text(self, name: str) -> str | None:
-        data = self.read_bytes(name)
-        return None if data is None else data.decode()
 
     def stored_spec(self) -> SweepSpec | None:
         """The spec this folder was started with, or ``None`` for a new folder."""
@@ -106,7 +103,7 @@ def prepare(folder: SweepFolder, spec: SweepSpec) -> bool:
     """
     _refuse_nested(folder)
     _refuse_foreign(folder)
-    _claim(folder.root)
+    claim(folder.root, "sweep", ignore=(LOCK_FILE,))
     stored = folder.stored_spec()
     if stored is None:
         _write_spec(folder, spec)
@@ -144,54 +141,20 @@ def driver_lock(folder: SweepFolder) -> Iterator[None]:
     when the driver exits or is killed. Object stores (``s3://``) have no locks: there,
     running one driver per sweep is the user's job.
     """
-    if is_uri(folder.root):
-        yield
-        return
-    os.makedirs(folder.root, exist_ok=True)
-    path = os.path.join(folder.root, LOCK_FILE)
-    with open(path, "a+") as handle:
-        if not _try_lock(handle, fcntl.LOCK_EX, patience_s=2.0):  # `mtrl status` peeks briefly
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise ResultsDirError(f"{folder.root} is being run by another `mtrl run` ({holder}); "
-                                  f"wait for it to end or stop it first")
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
-        try:
+    try:
+        # A little patience: `mtrl status` peeks at the lock briefly.
+        with exclusive_lock(folder.root, LOCK_FILE, holder=f"pid {os.getpid()} on {socket.gethostname()}",
+                            patience_s=2.0):
             yield
-        finally:
-            handle.seek(0)
-            handle.truncate()
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    except LockHeld as held:
+        raise ResultsDirError(f"{folder.root} is being run by another `mtrl run` ({held.holder}); "
+                              f"wait for it to end or stop it first") from None
 
 
 def driver_running(folder: SweepFolder) -> str | None:
     """``"pid N on HOST"`` while an ``mtrl run`` drives the sweep, ``""`` when none does,
     ``None`` when unknown (object stores have no locks)."""
-    if is_uri(folder.root):
-        return None
-    path = os.path.join(folder.root, LOCK_FILE)
-    if not os.path.exists(path):
-        return ""
-    with open(path) as handle:
-        if _try_lock(handle, fcntl.LOCK_SH, patience_s=0.0):
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            return ""
-        return handle.read().strip() or "another process"
-
-
-def _try_lock(handle, kind: int, patience_s: float) -> bool:
-    deadline = time.monotonic() + patience_s
-    while True:
-        try:
-            fcntl.flock(handle, kind | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.1)
+    return lock_holder(folder.root, LOCK_FILE)
 
 
 def inspect(folder: SweepFolder, spec: SweepSpec) -> str:
@@ -219,40 +182,11 @@ def _refuse_nested(folder: SweepFolder) -> None:
 
 
 def _refuse_foreign(folder: SweepFolder) -> None:
-    """Files but no marker: another program's data, never written into (read-only check)."""
-    fs, path = folder.filesystem()
-    if fs.get_file_info(path).type == pafs.FileType.File:
+    """A file, or files but no marker (another program's data): never written into (read-only check)."""
+    if file_type(folder.root) == pafs.FileType.File:
         raise ResultsDirError(f"{folder.root} is a file, not a sweep folder; move it or choose another "
                               f"--storage or --name")
-    if fs.get_file_info(posixpath.join(path, MARKER)).type == pafs.FileType.File:
-        return
-    existing = [e for e in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-                if e.base_name != LOCK_FILE]
-    if existing:
-        raise ResultsDirError(f"{folder.root} already holds files but is not a results folder of this tool "
-                              f"(no {MARKER}); choose an empty or new folder")
-
-
-def _claim(root: str) -> None:
-    """Check the marker of ``root`` or, for a new folder, write it (through the storage layer)."""
-    fs, path = resolve_filesystem(root)
-    marker_path = posixpath.join(path, MARKER)
-    data = read_bytes(fs, marker_path)
-    if data is not None:
-        try:
-            marker = json.loads(data.decode() or "null")
-        except ValueError:
-            raise ResultsDirError(f"{root}/{MARKER} is unreadable; is this a results folder of this tool?") from None
-        if not isinstance(marker, dict) or marker.get("kind") != MARKER_KIND:
-            raise ResultsDirError(f"{root}/{MARKER} was not written by this tool")
-        if marker.get("schema_version") != schema.SCHEMA_VERSION:
-            raise ResultsDirError(f"{root} holds results of schema version {marker.get('schema_version')}")
-        if marker.get("layout") != "sweep":
-            raise ResultsDirError(f"{root} is a {marker.get('layout')} results folder, not a sweep folder")
-        return
-    fs.create_dir(path, recursive=True)
-    write_bytes_atomically(fs, marker_path, json.dumps({"kind": MARKER_KIND, "schema_version": schema.SCHEMA_VERSION,
-                                                        "layout": "sweep"}).encode())
+    refuse_foreign(folder.root, ignore=(LOCK_FILE,))
 
 
 def _write_spec(folder: SweepFolder, spec: SweepSpec) -> None:

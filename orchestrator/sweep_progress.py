@@ -89,7 +89,7 @@ def render_table(cells: dict[str, CellCounts], title: str) -> Table:
 
 
 def summary_line(cells: dict[str, CellCounts]) -> str:
-    total = Counter()
+    total: Counter[str] = Counter()
     for counts in cells.values():
         total.update(counts.counts)
     n = sum(total.values())

@@ -22,21 +22,23 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-# torch.optim imports torch._dynamo when a process builds its first optimizer (~2 CPU-s
-# here). Imported with torch, it is a start-up cost of the process, like torch itself, not
-# part of its first trial's clock (perf/wall_seconds, perf/cpu_seconds, perf/env_fraction).
+
+# torch.optim imports torch._dynamo when a process builds its first optimizer. Imported with
+# torch, it is a start-up cost of the process, like torch itself, not part of its first
+# trial's clock (perf/wall_seconds, perf/cpu_seconds, perf/env_fraction). A private module,
+# named only to import it early (no API of it is used).
 import torch._dynamo  # noqa: F401
 
 from agents.agent import ActorCritic, build_agent
 from agents.metrics import measure_plasticity
-from agents.networks import SMALL_BATCH, frozen_weights, onednn
+from agents.networks import ONEDNN_MIN_BATCH, frozen_weights, onednn
 from agents.plasticity_buffer import PlasticityBuffer
 from agents.ppo import Rollout, ppo_update
 from agents.treatments import build_treatment
-from envs.benchmarks import get_benchmark
 from envs.evaluator import BatchedEvaluator
 from envs.fast_obs import ObservationPath
 from envs.multitask import EnvClock, LockStepEnv
+from mtrl_plasticity.benchmarks import get_benchmark
 from orchestrator import schema
 from orchestrator.checkpoint import Checkpointer
 from orchestrator.config import TrialConfig
@@ -74,8 +76,8 @@ def make_policy(actor, device: torch.device, generator: torch.Generator):
 
     @torch.inference_mode()
     def policy(obs: np.ndarray, task: np.ndarray) -> np.ndarray:
-        # oneDNN's per-call setup costs ~6x the convolution itself at these batch sizes.
-        with onednn(enabled=len(task) >= SMALL_BATCH):
+        # Below ONEDNN_MIN_BATCH, oneDNN's per-call set-up outweighs the convolutions themselves.
+        with onednn(enabled=len(task) >= ONEDNN_MIN_BATCH):
             logits = actor(torch.from_numpy(obs).to(device), torch.from_numpy(task).to(device))
         probs = torch.softmax(logits.float().cpu(), dim=-1)
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1).numpy()
@@ -98,7 +100,7 @@ class _Trial:
         self.treatment = build_treatment(config.treatment, config.treatment_params, total_steps=config.total_steps)
         self.agent: ActorCritic = build_agent(
             config.arch, self.benchmark.n_tasks, config.experts, config.hidden_size,
-            config.actor_lr, config.critic_lr, self.treatment, self.device)
+            config.actor_lr, config.critic_lr, self.treatment.build_optimizer, self.device)
         self.treatment.setup(self.agent)
         self.clock = EnvClock()
         self.env_rng = np.random.default_rng([seed, _ENV_STREAM])
@@ -171,7 +173,7 @@ class _Trial:
         truncated = np.empty((N, T), dtype=bool)
         task_ids = np.arange(T, dtype=np.int64)
         policy = make_policy(self.agent.actor, self.device, self.collect_gen)
-        finished = []
+        finished: list[tuple[int, float, int]] = []
         for n in range(N):
             obs[n] = self.env.observations()
             actions[n] = policy(obs[n], task_ids)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import time
 
+from mtrl_plasticity.results import LOGS_DIR
 from orchestrator.storage import join, read_bytes, resolve_filesystem, write_bytes_atomically
 
-LOGS_DIR = "logs"
 FAILURES_SUFFIX = ".failures.json"
 
 
@@ -22,7 +22,13 @@ def trial_log_path(root: str, run_key: str) -> str:
 
 
 def trial_failures_path(root: str, run_key: str) -> str:
-    return join(root, LOGS_DIR, f"{run_key}.failures.json")
+    return join(root, LOGS_DIR, f"{run_key}{FAILURES_SUFFIX}")
+
+
+def last_line(text: str) -> str:
+    """The last non-blank line of an error's text (at most 200 characters): how a failure is named in one line."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else "unknown error")[:200]
 
 
 def utc_stamp() -> str:

@@ -19,25 +19,29 @@ Only public Ray APIs are used (``tests/orchestrator/test_public_ray_only.py`` ch
 from __future__ import annotations
 
 import os
-import posixpath
 import re
 import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
+from functools import partial
 from typing import Any
 
+import ray
+from ray import tune
 from ray.tune import Callback
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-from orchestrator import faults
-from orchestrator.checkpoint import Checkpointer, DirectoryCheckpointer
+from mtrl_plasticity.plugins import load_entry_points, load_plugins
+from orchestrator.checkpoint import Checkpointer, DirectoryCheckpointer, Metrics
 from orchestrator.config import TrialConfig
 from orchestrator.resume_check import check_trial, trial_checkpoint_dir
 from orchestrator.sink import ParquetSink
 from orchestrator.spec import SweepSpec
 from orchestrator.sweep_folder import SweepFolder
-from orchestrator.trial_logs import append_to_log, read_failures, trial_log_path, utc_stamp, write_failures
+from orchestrator.trial_hook import run_with_hook
+from orchestrator.trial_logs import append_to_log, last_line, read_failures, trial_log_path, utc_stamp, write_failures
 
 TRAINABLE_NAME = "mtrl_trial"
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
@@ -47,7 +51,7 @@ WARNING_METRIC = "mtrl_warning"
 
 
 # --- where a trial's networks run -----------------------------------------------------------
-def select_device(requested: str, gpu_ids: Sequence[Any], environ: dict[str, str] | None = None) -> str:
+def select_device(requested: str, gpu_ids: Sequence[Any], environ: MutableMapping[str, str] | None = None) -> str:
     """The device a trial's networks use, given the GPUs Ray assigned to it.
 
     Ray sets ``CUDA_VISIBLE_DEVICES`` for a trial that got a GPU (whole or a fraction), so
@@ -55,12 +59,12 @@ def select_device(requested: str, gpu_ids: Sequence[Any], environ: dict[str, str
     leaves ``CUDA_VISIBLE_DEVICES`` alone then (ray-project/ray#54868): the GPUs are hidden
     here, before torch first looks for CUDA.
     """
-    environ = os.environ if environ is None else environ
+    env: MutableMapping[str, str] = os.environ if environ is None else environ
     if gpu_ids:
         return "cuda" if requested in ("auto", "cuda") else "cpu"
     if requested == "cuda":
         raise RuntimeError("the trial asks for device 'cuda' but Ray assigned it no GPU (resources.gpu is 0)")
-    environ["CUDA_VISIBLE_DEVICES"] = ""
+    env["CUDA_VISIBLE_DEVICES"] = ""
     return "cpu"
 
 
@@ -90,52 +94,32 @@ class SweepCheckpointer(DirectoryCheckpointer):
         self.warnings.append(line)
 
     def report(self, metrics: dict) -> None:
-        from ray import tune
-
         warnings = {WARNING_METRIC: "\n".join(self.warnings)} if self.warnings else {}
         self.warnings = []
         tune.report({**scalar_metrics(metrics), **self.extra, **warnings})
 
 
 # --- the trainable ----------------------------------------------------------------------------
-def parquet_complete(sink: ParquetSink) -> bool:
-    """True when the run's Parquet is compacted: one file per dataset, no segments left."""
-    for dataset in ("evals", "train"):
-        files = sink.run_files(dataset)
-        if [posixpath.basename(f) for f in files] != [f"{sink.run_key}.parquet"]:
-            return False
-    return True
+def run_tune_trial(param: dict[str, Any], sweep_root: str, hook: str | None = None) -> None:
+    """Body of the Tune trainable: one trial, continued from its last good checkpoint in the sweep folder.
 
-
-def run_tune_trial(param: dict, sweep_root: str, fault_spec: str | None = None) -> None:
-    """Body of the Tune trainable: one trial, continued from its last good checkpoint in the sweep folder."""
-    import ray
-    from ray import tune
-
-    from mtrl.plugins import load_entry_points, load_plugins
-    from orchestrator.trial import run_trial
-
+    The trial's files are checked first (a Tune retry may find what the driver's check did not),
+    what is missing is trained, and the result is checked again before the final report.
+    """
     # The sweep's plugins register the names its configs use: imported before the config is read
     # (on a cluster the modules came with the runtime_env that `mtrl run` gave Ray).
     load_entry_points()
     load_plugins(param["trial"].get("plugins", []))
     config = TrialConfig.from_json(param["trial"]["config"])
     device = select_device(config.device, ray.get_gpu_ids())
-    finish_trial(config, sweep_root, fault_spec, device,
-                 lambda checkpointer, sink: run_trial(config, sink, checkpointer), tune.report)
-
-
-def finish_trial(config: TrialConfig, sweep_root: str, fault_spec: str | None, device: str,
-                 train: Callable[[Checkpointer, ParquetSink], Any], report: Callable[[dict], None]) -> None:
-    """Check the trial's files, train what is missing, and check the result (shared with the scale bench)."""
     checkpointer = SweepCheckpointer(sweep_root, config.run_key, extra={"device": device})
-    check = check_trial(sweep_root, config)  # a Tune retry may find what the driver's check did not
+    check = check_trial(sweep_root, config)
     if check.problems:
-        checkpointer.warn(check.line(sweep_root))
-    sink = faults.wrap_sink(ParquetSink.for_config(sweep_root, config), config.run_key, fault_spec, sweep_root)
+        checkpointer.warn(check.line(sweep_root) or "")
+    sink = ParquetSink.for_config(sweep_root, config)
     if not check.done:
         try:
-            train(faults.wrap(checkpointer, config.run_key, fault_spec, sweep_root), sink)
+            run_with_hook(hook, config, sweep_root, checkpointer, sink, partial(_train, config))
         except Exception:
             append_to_log(sweep_root, config.run_key, f"--- {utc_stamp()} traceback on the trial's worker\n"
                           f"{traceback.format_exc()}")
@@ -146,19 +130,24 @@ def finish_trial(config: TrialConfig, sweep_root: str, fault_spec: str | None, d
             problem = after.line(sweep_root) or "its files are incomplete"
             raise RuntimeError(f"rows are missing after training ({problem}); it continues from its last good "
                                f"checkpoint")
-    final = {"step": config.total_steps, "epoch": config.n_epochs, "run_key": config.run_key,
-             "already_complete": check.done, "device": device}
+    final: Metrics = {"step": config.total_steps, "epoch": config.n_epochs, "run_key": config.run_key,
+                      "already_complete": check.done, "device": device}
     if checkpointer.warnings:
         final[WARNING_METRIC] = "\n".join(checkpointer.warnings)
-    report(final)
+    tune.report(final)
 
 
-def make_trainable(sweep_root: str, fault_spec: str | None = None,
-                   body: Callable[[dict, str, str | None], None] = run_tune_trial) -> Callable[[dict], None]:
+def _train(config: TrialConfig, checkpointer: Checkpointer, sink: ParquetSink) -> None:
+    from orchestrator.trial import run_trial  # torch: on the trial's worker only, never in the driver
+
+    run_trial(config, sink, checkpointer)
+
+
+def make_trainable(sweep_root: str, hook: str | None = None) -> Callable[[dict[str, Any]], None]:
     """A function trainable bound to the sweep folder (a path or URI every node can reach)."""
 
-    def mtrl_trial(param: dict) -> None:
-        body(param, sweep_root, fault_spec)
+    def mtrl_trial(param: dict[str, Any]) -> None:
+        run_tune_trial(param, sweep_root, hook)
 
     mtrl_trial.__name__ = mtrl_trial.__qualname__ = TRAINABLE_NAME
     return mtrl_trial
@@ -171,8 +160,6 @@ def trial_name(trial) -> str:
 
 def param_space(trials: Sequence[TrialConfig], plugins: Sequence[str] = ()) -> dict:
     """One grid value per trial: its run_key, its config's JSON and the sweep's plugin modules."""
-    from ray import tune
-
     return {"trial": tune.grid_search([{"run_key": t.run_key, "config": t.to_json(), "plugins": list(plugins)}
                                        for t in trials])}
 
@@ -185,11 +172,6 @@ def last_failure_text(error_file: str | None) -> str:
     with open(error_file, errors="replace") as f:
         text = f.read()
     return text.rsplit("Failure # ", 1)[-1].split("\n", 1)[-1].strip() or "unknown error"
-
-
-def last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else "unknown error")[:200]
 
 
 class FailureLog(Callback):
@@ -236,12 +218,9 @@ def result_loggers() -> list:
 
     Not TensorBoard: Tune adds its TensorBoard logger to every run unless
     ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS`` is 1 (``mtrl run`` sets it), and tensorboardX
-    imports torch, which nothing else in the driver needs (~2 CPU-s per ``mtrl run``, plus
-    a writer thread). Every metric is in the Parquet; ``RAY_TUNE_CALLBACKS=
-    ray.tune.logger.TBXLoggerCallback`` brings the event files back.
+    imports torch, which nothing else in the driver needs. Every metric is in the Parquet;
+    ``RAY_TUNE_CALLBACKS=ray.tune.logger.TBXLoggerCallback`` brings the event files back.
     """
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-
     return [JsonLoggerCallback(), CSVLoggerCallback()]
 
 
@@ -251,13 +230,13 @@ def run_name() -> str:
 
 
 def build_tuner(spec: SweepSpec, trials: Sequence[TrialConfig], folder: SweepFolder,
-                callbacks: Sequence[Any] = (), fault_spec: str | None = None,
-                trainable: Callable[[dict], None] | None = None):
-    """A fresh Tuner over ``trials`` (the ones not complete), writing Tune's files to ``tune/run-<time>/``."""
-    from ray import tune
+                callbacks: Sequence[Any] = (), hook: str | None = None) -> Any:
+    """A fresh Tuner over ``trials`` (the ones not complete), writing Tune's files to ``tune/run-<time>/``.
 
+    ``hook``: the trials' :data:`TRIAL_HOOK_VARIABLE` (tests and benchmarks only).
+    """
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    trainable = tune.with_resources(trainable or make_trainable(folder.root, fault_spec), resources)
+    trainable = tune.with_resources(make_trainable(folder.root, hook), resources)
     return tune.Tuner(
         trainable,
         param_space=param_space(trials, spec.plugins),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from ray.tune import Callback
 from rich.console import Console
@@ -48,7 +49,8 @@ class ProgressTable(Callback):
     def _title(self) -> str:
         return f"sweep {self.sweep_name}  ({time.monotonic() - self._started:,.0f} s)"
 
-    def setup(self, **info) -> None:
+    def setup(self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None,
+              **info: Any) -> None:
         self._console = make_console()
         self._started = time.monotonic()
         if self._console.is_terminal:

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, SequenceNode
 
-from orchestrator.errors import UserError, brief, clip
+from mtrl_plasticity.errors import UserError, brief, clip
 
 MAX_FILE_BYTES = 1 << 20
 """Largest YAML file read (1 MiB; the paper's sweep files are under 2 KB)."""

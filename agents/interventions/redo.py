@@ -24,17 +24,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
+from agents.agent import ActorCritic
 from agents.interventions.optimizer_state import reset_optimizer_state
 from agents.metrics.dormant import neuron_scores
-from agents.networks import MultiTaskNetwork
+from agents.networks import MultiTaskNetwork, WeightLayer
+from agents.plasticity_buffer import PlasticityBuffer
+from agents.treatment_parameters import ReDoParameters
 from agents.treatments import Treatment
 
 
-def _fresh_weight(module: nn.Module) -> torch.Tensor:
+def _fresh_weight(module: WeightLayer) -> torch.Tensor:
     """A new draw of ``module.weight`` from the initialiser ``reset_parameters`` uses."""
     fresh = torch.empty_like(module.weight)
     nn.init.kaiming_uniform_(fresh, a=math.sqrt(5))
@@ -100,12 +104,12 @@ class ReDo(Treatment):
     Parameters: :class:`~agents.treatment_parameters.ReDoParameters` (registered there as ``redo``).
     """
 
-    def __init__(self, params, **kwargs) -> None:
+    def __init__(self, params: ReDoParameters, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self.tau, self.every, self.batch_size = params.tau, params.every, params.batch_size
         self.networks = tuple(dict.fromkeys(params.networks))
 
-    def on_step(self, step: int, agent, buffer) -> None:
+    def on_step(self, step: int, agent: ActorCritic, buffer: PlasticityBuffer) -> None:
         if step % self.every or buffer is None or buffer.size == 0:
             return
         # torch's global RNG (seeded and checkpointed by the trial) picks the batch.

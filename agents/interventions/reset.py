@@ -12,14 +12,19 @@ multiple of it strictly before the end of training.
 
 from __future__ import annotations
 
+from typing import Any
+
+from agents.agent import ActorCritic
 from agents.interventions.optimizer_state import reset_optimizer_state
+from agents.plasticity_buffer import PlasticityBuffer
+from agents.treatment_parameters import ResetParameters
 from agents.treatments import Treatment
 
 
 class OutputLayerReset(Treatment):
     """Parameters: :class:`~agents.treatment_parameters.ResetParameters` (registered there as ``reset``)."""
 
-    def __init__(self, params, **kwargs) -> None:
+    def __init__(self, params: ResetParameters, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self.steps = frozenset(params.steps)
         self.every, self.max_resets = params.every, params.max_resets
@@ -33,7 +38,7 @@ class OutputLayerReset(Treatment):
             return step % self.every == 0 and step < self.total_steps
         return step in self.steps
 
-    def on_step(self, step: int, agent, buffer) -> None:
+    def on_step(self, step: int, agent: ActorCritic, buffer: PlasticityBuffer) -> None:
         if not self.is_reset_step(step):
             return
         for name in self.networks:

@@ -11,16 +11,18 @@ applies to every parameter, biases included, as an optimizer-level setting does.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
+from agents.treatment_parameters import WeightDecayParameters
 from agents.treatments import OPTIMIZER_KERNEL, Treatment
 
 
 class WeightDecay(Treatment):
     """Parameters: :class:`~agents.treatment_parameters.WeightDecayParameters` (registered there as ``wd``)."""
 
-    def __init__(self, params, **kwargs) -> None:
+    def __init__(self, params: WeightDecayParameters, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self.coef, self.decoupled = params.coef, params.decoupled
 

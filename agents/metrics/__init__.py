@@ -49,7 +49,8 @@ def measure_plasticity(agent, treatment, obs: torch.Tensor, task: torch.Tensor, 
             if name == "actor":
                 actor_logits = logits
             masks = treatment.masks_of(name)
-            out[f"plasticity/dormant_{name}"] = dormant_ratio_of(scores_from_record(network, record, masks), dormant_tau)
+            scores = scores_from_record(network, record, masks)
+            out[f"plasticity/dormant_{name}"] = dormant_ratio_of(scores, dormant_tau)
             out[f"plasticity/srank_{name}"] = float(srank(network.features_from_record(record), srank_delta))
     actions = sample_actions(agent.actor, obs, task, generator, logits=actor_logits)
     out["plasticity/fisher_trace"] = FISHER_METHODS[fisher_method](

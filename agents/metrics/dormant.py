@@ -89,7 +89,3 @@ def dormant_ratio_of(layer_scores: list[LayerScores], tau: float) -> float:
     total = sum(int((~s.masked).sum()) for s in layer_scores)
     return dormant / total if total else float("nan")
 
-
-def dormant_ratio(network: MultiTaskNetwork, obs: torch.Tensor, task: torch.Tensor, tau: float,
-                  masks: Mapping[str, torch.Tensor] | None = None) -> float:
-    return dormant_ratio_of(neuron_scores(network, obs, task, masks), tau)

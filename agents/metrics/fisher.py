@@ -18,16 +18,18 @@ Two exact implementations, cross-checked against a brute-force loop in the tests
   per sample).
 * :func:`fisher_trace_functorch`: ``torch.func`` (``functional_call`` + ``vmap`` + ``grad``)
   per-sample gradients of all parameters, grouped by task so each sample differentiates only
-  the trunk/experts/encoder and its own head, in chunks. It materialises 143k+ gradient
-  entries per sample and is ~5x slower on the CPU, hence not the default.
+  the trunk/experts/encoder and its own head, in chunks. It materialises every parameter's
+  gradient for every sample, so it is the reference the tests compare with, not the default.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import torch
 from torch import nn
+from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
 from agents.networks import MultiTaskNetwork
@@ -64,7 +66,8 @@ def _layer_sq_norm(module: nn.Module, inputs: torch.Tensor, grad_out: torch.Tens
     if isinstance(module, nn.Conv2d):
         if module.groups != 1:
             raise NotImplementedError("grouped convolutions are not supported")
-        patches = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)  # [B, Cin*k*k, L]
+        padding = cast(tuple[int, ...], module.padding)  # the paper's convolutions: no padding, never "same"
+        patches = F.unfold(x, module.kernel_size, module.dilation, padding, module.stride)  # [B, Cin*k*k, L]
         g = g.flatten(2)  # [B, Cout, L]
         per_sample = torch.bmm(g, patches.transpose(1, 2))  # [B, Cout, Cin*k*k]
         if mask is not None:
@@ -88,7 +91,7 @@ def fisher_trace(actor: MultiTaskNetwork, obs: torch.Tensor, task: torch.Tensor,
     for start in range(0, obs.shape[0], chunk_size):
         captured: list[tuple[nn.Module, str, torch.Tensor, torch.Tensor]] = []
         hooks = [module.register_forward_hook(
-            lambda mod, inp, out, name=name: captured.append((mod, name, inp[0], out)))
+            lambda mod, inp, out, name=name, into=captured: into.append((mod, name, inp[0], out)))
             for name, module in layers.items()]
         try:
             with torch.enable_grad():
@@ -99,7 +102,7 @@ def fisher_trace(actor: MultiTaskNetwork, obs: torch.Tensor, task: torch.Tensor,
         finally:
             for hook in hooks:
                 hook.remove()
-        for (module, name, inputs, _), grad_out in zip(captured, grads):
+        for (module, name, inputs, _), grad_out in zip(captured, grads, strict=True):
             if grad_out is not None:
                 mask = masks.get(f"{name}.weight")
                 mask = None if mask is None else mask.to(grad_out.device)
@@ -111,7 +114,6 @@ def fisher_trace_functorch(actor: MultiTaskNetwork, obs: torch.Tensor, task: tor
                            actions: torch.Tensor, masks: Mapping[str, torch.Tensor] | None = None,
                            chunk_size: int = 128) -> float:
     """The same quantity from ``torch.func`` per-sample gradients (reference implementation)."""
-    from torch.func import functional_call, grad, vmap
 
     masks = masks or {}
     params = {name: p.detach() for name, p in actor.named_parameters()}
@@ -122,7 +124,7 @@ def fisher_trace_functorch(actor: MultiTaskNetwork, obs: torch.Tensor, task: tor
         own = {n: p for n, p in params.items() if not n.startswith("heads.") or n.startswith(f"heads.{t}.")}
         task_t = torch.tensor([t], device=obs.device)
 
-        def log_prob(p, o, a):
+        def log_prob(p, o, a, task_t=task_t):
             logits = functional_call(actor, p, (o[None], task_t))
             return F.log_softmax(logits, dim=-1)[0].gather(0, a[None])[0]
 

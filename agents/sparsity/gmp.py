@@ -18,33 +18,41 @@ applied after every optimizer step until the end of training.
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
+
+from agents.agent import ActorCritic
+from agents.plasticity_buffer import PlasticityBuffer
 from agents.sparsity.distribution import erk_densities, pruned_counts, uniform_densities
 from agents.sparsity.masked import MaskedTreatment
 from agents.sparsity.masks import (
-    NETWORK_NAMES,
     global_magnitude_masks,
     layerwise_magnitude_masks,
     prunable_weights,
 )
+from agents.treatment_parameters import GmpParameters
+from mtrl_plasticity.results import NETWORK_NAMES, NetworkName
 
 
 class GradualMagnitudePruning(MaskedTreatment):
     """Parameters: :class:`~agents.treatment_parameters.GmpParameters` (registered there as ``gmp``)."""
 
-    def __init__(self, params, **kwargs) -> None:
+    def __init__(self, params: GmpParameters, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self.schedule = params.schedule(self.total_steps)
         self.scope = params.scope
         self.prune_task_encoder = params.prune_task_encoder
 
-    def setup(self, agent) -> None:
+    def setup(self, agent: ActorCritic) -> None:
         # All-True masks from the start: checkpoints look the same before and after t_start.
         for network_name in NETWORK_NAMES:
             network = agent.networks()[network_name]
             weights = prunable_weights(network, self.prune_task_encoder)
-            self.install_masks(agent, network_name, {n: w.new_ones(w.shape, dtype=bool) for n, w in weights.items()})
+            every_weight = {n: w.new_ones(w.shape, dtype=torch.bool) for n, w in weights.items()}
+            self.install_masks(agent, network_name, every_weight)
 
-    def on_step(self, step: int, agent, buffer) -> None:
+    def on_step(self, step: int, agent: ActorCritic, buffer: PlasticityBuffer) -> None:
         if not self.schedule.is_pruning_step(step):
             return
         sparsity = self.schedule.sparsity_at(step)
@@ -54,7 +62,7 @@ class GradualMagnitudePruning(MaskedTreatment):
             self.install_masks(agent, network_name, self.target_masks(agent, network_name, sparsity))
         self.count("prune_events")
 
-    def target_masks(self, agent, network_name: str, sparsity: float) -> dict:
+    def target_masks(self, agent: ActorCritic, network_name: NetworkName, sparsity: float) -> dict[str, torch.Tensor]:
         """The masks that bring ``network_name`` to ``sparsity`` under this ``scope``."""
         weights = prunable_weights(agent.networks()[network_name], self.prune_task_encoder)
         current = {n: m.to(weights[n].device) for n, m in self.masks_of(network_name).items()}

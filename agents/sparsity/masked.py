@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
+from agents.agent import ActorCritic, NetworkName
 from agents.interventions.optimizer_state import reset_optimizer_state
 from agents.sparsity.masks import MaskSet
 from agents.treatments import Treatment
+from mtrl_plasticity.treatments import TreatmentParameters
 
 
 class MaskedTreatment(Treatment):
@@ -20,11 +23,11 @@ class MaskedTreatment(Treatment):
     as bool tensors keyed ``"actor.<param name>"`` / ``"critic.<param name>"``.
     """
 
-    def __init__(self, params=None, **kwargs: Any) -> None:
+    def __init__(self, params: TreatmentParameters | None = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self.mask_set = MaskSet()
 
-    def install_masks(self, agent, network_name: str, masks: dict[str, torch.Tensor]) -> None:
+    def install_masks(self, agent: ActorCritic, network_name: NetworkName, masks: Mapping[str, torch.Tensor]) -> None:
         """Replace ``network_name``'s masks for these weights and enforce them now.
 
         Masked weights and their optimizer moments are zeroed by ``apply``; a weight that
@@ -44,10 +47,10 @@ class MaskedTreatment(Treatment):
             self.mask_set.set(key, mask)
         self.mask_set.apply(network, network_name, optimizer)
 
-    def after_optimizer_step(self, agent, network_name: str) -> None:
+    def after_optimizer_step(self, agent: ActorCritic, network_name: NetworkName) -> None:
         self.mask_set.apply(agent.networks()[network_name], network_name, agent.optimizer_of(network_name))
 
-    def masks_of(self, network_name: str) -> dict[str, torch.Tensor]:
+    def masks_of(self, network_name: NetworkName) -> dict[str, torch.Tensor]:
         return self.mask_set.of_network(network_name)
 
     def state_dict(self) -> dict[str, Any]:

@@ -21,20 +21,19 @@ from torch import nn
 
 from agents.interventions.optimizer_state import moment_tensors
 
-NETWORK_NAMES = ("actor", "critic")
-
 
 def prunable_weights(network: nn.Module, include_task_encoder: bool = False,
-                     kinds: tuple[type, ...] = (nn.Conv2d, nn.Linear)) -> dict[str, nn.Parameter]:
+                     kinds: tuple[type, ...] = (nn.Conv2d, nn.Linear)) -> dict[str, torch.Tensor]:
     """``{param name: weight}`` of every Conv2d/Linear layer (biases are never prunable).
 
     ``task_encoder`` (MoE/MOORE, ``Linear(T, k, bias=False)``) only when asked: it holds
     T*k weights that decide the expert mixture, and pruning them can switch experts off.
     ``kinds`` narrows the layer types (SET sparsifies only ``nn.Linear`` by default).
     """
-    out = {}
+    out: dict[str, torch.Tensor] = {}
     for name, module in network.named_modules():
-        if isinstance(module, kinds) and (include_task_encoder or name != "task_encoder"):
+        wanted = any(isinstance(module, kind) for kind in kinds)
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and wanted and (include_task_encoder or name != "task_encoder"):
             out[f"{name}.weight"] = module.weight
     return out
 

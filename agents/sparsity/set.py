@@ -12,13 +12,19 @@ layers are sparse (the published protocol); the task encoder is left dense unles
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
+from agents.agent import ActorCritic
 from agents.interventions.optimizer_state import reset_optimizer_state
+from agents.plasticity_buffer import PlasticityBuffer
 from agents.sparsity.distribution import er_epsilon_densities, erk_densities, uniform_densities
 from agents.sparsity.masked import MaskedTreatment
-from agents.sparsity.masks import NETWORK_NAMES, prunable_weights
+from agents.sparsity.masks import prunable_weights
 from agents.sparsity.rewiring import random_mask, set_rewire
+from agents.treatment_parameters import SetParameters
+from mtrl_plasticity.results import NETWORK_NAMES
 
 LAYER_KINDS = {"linear": (nn.Linear,), "all": (nn.Conv2d, nn.Linear)}
 """The module types each ``layers`` choice (:data:`~agents.treatment_parameters.LAYER_CHOICES`) makes sparse."""
@@ -27,7 +33,7 @@ LAYER_KINDS = {"linear": (nn.Linear,), "all": (nn.Conv2d, nn.Linear)}
 class SparseEvolutionaryTraining(MaskedTreatment):
     """Parameters: :class:`~agents.treatment_parameters.SetParameters` (registered there as ``set``)."""
 
-    def __init__(self, params, **kwargs) -> None:
+    def __init__(self, params: SetParameters, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self.target = params.sparsity
         self.zeta, self.rewire_every, self.epsilon = params.zeta, params.rewire_every, params.epsilon
@@ -49,7 +55,7 @@ class SparseEvolutionaryTraining(MaskedTreatment):
             return uniform_densities(shapes, self.target)
         return erk_densities(shapes, self.target)
 
-    def setup(self, agent) -> None:
+    def setup(self, agent: ActorCritic) -> None:
         for network_name in NETWORK_NAMES:
             weights = self._weights(agent, network_name)
             densities = self.densities(weights)
@@ -57,7 +63,7 @@ class SparseEvolutionaryTraining(MaskedTreatment):
                      for n, w in weights.items()}
             self.install_masks(agent, network_name, masks)
 
-    def on_step(self, step: int, agent, buffer) -> None:
+    def on_step(self, step: int, agent: ActorCritic, buffer: PlasticityBuffer) -> None:
         if step % self.rewire_every or self.zeta == 0.0:
             return
         for network_name in NETWORK_NAMES:

@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from _agents_testlib import kill, make_agent, make_alive, random_obs, random_tasks, single_thread  # noqa: F401
 from agents.interventions.redo import recycle_dormant
 from agents.metrics.dormant import neuron_scores
 from agents.plasticity_buffer import PlasticityBuffer
 from agents.treatments import build_treatment
+from testkit.agents import kill, make_agent, make_alive, random_obs, random_tasks, single_thread  # noqa: F401
 
 DEAD = {"trunk.conv1": [2, 5], "trunk.conv3": [7], "heads.1.hidden": [3, 100]}
 
@@ -202,7 +202,8 @@ def test_a_checkpoint_from_before_fused_optimizers_resumes_fused_and_equal():
         g = torch.Generator().manual_seed(seed)
         for network, optimizer in ((agent.actor, agent.actor_optimizer), (agent.critic, agent.critic_optimizer)):
             optimizer.zero_grad()
-            network(random_obs(8, seed), random_tasks(8, seed=seed)).mul(torch.randn(8, 1, generator=g)).sum().backward()
+            out = network(random_obs(8, seed), random_tasks(8, seed=seed))
+            out.mul(torch.randn(8, 1, generator=g)).sum().backward()
             optimizer.step()
 
     agent, _ = make_agent("moe")
@@ -224,5 +225,6 @@ def test_a_checkpoint_from_before_fused_optimizers_resumes_fused_and_equal():
     train_step(agent, 5)
     train_step(resumed, 5)
     for name in ("actor", "critic"):
-        for (key, a), b in zip(agent.networks()[name].state_dict().items(), resumed.networks()[name].state_dict().values()):
+        ours, theirs = agent.networks()[name].state_dict(), resumed.networks()[name].state_dict()
+        for (key, a), b in zip(ours.items(), theirs.values(), strict=True):
             assert torch.equal(a, b), key

@@ -4,12 +4,17 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from _agents_testlib import kill, make_agent, make_alive, random_obs, random_tasks, single_thread  # noqa: F401
 from agents.metrics import PLASTICITY_COLUMNS, measure_plasticity
-from agents.metrics.dormant import dormant_ratio
+from agents.metrics.dormant import dormant_ratio_of, neuron_scores
 from agents.metrics.fisher import fisher_trace, fisher_trace_functorch, sample_actions
 from agents.metrics.srank import singular_values, srank, srank_from_singular_values
 from agents.networks import build_network
+from testkit.agents import kill, make_agent, make_alive, random_obs, random_tasks, single_thread  # noqa: F401
+
+
+def dormant_ratio(network, obs, task, tau, masks=None) -> float:
+    """The tau-dormant ratio of a network on one batch, as measure_plasticity takes it."""
+    return dormant_ratio_of(neuron_scores(network, obs, task, masks), tau)
 
 
 def _with_singular_values(sigma, n=64, d=48, seed=0):
@@ -86,7 +91,7 @@ def _brute_force_fisher(net, obs, task, actions, masks):
     for i in range(obs.shape[0]):
         log_p = F.log_softmax(net(obs[i:i + 1], task[i:i + 1]), -1)[0, actions[i]]
         grads = torch.autograd.grad(log_p, list(params.values()), allow_unused=True)
-        for (name, _), g in zip(params.items(), grads):
+        for (name, _), g in zip(params.items(), grads, strict=True):
             if g is not None:
                 if name in masks:
                     g = g * masks[name]

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from _agents_testlib import make_agent, ppo_config, single_thread, synthetic_rollout  # noqa: F401
 from agents.ppo import ppo_update
+from testkit.agents import make_agent, ppo_config, single_thread, synthetic_rollout  # noqa: F401
 
 
 @pytest.mark.parametrize("params", [{"final_sparsity": 0.99},

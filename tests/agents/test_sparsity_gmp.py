@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from _agents_testlib import make_agent, ppo_config, single_thread, synthetic_rollout  # noqa: F401
 from agents.interventions.optimizer_state import moment_tensors
 from agents.ppo import ppo_update
 from agents.sparsity.distribution import erk_densities
 from agents.sparsity.masks import global_magnitude_masks, magnitude_mask, prunable_weights
+from testkit.agents import make_agent, ppo_config, single_thread, synthetic_rollout  # noqa: F401
 
 TOTAL = 2000  # t_start = 100, t_end = 1600, prune at 500, 1000, 1500, 1600
 
@@ -132,7 +132,7 @@ def test_masked_weights_stay_zero_through_training_checkpoint_and_resume():
     _train(agent, tr, 1000, 1001, seed=1)
     _assert_masked_weights_and_moments_zero(resumed, tr2)
     assert tr2.sparsity(resumed)["actor"] == pytest.approx(tr.sparsity(agent)["actor"])
-    for a, b in zip(agent.actor.parameters(), resumed.actor.parameters()):
+    for a, b in zip(agent.actor.parameters(), resumed.actor.parameters(), strict=True):
         assert torch.equal(a, b)
     assert tr2.counters() == tr.counters()
 

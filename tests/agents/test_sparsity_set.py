@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from _agents_testlib import make_agent, ppo_config, single_thread, synthetic_rollout  # noqa: F401
 from agents.interventions.optimizer_state import moment_tensors
 from agents.ppo import ppo_update
 from agents.sparsity.distribution import erk_densities
 from agents.sparsity.masks import prunable_weights
 from agents.sparsity.rewiring import set_rewire
 from agents.treatments import build_treatment
+from testkit.agents import make_agent, ppo_config, single_thread, synthetic_rollout  # noqa: F401
 
 
 def test_set_rewire_keeps_the_count_drops_the_smallest_and_grows_zeros():
@@ -93,7 +93,7 @@ def test_set_treatment_at_density_0_9_zeroes_every_regrown_weight_and_its_adam_m
             kept = new & old & ~fresh
             assert int(kept.sum()) == n_active - k
             assert torch.equal(weight[kept], weight_before[kept])
-            assert all(torch.equal(m[kept], b[kept]) for m, b in zip(moments, moments_before))
+            assert all(torch.equal(m[kept], b[kept]) for m, b in zip(moments, moments_before, strict=True))
 
 
 @pytest.mark.parametrize("arch", ["mtppo", "moe"])

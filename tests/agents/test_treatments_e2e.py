@@ -10,12 +10,12 @@ and after the checkpoint in a 1000-step budget.
 import pandas as pd
 import pytest
 
-from _agents_testlib import single_thread  # noqa: F401
 from orchestrator.checkpoint import DirectoryCheckpointer
 from orchestrator.config import TrialConfig
 from orchestrator.schema import deterministic_columns
 from orchestrator.sink import ParquetSink
 from orchestrator.trial import run_trial
+from testkit.agents import single_thread  # noqa: F401
 
 CASES = [
     ("dense", "mtppo", {}),

@@ -9,8 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from analysis.synthetic import write_synthetic_sweep
-from envs.benchmarks import TASKS, get_benchmark
+from mtrl_plasticity.benchmarks import TASKS, get_benchmark
 from orchestrator.schema import (
     EVALS_DIR,
     EVALS_SCHEMA,
@@ -20,6 +19,7 @@ from orchestrator.schema import (
     TRAIN_METRIC_COLUMNS,
     TRAIN_SCHEMA,
 )
+from testkit.synthetic import write_synthetic_sweep
 
 # The grid of the shared end-to-end sweep (kept small: the whole analysis suite runs in CI).
 E2E = dict(
@@ -123,7 +123,8 @@ def e2e_results(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def e2e_output(e2e_results, tmp_path_factory):
     """``analyze`` run once on :func:`e2e_results`: (analysis result, output folder)."""
-    from analysis.pipeline import compute, write_outputs
+    from analysis.pipeline import compute
+    from analysis.report import write_outputs
 
     out = tmp_path_factory.mktemp("e2e_out")
     result = compute(e2e_results, reps=200, band_reps=50, seed=0, jobs=2)

@@ -18,8 +18,9 @@ from analysis import AnalysisError, Cell
 from analysis.cli import main, register
 from analysis.figures import figure_pixels
 from analysis.paper import PAPER_TABLE_1, follows_draft_protocol
-from analysis.pipeline import compute, write_outputs
-from analysis.synthetic import write_synthetic_sweep
+from analysis.pipeline import compute
+from analysis.report import write_outputs
+from testkit.synthetic import write_synthetic_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 ARCHS, TREATMENTS, BENCHMARKS = ("mtppo", "moe"), ("dense", "gmp80", "gmp95", "redo"), ("MT3", "MT5")
@@ -78,7 +79,7 @@ def test_markdown_table_has_one_row_per_architecture_and_treatment(e2e_output):
     assert len(csv) == len(ARCHS) * len(TREATMENTS) * len(BENCHMARKS)
     assert "paper_iqm" not in csv.columns  # a 10k-step sweep is not the paper's protocol
     # marks: exactly the best (two decimals) per architecture and benchmark, improvements over dense
-    for (arch, bench), group in csv.groupby(["arch", "benchmark"]):
+    for _, group in csv.groupby(["arch", "benchmark"]):
         shown = group["iqm"].round(2)
         assert list(group["best"]) == list(shown == shown.max())
         dense = shown[group["treatment"] == "dense"].iloc[0]
@@ -220,7 +221,7 @@ def test_table1_iqm_is_exact_on_hand_made_parquet(tmp_path, rows_writer, make_ev
     from rliable import library as rly
     from rliable import metrics
 
-    from envs.benchmarks import TASKS
+    from mtrl_plasticity.benchmarks import TASKS
 
     root = tmp_path / "results"
     tasks = ("LavaGapS7-v0", "RedBlueDoors-6x6-v0", "MemoryS11-v0")

@@ -10,9 +10,10 @@ from scipy import stats
 from analysis import Cell
 from analysis.aggregate import Band, Interval
 from analysis.figures import learning_curves_figure, plasticity_figure, poi_figure, profiles_figure
-from analysis.pipeline import compute, write_outputs
+from analysis.pipeline import compute
 from analysis.plasticity import plasticity_curves
-from analysis.synthetic import write_synthetic_sweep
+from analysis.report import write_outputs
+from testkit.synthetic import write_synthetic_sweep
 
 
 def _band(x=(0, 1000, 2000)) -> Band:
@@ -27,7 +28,8 @@ def _texts(ax) -> list[str]:
 def test_plasticity_bands_are_student_t_intervals_of_the_mean():
     """Three runs measuring 0, 1, 2 at a step: mean 1, sd 1, half-width t(0.975, 2) / sqrt(3) = 2.484
     (the normal 1.96 / sqrt(3) = 1.13 would be far too narrow); one run gives no band."""
-    rows = [{"benchmark": "MT3", "arch": "moe", "treatment": "dense", "step": 2000, "srank": v} for v in (0.0, 1.0, 2.0)]
+    cell = {"benchmark": "MT3", "arch": "moe", "treatment": "dense"}
+    rows = [{**cell, "step": 2000, "srank": v} for v in (0.0, 1.0, 2.0)]
     rows.append({"benchmark": "MT3", "arch": "moe", "treatment": "dense", "step": 4000, "srank": 5.0})
     from analysis.plasticity import Metric
 
@@ -84,8 +86,8 @@ def test_figure_titles_name_only_the_pruning_levels_in_the_data(tmp_path):
                           seeds=range(2), total_steps=4000, single_task=False,
                           skip=["MT5-moe-gmp95-s00", "MT5-moe-gmp95-s01"])
     result = compute(root, reps=10, band_reps=10, jobs=1)
-    write_outputs(result, tmp_path / "out")
-    titles = [o.title for o in result.outputs if o.kind == "figure"]
+    written = write_outputs(result, tmp_path / "out")
+    titles = [o.title for o in written.outputs if o.kind == "figure"]
     assert "Plasticity metrics on MT5, other interventions (paper Figure 9)" in titles
     assert "Plasticity metrics on MT3, 95% pruning vs. other interventions (paper Figure 8)" in titles
     assert "Plasticity metrics on MT5, no pruning level with data (paper Figure 6)" in titles

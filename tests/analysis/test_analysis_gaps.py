@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import pyarrow as pa
-import pytest
 import yaml
 
 from analysis import Cell
-from analysis.pipeline import compute, write_outputs
-from envs.benchmarks import get_benchmark
+from analysis.pipeline import compute
+from analysis.report import write_outputs
+from mtrl_plasticity.benchmarks import get_benchmark
 from orchestrator.schema import EVALS_SCHEMA
 
 MT3 = get_benchmark("MT3").tasks
 
 
 def _runs(make_eval_row, cells, seeds, steps=(0, 2000), score=0.5):
-    from envs.benchmarks import TASKS
+    from mtrl_plasticity.benchmarks import TASKS
 
     rows = []
     for benchmark, arch, treatment in cells:

@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis import AnalysisError, Cell, coverage, load_evals, load_train
-from analysis.synthetic import write_synthetic_sweep
 from orchestrator.schema import EVAL_KEYS, EVALS_SCHEMA, SCHEMA_VERSION, TRAIN_KEYS
+from testkit.synthetic import write_synthetic_sweep
 
 
 @pytest.fixture

@@ -22,12 +22,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from agents.architectures import ARCHITECTURES
-from agents.treatments import TREATMENTS
-from envs import benchmarks
+from mtrl_plasticity import benchmarks
+from mtrl_plasticity.architectures import ARCHITECTURES
+from mtrl_plasticity.treatments import TREATMENTS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))  # the Ray test helpers
-from _ray_testlib import kill_ray_processes  # noqa: E402
+from testkit.ray import kill_ray_processes  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def mtrl(*args: str, cwd: Path, home: Path, extra_path: str | None = None, timeo
     python_path = os.pathsep.join([str(REPO)] + ([extra_path] if extra_path else []))
     full_env = {**os.environ, "PYTHONPATH": python_path, "HOME": str(home), **(env or {})}
     full_env.pop("RAY_ADDRESS", None)
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=cwd, env=full_env,
+    return subprocess.run([sys.executable, "-m", "analysis.cli", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -206,8 +206,8 @@ def test_entry_points_replace_the_plugins_line(lab, tmp_path):
 
 
 def test_wide_mtppo_parameter_counts(lab):
-    from agents.architectures import build_network, check_network
-    from agents.networks import count_parameters
+    from agents.network_check import check_network
+    from agents.networks import build_network, count_parameters
 
     with imported(lab, "my_lab.wide_mtppo"):
         counts = {(arch, n_tasks): count_parameters(build_network(arch, n_tasks, 7))
@@ -250,42 +250,64 @@ def test_doorkey_pair_normalisation_and_the_shortest_solutions(lab):
 
 
 BAD_PLUGINS = {
-    "slash": "from mtrl import register_architecture\n"
+    "slash": "from mtrl_plasticity import register_architecture\n"
              "register_architecture('wide/mtppo', 'my_lab.wide_mtppo:build_wide_mtppo')\n",
-    "clash": "from mtrl import MaskedTreatment, register_treatment\n"
+    "clash": "from agents.sparsity.masked import MaskedTreatment\n"
+             "from mtrl_plasticity import register_treatment\n"
              "@register_treatment('gmp95')\n"
              "class MyGmp(MaskedTreatment):\n"
              "    pass\n",
     "defaults": "from pydantic import Field\n"
-                "from mtrl import Treatment, TreatmentParameters, Variant, register_treatment\n"
+                "from agents.treatments import Treatment\n"
+                "from mtrl_plasticity import TreatmentParameters, Variant, register_treatment\n"
                 "class RndParameters(TreatmentParameters):\n"
                 "    sparsity: float = Field(0.9, ge=0.0, lt=1.0)\n"
                 "register_treatment('rnd', RndParameters, implementation=Treatment,\n"
                 "                   variants={'rnd100': Variant({'sparsity': 1.0})})\n",
-    "optimal": "from mtrl import register_task\n"
+    "optimal": "from mtrl_plasticity import register_task\n"
                "register_task('X', optimal_steps=300, max_steps=250)\n",
 }
 """Plugins refused when imported (each is a module ``bad``)."""
 
 BAD_PARTS = {
     "network": "from torch import nn\n"
-               "from mtrl import register_architecture\n"
+               "from mtrl_plasticity import register_architecture\n"
                "@register_architecture('flat')\n"
                "def build_flat(*, n_tasks, n_out, n_experts, hidden):\n"
                "    return nn.Sequential(nn.Flatten(), nn.Linear(147, n_out))\n",
-    "max_steps": "from mtrl import register_task\n"
+    "max_steps": "from mtrl_plasticity import register_task\n"
                  "register_task('DoorKey-5x5-v0', optimal_steps=9, max_steps=200)\n",
+    "trial_defaults": "from mtrl_plasticity import register_architecture\n"
+                      "register_architecture('wide', 'agents.networks:build_mtppo',\n"
+                      "                      trial_defaults={'critic_epoch': 3})\n",
+    "implementation": "from mtrl_plasticity import register_treatment\n"
+                      "register_treatment('random', implementation='my_lab.nowhere:Random')\n",
 }
-"""Plugins that import, and whose part fails the check ``mtrl run`` makes by building it."""
+"""Plugins that import, and whose part fails the check ``mtrl run`` makes when it configures or builds it."""
+
+
+def check_part(case: str) -> None:
+    """What ``mtrl run`` checks of the part, before anything starts."""
+    from agents.network_check import check_network
+    from orchestrator.config import TrialConfig
+    from orchestrator.preflight import check_plugin_parts, check_task_env
+    from orchestrator.registered import arch_trial_defaults
+
+    if case == "network":
+        check_network("flat", n_tasks=1)
+    elif case == "max_steps":
+        check_task_env("DoorKey-5x5-v0")
+    elif case == "trial_defaults":
+        arch_trial_defaults("wide", TrialConfig.model_fields)
+    else:
+        check_plugin_parts([TrialConfig(benchmark="MT3", arch="mtppo", treatment="random")])
 
 
 def test_the_error_messages_on_the_page_are_the_real_ones(lab, tmp_path):
-    from agents.architectures import check_network
-    from agents.treatments import parse_parameters
     from analysis.paper import treatment_name
-    from mtrl.plugins import PluginError, load_plugins
-    from orchestrator.errors import UserError
-    from orchestrator.preflight import check_task_env
+    from mtrl_plasticity.errors import PluginError, UserError
+    from mtrl_plasticity.plugins import load_plugins
+    from mtrl_plasticity.treatments import parse_parameters
 
     produced = []
     for case, source in {**BAD_PLUGINS, **BAD_PARTS}.items():
@@ -294,7 +316,7 @@ def test_the_error_messages_on_the_page_are_the_real_ones(lab, tmp_path):
         (folder / "bad.py").write_text(source)
         with registered_from(folder, "bad"), pytest.raises(UserError) as info:
             load_plugins(["bad"])
-            check_network("flat", n_tasks=1) if case == "network" else check_task_env("DoorKey-5x5-v0")
+            check_part(case)
         assert isinstance(info.value, PluginError) == (case in BAD_PLUGINS)
         produced.append(str(info.value))
     with imported(lab, "my_lab.random_pruning"):
@@ -307,7 +329,7 @@ def test_the_error_messages_on_the_page_are_the_real_ones(lab, tmp_path):
                 parse_parameters(name, params, total_steps=1000)
             produced.append(str(info.value))
     assert "gmp95" in TREATMENTS and TREATMENTS.owner("gmp95") == "agents.treatment_parameters"
-    assert not {"rnd", "rnd100", "random"} & set(TREATMENTS) and "flat" not in ARCHITECTURES
+    assert not {"rnd", "rnd100", "random"} & set(TREATMENTS) and not {"flat", "wide"} & set(ARCHITECTURES)
 
     doc = DOC.read_text()
     section = doc[doc.index("## What a plugin is checked for"):doc.index("## Results: counters")]

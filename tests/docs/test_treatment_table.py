@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import Field
 
-from agents.treatment_table import END, REGENERATE, START, builtin_names, render_table, replace_table
-from agents.treatments import TREATMENTS, Treatment, TreatmentParameters, Variant, register_treatment
+from agents.treatments import Treatment
+from mtrl_plasticity.treatments import TREATMENTS, TreatmentParameters, Variant, register_treatment
+from orchestrator.treatment_table import END, REGENERATE, START, builtin_names, render_table, replace_table
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "treatments.md"
 

@@ -17,17 +17,25 @@ import threading
 import uuid
 
 import pytest
-from _ray_testlib import (assert_rows_exactly_once, kill_ray_processes, read_dataset, run_and_log,
-                          mtrl_command, subprocess_env, tiny_sweep, trials_of)
 
+from analysis.cli import mtrl
+from mtrl_plasticity.errors import ResultsDirError
 from orchestrator.checkpoint import DirectoryCheckpointer
-from orchestrator.cli import main as mtrl
 from orchestrator.resume_check import trial_checkpoint_dir
-from orchestrator.results_dir import ResultsDirError
 from orchestrator.sink import ParquetSink, segment_name
 from orchestrator.spec import load_spec
 from orchestrator.sweep_folder import SweepFolder, claimed
 from orchestrator.trial import run_trial
+from testkit.ray import (
+    assert_rows_exactly_once,
+    kill_ray_processes,
+    mtrl_command,
+    read_dataset,
+    run_and_log,
+    subprocess_env,
+    tiny_sweep,
+    trials_of,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +94,7 @@ def test_damaged_folder_is_repaired_to_the_uninterrupted_rows(tmp_path):
                                                                                              config.run_key)))
     k = [t.run_key for t in trials]
     sink = {t.run_key: ParquetSink.for_config(root, t) for t in trials}
-    for config, stop in zip(trials, (None, 400, 400, 400, 400, None)):
+    for config, stop in zip(trials, (None, 400, 400, 400, 400, None), strict=True):
         build(root, config, stop)
 
     # 0: a finished trial's compacted file cut to half
@@ -157,9 +165,8 @@ def test_damaged_folder_is_repaired_to_the_uninterrupted_rows(tmp_path):
 
 
 def test_two_drivers_starting_at_once_on_a_new_folder_write_one_spec(tmp_path):
-    from _spec_testlib import tiny_spec_data
-
     from orchestrator.spec import validate_spec
+    from testkit.spec import tiny_spec_data
 
     specs = [validate_spec(tiny_spec_data("race", seeds=n), "s.yaml") for n in (2, 3)]
     barrier = threading.Barrier(2)

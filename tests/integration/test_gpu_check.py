@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from _ray_testlib import REPO, subprocess_env
+
+from testkit.ray import REPO, subprocess_env
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,8 @@ import subprocess
 import sys
 
 import pytest
-from _ray_testlib import REPO, assert_rows_exactly_once, tiny_sweep, trials_of
+
+from testkit.ray import REPO, assert_rows_exactly_once, tiny_sweep, trials_of
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,8 @@ import os
 import sys
 
 import pytest
-from _ray_testlib import REPO, assert_rows_exactly_once, ray_head, run_and_log, tiny_sweep, trials_of
+
+from testkit.ray import REPO, assert_rows_exactly_once, ray_head, run_and_log, tiny_sweep, trials_of
 
 pytestmark = pytest.mark.slow
 

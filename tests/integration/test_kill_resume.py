@@ -14,9 +14,23 @@ import sys
 import uuid
 
 import pytest
-from _ray_testlib import (REPO, assert_rows_exactly_once, checkpointed_run_keys, compacted_run_keys,
-                          kill_ray_processes, mtrl_command, parquet_files, read_dataset, run_and_log,
-                          subprocess_env, tiny_sweep, trials_of, wait_until)
+
+from testkit.faults import environment as fault_environment
+from testkit.ray import (
+    REPO,
+    assert_rows_exactly_once,
+    checkpointed_run_keys,
+    compacted_run_keys,
+    kill_ray_processes,
+    mtrl_command,
+    parquet_files,
+    read_dataset,
+    run_and_log,
+    subprocess_env,
+    tiny_sweep,
+    trials_of,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +54,7 @@ def reference(tmp_path_factory):
     os.makedirs(path)
     try:
         # `-X importtime` logs every module the driver imports (its own, not the Ray workers').
-        done = run_and_log([sys.executable, "-X", "importtime", "-m", "orchestrator.cli", "run", sweep, "--storage",
+        done = run_and_log([sys.executable, "-X", "importtime", "-m", "analysis.cli", "run", sweep, "--storage",
                             str(tmp_path / "reference")], tmp_path / "reference.log",
                            subprocess_env(RAY_TMPDIR=path), timeout=400)
     finally:
@@ -123,8 +137,9 @@ def test_driver_killed_at_start_up_while_trials_start_and_during_compaction(tmp_
     root = str(storage / "kill")
     last = trials[-1].run_key
 
-    def kill_when(moment, what: str, log_name: str, *args: str, **extra: str) -> None:
-        env = subprocess_env(RAY_TMPDIR=ray_tmp, **extra)
+    def kill_when(moment, what: str, log_name: str, *args: str, faults: str | None = None) -> None:
+        env = subprocess_env(RAY_TMPDIR=ray_tmp)
+        env = fault_environment(faults, env) if faults else env
         with open(tmp_path / log_name, "w") as log:
             driver = subprocess.Popen(mtrl_command("run", sweep, "--storage", str(storage), *args), stdout=log,
                                       stderr=subprocess.STDOUT, env=env, cwd=REPO)
@@ -143,7 +158,7 @@ def test_driver_killed_at_start_up_while_trials_start_and_during_compaction(tmp_
     # During the last trial's compaction (one CPU: the trials run in grid order): its evaluation
     # rows compacted, its train segments not yet.
     kill_when(lambda: os.path.exists(os.path.join(root, ".injected-faults", f"{last}@compact")),
-              "the last trial's compaction", "compaction.log", "--num-cpus", "1", MTRL_INJECT_FAULT=f"{last}@compact")
+              "the last trial's compaction", "compaction.log", "--num-cpus", "1", faults=f"{last}@compact")
     segments = [p for p in glob.glob(os.path.join(root, "metrics", "train", "**", f"{last}__*.parquet"),
                                      recursive=True)]
     assert segments and glob.glob(os.path.join(root, "metrics", "evals", "**", f"{last}.parquet"), recursive=True)

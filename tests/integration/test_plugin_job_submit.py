@@ -17,8 +17,9 @@ import os
 import sys
 
 import pytest
-from _plugin_testlib import assert_counter_column, copy_package, lab_plugin_registered, lab_sweep
-from _ray_testlib import REPO, assert_rows_exactly_once, ray_head, run_and_log, trials_of
+
+from testkit.plugins import assert_counter_column, copy_package, lab_plugin_registered, lab_sweep
+from testkit.ray import REPO, assert_rows_exactly_once, ray_head, run_and_log, trials_of
 
 pytestmark = pytest.mark.slow
 

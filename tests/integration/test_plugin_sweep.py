@@ -18,9 +18,17 @@ import sys
 
 import pandas as pd
 import pytest
-from _plugin_testlib import (PACKAGE, PRUNE_AT_STEP, assert_counter_column, copy_package, install_package,
-                             lab_plugin_registered, lab_sweep)
-from _ray_testlib import REPO, assert_rows_exactly_once, run_and_log, subprocess_env, trials_of
+
+from testkit.plugins import (
+    PACKAGE,
+    PRUNE_AT_STEP,
+    assert_counter_column,
+    copy_package,
+    install_package,
+    lab_plugin_registered,
+    lab_sweep,
+)
+from testkit.ray import REPO, assert_rows_exactly_once, run_and_log, subprocess_env, trials_of
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +76,7 @@ def test_sweep_file_plugin_runs_reports_and_analyses(tmp_path):
                      work, env, tmp_path / "analyze.log")
     assert code == 0, log[-3000:]
     table = pd.read_csv(report / "table1.csv")
-    assert sorted(zip(table["arch"], table["treatment"], table["benchmark"])) == [
+    assert sorted(zip(table["arch"], table["treatment"], table["benchmark"], strict=True)) == [
         ("lab_wide", "dense", "LAB2"), ("lab_wide", "lab_prune80", "LAB2"),
         ("mtppo", "dense", "LAB2"), ("mtppo", "lab_prune80", "LAB2")]
     assert table["n_runs"].tolist() == [1] * 4 and table["n_tasks"].tolist() == [2] * 4

@@ -13,10 +13,10 @@ import socket
 
 import pyarrow.fs as pafs
 import pytest
-from _ray_testlib import assert_rows_exactly_once, read_dataset, tiny_sweep, trials_of
 
-from orchestrator.cli import main as mtrl
+from analysis.cli import mtrl
 from orchestrator.status import read_status
+from testkit.ray import assert_rows_exactly_once, read_dataset, tiny_sweep, trials_of
 
 pytestmark = pytest.mark.slow
 

@@ -16,9 +16,20 @@ from contextlib import ExitStack
 
 import pandas as pd
 import pytest
-from _ray_testlib import (REPO, assert_rows_exactly_once, checkpointed_run_keys, compacted_run_keys, free_port,
-                          kill_ray_processes, mtrl_command, tiny_sweep, trials_of, wait_until)
-from _slurm_testlib import SlurmUnavailable, missing_commands, single_node_slurm, wait_for_job
+
+from testkit.ray import (
+    REPO,
+    assert_rows_exactly_once,
+    checkpointed_run_keys,
+    compacted_run_keys,
+    free_port,
+    kill_ray_processes,
+    mtrl_command,
+    tiny_sweep,
+    trials_of,
+    wait_until,
+)
+from testkit.slurm import SlurmUnavailable, missing_commands, single_node_slurm, wait_for_job
 
 pytestmark = pytest.mark.slow
 
@@ -146,7 +157,8 @@ def test_time_limit_signal_and_requeue_resume_to_the_uninterrupted_rows(slurm, s
     try:
         second.wait({"RUNNING"}, timeout=120)
         before = checkpoints(root)
-        wait_until(lambda: checkpoints(root) - before, timeout=300, interval=0.2, what="a checkpoint of the resumed run")
+        wait_until(lambda: checkpoints(root) - before, timeout=300, interval=0.2,
+                   what="a checkpoint of the resumed run")
         subprocess.run(["scontrol", "requeue", second.id], env=second.env, check=True, capture_output=True)
         assert everything - compacted_run_keys(root), "every trial finished before the requeue: nothing tested"
         assert second.wait({"PENDING"}, timeout=120)["Restarts"] == "1"

@@ -13,16 +13,15 @@ import os
 
 import pytest
 from PIL import Image
-from _ray_testlib import (SWEEPS, assert_rows_exactly_once, parquet_files, read_dataset, tiny_sweep,
-                          trials_of)
 
+from analysis.cli import mtrl
 from analysis.figures import figure_pixels
 from orchestrator.checkpoint import DirectoryCheckpointer
-from orchestrator.cli import main as mtrl
-from orchestrator.faults import ENV_VAR
 from orchestrator.sink import ParquetSink
 from orchestrator.status import read_status
 from orchestrator.trial import run_trial
+from testkit.faults import environment as fault_environment
+from testkit.ray import SWEEPS, assert_rows_exactly_once, parquet_files, read_dataset, tiny_sweep, trials_of
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +90,9 @@ def test_crashed_trial_is_retried_from_its_checkpoint(tmp_path, monkeypatch, cap
     trials = trials_of(sweep)
     victim = trials[0]
     # Crash at step 400: right after the segment (200, 400] is written, before its checkpoint.
-    monkeypatch.setenv(ENV_VAR, f"{victim.run_key}@400")
+    for name, value in fault_environment(f"{victim.run_key}@400").items():
+        if os.environ.get(name) != value:  # the driver's environment, which the local Ray's workers inherit
+            monkeypatch.setenv(name, value)
     storage = tmp_path / "results"
     assert mtrl(["run", sweep, "--storage", f"file://{storage}"]) == 0
     root = str(storage / "fault")
@@ -113,7 +114,7 @@ def test_crashed_trial_is_retried_from_its_checkpoint(tmp_path, monkeypatch, cap
     lines = [line for line in err.splitlines() if "attempt 1 of 3 failed" in line]
     assert len(lines) == 1 and victim.run_key in lines[0] and "injected fault" in lines[0]
     assert "Traceback" not in err
-    assert read_status(root).trials[0].last_error.startswith("orchestrator.faults.InjectedFault") or \
+    assert read_status(root).trials[0].last_error.startswith("testkit.faults.InjectedFault") or \
         "injected fault" in read_status(root).trials[0].last_error
 
     # Same rows as the trial run straight through without Ray.

@@ -6,10 +6,19 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from _ray_testlib import (REPO, assert_rows_exactly_once, checkpointed_run_keys, compacted_run_keys,
-                          mtrl_command, subprocess_env, tiny_sweep, trials_of, wait_until)
 
 from orchestrator.status import read_status
+from testkit.ray import (
+    REPO,
+    assert_rows_exactly_once,
+    checkpointed_run_keys,
+    compacted_run_keys,
+    mtrl_command,
+    subprocess_env,
+    tiny_sweep,
+    trials_of,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -19,10 +19,19 @@ import subprocess
 import uuid
 
 import pytest
-from _ray_testlib import (REPO, assert_rows_exactly_once, checkpointed_run_keys, kill_ray_processes, mtrl_command,
-                          subprocess_env, tiny_sweep, trials_of, wait_until)
 
 from orchestrator.status import read_status
+from testkit.ray import (
+    REPO,
+    assert_rows_exactly_once,
+    checkpointed_run_keys,
+    kill_ray_processes,
+    mtrl_command,
+    subprocess_env,
+    tiny_sweep,
+    trials_of,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 KEEPALIVE_MS = "3000"

@@ -1,3 +1,3 @@
-"""Fixtures of the orchestrator's unit tests (helpers live in _sweep_testlib)."""
+"""Fixtures of the orchestrator's unit tests (helpers live in testkit.sweep)."""
 
-from _sweep_testlib import write_sweep  # noqa: F401  (a fixture)
+from testkit.sweep import write_sweep  # noqa: F401  (a fixture)

@@ -1,7 +1,7 @@
 """Bad input through the real `mtrl` command: one line, exit code 2, nothing started, bounded time and memory.
 
 The cases of issue 19 (YAML bombs, out-of-range settings, paths that cannot be used, corrupt
-``sweep.yaml`` files) run ``orchestrator.cli.main`` (what ``mtrl`` runs) in child processes
+``sweep.yaml`` files) run ``analysis.cli.mtrl`` (what ``mtrl`` runs) in child processes
 capped at 4 GiB of address space and 60 s. To pay the command's import time (1-2 s) once,
 one driver process imports it and forks one child per case; each child gets its own folder,
 stdout and stderr, and reports an uncaught exception with its traceback as Python would.
@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import pytest
 import yaml
-from _sweep_testlib import REPO, tiny_spec_data
+
+from testkit.sweep import REPO, tiny_spec_data
 
 MEMORY_CAP = 4 << 30
 TIMEOUT_S = 60
@@ -62,7 +63,8 @@ CORRUPT_SPECS = {
 
 CASES: dict[str, Case] = {
     # --- the command line itself: argparse's usage block is not printed above the error ---
-    "missing sweep file": Case(["run"], "error: the following arguments are required: SWEEP.yaml (see mtrl run --help)"),
+    "missing sweep file": Case(["run"],
+                               "error: the following arguments are required: SWEEP.yaml (see mtrl run --help)"),
     "bad number": Case(RUN[:-1] + ["many"], "argument --num-cpus: invalid int value: 'many'"),
     # --- sweep files ---
     "bomb in a treatment": Case(RUN, "error: sweep.yaml: refused: more than 100,000 values once its aliases",
@@ -79,7 +81,7 @@ CASES: dict[str, Case] = {
     "seeds: true": Case(RUN, "seeds: expected a count", {"sweep.yaml": sweep_text(seeds=True)}),
     "seed beyond int32": Case(RUN, "every seed must be <= 2147483647 (the seed column is int32)",
                               {"sweep.yaml": sweep_text(seeds=[0, 2**31])}),
-    "name ending in a newline": Case(RUN, "name: 'tiny\\n' is not a folder-safe name",
+    "name ending in a newline": Case(RUN, "name: 'tiny\\n' is not folder-safe",
                                      {"sweep.yaml": sweep_text(name="tiny\n")}),
     "cpu beyond any machine": Case(RUN, "resources.cpu: Input should be less than or equal to 1024",
                                    {"sweep.yaml": sweep_text(resources={"cpu": 10_000})}),
@@ -103,12 +105,13 @@ CASES: dict[str, Case] = {
     # --- names and storage ---
     **{f"--name {label}{' --dry-run' if dry else ''}": Case(
         RUN + ["--name", name] + (["--dry-run"] if dry else []), expected, TINY)
-       for label, name, expected in (("of 300 characters", "x" * 300, "(300 characters) is longer than 64"),
-                                     ("with a slash", "a/b", "'a/b' is not a folder-safe name"),
-                                     ("ending in a newline", "tiny\n", "'tiny\\n' is not a folder-safe name"))
+       for label, name, expected in (("of 300 characters", "x" * 300, "(300 characters) is not folder-safe"),
+                                     ("with a slash", "a/b", "'a/b' is not folder-safe"),
+                                     ("ending in a newline", "tiny\n", "'tiny\\n' is not folder-safe"))
        for dry in (False, True)},
     "storage is a file": Case(RUN, "storage store is not writable", {**TINY, "store": "x"}, absent=()),
-    "the sweep's folder is a file": Case(RUN, "{dir}/store/tiny is a file, not a sweep folder", {**TINY, "store/tiny": "x"},
+    "the sweep's folder is a file": Case(RUN, "{dir}/store/tiny is a file, not a sweep folder",
+                                         {**TINY, "store/tiny": "x"},
                                          absent=()),
     # --- a results folder's sweep.yaml, for status, run and --dry-run ---
     **{f"{kind} sweep.yaml, {' '.join(argv[:1] + argv[4:])}": Case(
@@ -144,10 +147,9 @@ CASES: dict[str, Case] = {
 
 DRIVER = r"""
 import json, os, resource, signal, sys, time, traceback
-from orchestrator import cli
-
-cli.build_parser()  # imported once here rather than in every child
-import analysis.pipeline, orchestrator.spec, orchestrator.status, orchestrator.sweep_folder  # noqa: E401
+from analysis import cli
+# Imported once here rather than in every child:
+import analysis.pipeline, analysis.report, orchestrator.spec, orchestrator.status, orchestrator.sweep_folder  # noqa
 cases = json.load(sys.stdin)
 for case in cases:
     start = time.monotonic()
@@ -160,7 +162,7 @@ for case in cases:
                 os.dup2(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), stream)
             resource.setrlimit(resource.RLIMIT_AS, (case["memory"], case["memory"]))
             signal.alarm(case["timeout"])
-            code = cli.main(case["argv"])
+            code = cli.mtrl(case["argv"])
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -177,12 +179,12 @@ for case in cases:
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory) -> dict[str, dict]:
     """Run every case once; ``{case: {"returncode", "stdout", "stderr", "seconds", "cwd"}}``."""
-    from analysis.synthetic import write_synthetic_sweep
     from orchestrator.spec import validate_spec
     from orchestrator.sweep_folder import SweepFolder, prepare
+    from testkit.synthetic import write_synthetic_sweep
 
     jobs = []
-    for i, (name, case) in enumerate(CASES.items()):
+    for i, case in enumerate(CASES.values()):
         cwd = tmp_path_factory.mktemp(f"case{i}")
         if case.argv[0] == "analyze":
             write_synthetic_sweep(cwd / "results", archs=("mtppo",), treatments=("dense",), seeds=range(2),
@@ -202,7 +204,7 @@ def outcomes(tmp_path_factory) -> dict[str, dict]:
     reports = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(reports) == len(jobs), done.stderr[-3000:]
     out = {}
-    for name, job, report in zip(CASES, jobs, reports):
+    for name, job, report in zip(CASES, jobs, reports, strict=True):
         status = report["status"]
         out[name] = {"returncode": os.waitstatus_to_exitcode(status), "seconds": report["seconds"],
                      "stdout": open(os.path.join(job["cwd"], "stdout")).read(),
@@ -248,7 +250,7 @@ def test_cases_stay_bounded(outcomes):
     assert outcomes[slowest]["seconds"] < 30, slowest
 
 
-# --- through `python -m orchestrator.cli` itself --------------------------------------------
+# --- through `python -m analysis.cli` (the whole mtrl command) itself --------------------------------------------
 def mtrl(args: list[str], cwd, file_size: int | None = None) -> subprocess.CompletedProcess:
     """The real command in a child capped at :data:`MEMORY_CAP` bytes (and ``file_size`` bytes per file)."""
 
@@ -258,7 +260,7 @@ def mtrl(args: list[str], cwd, file_size: int | None = None) -> subprocess.Compl
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
 
     env = {**os.environ, "PYTHONPATH": REPO, "HOME": str(cwd)}
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "analysis.cli", *args], cwd=cwd, env=env,
                           preexec_fn=limits, capture_output=True, text=True, timeout=TIMEOUT_S * 3)
 
 
@@ -328,7 +330,7 @@ def test_one_parser_reads_1e_minus_6_as_a_float():
 def test_a_remote_trial_write_failure_is_recognised_in_its_text(tmp_path):
     """Ray hands the driver a failed trial's traceback as text: a real EFBIG from pyarrow is recognised
     in it (the sweep summary then says "could not write its results"), and another error is not."""
-    from orchestrator.errors import write_failure_in
+    from mtrl_plasticity.errors import write_failure_in
 
     code = ("import resource, traceback, pyarrow as pa, pyarrow.parquet as pq\n"
             "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"

@@ -12,8 +12,9 @@ HEAVY = ("torch", "matplotlib", "rliable", "pandas", "ray")
 def test_building_the_cli_parser_imports_no_heavy_library():
     code = (
         "import sys\n"
-        "from orchestrator.cli import build_parser\n"
-        "build_parser()\n"
+        "from analysis.cli import register\n"
+        "from orchestrator.cli import COMMANDS, build_parser\n"
+        "build_parser((*COMMANDS, register))\n"  # the whole mtrl command's parser, analyze included
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -35,7 +36,7 @@ def test_analysis_names_resolve_lazily_to_their_functions():
 
 def test_checking_a_sweep_and_its_status_import_no_torch(tmp_path):
     # The driver, `--dry-run` and `mtrl status` check every trial's treatment parameters with
-    # the torch-free parameter models (agents.treatment_parameters); torch cost ~2 CPU-s.
+    # the torch-free parameter models (agents.treatment_parameters).
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nbenchmarks: [MT3]\narchs: [mtppo]\ntreatments: [{redo: {tau: -1}}]\nseeds: 1\n")
     code = (

@@ -8,7 +8,8 @@ import re
 
 import pytest
 import yaml
-from _sweep_testlib import REPO
+
+from testkit.sweep import REPO
 
 DOCKER = os.path.join(REPO, "docker")
 
@@ -62,4 +63,5 @@ def test_dockerfile_pins_the_tested_versions_and_installs_with_install_sh():
     assert len(runs) == 2 and runs[0].endswith("docker/install.sh --torch-only") and "docker/install.sh" in runs[1]
     install = open(os.path.join(DOCKER, "install.sh")).read()
     # torch first, at constraints.txt's pin; then the project held to the same pins.
-    assert install.index("grep -E '^torch==' \"$root/constraints.txt\"") < install.index('-c "$root/constraints.txt" "$root"')
+    torch_first = install.index("grep -E '^torch==' \"$root/constraints.txt\"")
+    assert torch_first < install.index('-c "$root/constraints.txt" "$root"')

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import pytest
 import yaml
-from _spec_testlib import tiny_spec_data
+
+from testkit.spec import tiny_spec_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BROKEN = os.path.join(REPO, "tests", "plugins", "broken")
@@ -46,7 +47,7 @@ class Case:
     treatment: str = "dense"
 
 
-INTERFACE = " (the interface: agents.architectures.NetworkInterface, docs/extending.md)"
+INTERFACE = " (the interface: mtrl_plasticity.NetworkInterface, docs/extending.md)"
 CASES = {
     "missing module": Case("lab_not_there", "sweep.yaml: plugin 'lab_not_there': no module named 'lab_not_there' "
                            "(install it, or run mtrl from the folder that holds it, or add that folder to PYTHONPATH)"),
@@ -77,7 +78,7 @@ RUNS = [(name, flag) for name in CASES for flag in FLAGS if flag == "run" or nam
 ENTRY_POINT_DIST = "lab_broken_ep-0.1.dist-info"
 ENTRY_POINT_FILES = {
     f"{ENTRY_POINT_DIST}/METADATA": "Metadata-Version: 2.1\nName: lab-broken-ep\nVersion: 0.1\n",
-    f"{ENTRY_POINT_DIST}/entry_points.txt": "[mtrl.plugins]\nlab = lab_ep_raises\n",
+    f"{ENTRY_POINT_DIST}/entry_points.txt": "[mtrl_plasticity.plugins]\nlab = lab_ep_raises\n",
     "lab_ep_raises.py": 'raise RuntimeError("lab settings file not found")\n',
 }
 ENTRY_POINT_LINE = ("mtrl: error: plugin 'lab' (entry point 'lab_ep_raises' of package lab-broken-ep) failed to "

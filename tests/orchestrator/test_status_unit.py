@@ -6,17 +6,17 @@ import json
 import pathlib
 
 import pytest
-from _sweep_testlib import tiny_spec_data
 from rich.console import Console
 
+from analysis.cli import mtrl
+from mtrl_plasticity.errors import ResultsDirError
 from orchestrator.checkpoint import DirectoryCheckpointer
-from orchestrator.cli import main as mtrl
-from orchestrator.results_dir import ResultsDirError
 from orchestrator.sink import ParquetSink
 from orchestrator.spec import expand, validate_spec
 from orchestrator.status import read_status, render_status
 from orchestrator.sweep_folder import SweepFolder, driver_lock, prepare
 from orchestrator.trial import run_trial
+from testkit.sweep import tiny_spec_data
 
 
 def tune_state(path, statuses: dict[str, tuple[str, int]]) -> None:

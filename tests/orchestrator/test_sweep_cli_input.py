@@ -6,11 +6,11 @@ import os
 import subprocess
 
 import pytest
-from _sweep_testlib import REPO, SWEEPS, tiny_spec_data, treatments_available
 
-from orchestrator.cli import main as mtrl
+from analysis.cli import mtrl
 from orchestrator.spec import validate_spec
 from orchestrator.sweep_folder import SweepFolder, prepare
+from testkit.sweep import REPO, SWEEPS, tiny_spec_data
 
 
 def files_under(root) -> dict:
@@ -97,8 +97,6 @@ def test_dry_run_prints_the_plan_and_starts_nothing(write_sweep, tmp_path, capsy
     assert "new sweep in" in out and not storage.exists()
 
 
-@pytest.mark.skipif(not treatments_available("dense", "gmp80", "gmp95", "gmp99", "redo", "reset", "wd"),
-                    reason="paper treatments not registered yet")
 def test_paper_dry_run_reports_2100_trials(tmp_path):
     result = subprocess.run(["mtrl", "run", os.path.join(SWEEPS, "paper.yaml"), "--dry-run",
                              "--storage", str(tmp_path / "store")],

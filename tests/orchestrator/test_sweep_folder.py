@@ -6,11 +6,12 @@ import os
 
 import pytest
 import yaml
-from _sweep_testlib import tiny_spec_data
 
-from orchestrator.results_dir import MARKER, ResultsDirError
+from mtrl_plasticity.errors import ResultsDirError
+from mtrl_plasticity.results import MARKER
 from orchestrator.spec import validate_spec
 from orchestrator.sweep_folder import SweepFolder, check_writable, driver_lock, inspect, prepare
+from testkit.sweep import tiny_spec_data
 
 
 def spec(**changes):
@@ -31,7 +32,7 @@ def test_new_folder_gets_marker_and_resolved_spec(tmp_path):
     assert folder.root == str(tmp_path / "tiny")
     assert prepare(folder, spec()) is False
     assert sorted(os.listdir(folder.root)) == [MARKER, "sweep.yaml"]
-    stored = yaml.safe_load(open(folder.spec_path))
+    stored = yaml.safe_load(open(os.path.join(folder.root, "sweep.yaml")))
     assert stored["seeds"] == 2 and stored["max_concurrent_trials"] is None  # defaults filled in
     assert prepare(folder, spec()) is True  # the same spec resumes
     assert inspect(folder, spec()).startswith("resumes")
@@ -77,7 +78,7 @@ def test_foreign_and_other_folders_are_refused(tmp_path):
 
 
 def test_trial_folder_is_not_a_sweep_folder(tmp_path):
-    from orchestrator.results_dir import claim
+    from orchestrator.storage import claim
 
     claim(str(tmp_path / "tiny"), layout="trial")
     with pytest.raises(ResultsDirError, match="is a trial results folder"):

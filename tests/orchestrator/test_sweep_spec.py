@@ -5,10 +5,18 @@ from __future__ import annotations
 import os
 
 import pytest
-from _sweep_testlib import SWEEPS, tiny_spec_data, treatments_available
 
-from orchestrator.spec import (SpecError, apply_assignments, cells, expand, load_spec, parse_assignments,
-                               spec_differences, validate_spec)
+from mtrl_plasticity.errors import SpecError
+from orchestrator.spec import (
+    apply_assignments,
+    cells,
+    expand,
+    load_spec,
+    parse_assignments,
+    spec_differences,
+    validate_spec,
+)
+from testkit.sweep import SWEEPS, tiny_spec_data
 
 PAPER_TREATMENTS = ("dense", "gmp80", "gmp95", "gmp99", "redo", "reset", "wd")
 
@@ -34,7 +42,6 @@ def test_smoke_file_is_a_small_real_grid():
     assert all(t.sweep == "smoke" for t in trials)
 
 
-@pytest.mark.skipif(not treatments_available(*PAPER_TREATMENTS), reason="paper treatments not registered yet")
 def test_paper_file_is_the_draft_grid_with_baselines():
     paper = load_spec(os.path.join(SWEEPS, "paper.yaml"))
     trials = expand(paper)
@@ -51,8 +58,6 @@ def test_paper_file_is_the_draft_grid_with_baselines():
     assert {(t.critic_epochs, t.critic_batch_size) for t in multi} == {(1, 0)}
 
 
-@pytest.mark.skipif(not treatments_available("dense", "gmp95", "set95", "redo", "reset", "wd"),
-                    reason="published-protocol treatments not registered yet")
 def test_tmlr_file_sets_the_published_numbers():
     trials = expand(load_spec(os.path.join(SWEEPS, "paper-tmlr.yaml")))
     assert len(trials) == 3 * 3 * 6 * 30 + 7 * 30

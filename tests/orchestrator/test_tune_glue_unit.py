@@ -8,17 +8,25 @@ import pickle
 from types import SimpleNamespace
 
 import pytest
-from _sweep_testlib import REPO, tiny_spec_data
 
-from orchestrator import faults
+from mtrl_plasticity.errors import UserError
 from orchestrator.checkpoint import DirectoryCheckpointer
 from orchestrator.sink import ParquetSink
 from orchestrator.spec import expand, validate_spec
 from orchestrator.sweep_progress import render_table, summary_line, tally
-from orchestrator.tune_progress import ProgressTable
 from orchestrator.trial import run_trial
-from orchestrator.tune_glue import (TRAINABLE_NAME, make_trainable, param_space, parquet_complete, scalar_metrics,
-                                    select_device, trial_name)
+from orchestrator.trial_hook import TRIAL_HOOK_VARIABLE, run_with_hook, trial_hook_from_environment
+from orchestrator.tune_glue import (
+    TRAINABLE_NAME,
+    make_trainable,
+    param_space,
+    scalar_metrics,
+    select_device,
+    trial_name,
+)
+from orchestrator.tune_progress import ProgressTable
+from testkit import faults
+from testkit.sweep import REPO, tiny_spec_data
 
 
 def test_a_trial_without_a_gpu_hides_the_gpus_of_its_node():
@@ -76,26 +84,48 @@ class Recorder:
         self.calls.append(("report", metrics["step"]))
 
 
-def test_injected_fault_fires_once_per_sweep_folder(tmp_path):
+def test_injected_fault_fires_once_per_sweep_folder(tmp_path, monkeypatch):
+    config = expand(validate_spec(tiny_spec_data(seeds=1), "s.yaml"))[0]
+    sink = ParquetSink.for_config(str(tmp_path), config)
+    monkeypatch.setenv(faults.ENV_VAR, f"{config.run_key}@200")
+    hook = trial_hook_from_environment({TRIAL_HOOK_VARIABLE: faults.HOOK})
+
+    def train(checkpointer, sink):
+        checkpointer.report({"step": 100})
+        checkpointer.save({}, {"step": 200})
+
     inner = Recorder()
-    wrapped = faults.wrap(inner, "k", "k@200", str(tmp_path))
-    wrapped.report({"step": 100})
-    with pytest.raises(faults.InjectedFault, match="k at step 200"):
-        wrapped.save({}, {"step": 200})
+    with pytest.raises(faults.InjectedFault, match="at step 200"):
+        run_with_hook(hook, config, str(tmp_path), inner, sink, train)
     assert inner.calls == [("report", 100)]  # the checkpoint was not taken
-    again = faults.wrap(Recorder(), "k", "k@200", str(tmp_path))  # the retry, in a new process
-    again.save({}, {"step": 200})
-    assert faults.wrap(inner, "other", "k@200", str(tmp_path)) is inner
+    again = Recorder()
+    run_with_hook(hook, config, str(tmp_path), again, sink, train)  # the retry, in a new process
+    assert again.calls == [("report", 100), ("save", 200)]
+    other = Recorder()
+    monkeypatch.setenv(faults.ENV_VAR, "another-run@200")
+    run_with_hook(hook, config, str(tmp_path / "other"), other, sink, train)
+    assert other.calls == [("report", 100), ("save", 200)]
+
+
+@pytest.mark.parametrize("reference,message", [
+    ("testkit.faults", "must name a function as module:function"),
+    ("testkit.nowhere:inject", "does not import: ModuleNotFoundError"),
+    ("testkit.faults:ENV_VAR", "is not a function"),
+])
+def test_a_trial_hook_that_cannot_run_is_refused_in_one_line(reference, message):
+    with pytest.raises(UserError, match=message):
+        trial_hook_from_environment({TRIAL_HOOK_VARIABLE: reference})
+    assert trial_hook_from_environment({}) is None
 
 
 def test_complete_parquet_is_recognised(tmp_path):
     config = expand(validate_spec(tiny_spec_data(seeds=1), "s.yaml"))[0]
     sink = ParquetSink.for_config(str(tmp_path), config)
-    assert not parquet_complete(sink)
+    assert not sink.is_compacted()
     run_trial(config, sink, DirectoryCheckpointer(str(tmp_path / "ckpt")))
-    assert parquet_complete(sink)
+    assert sink.is_compacted()
     sink.write_segment([], [{"run_key": config.run_key, "step": 400}], 200, 400)  # a stray segment
-    assert not parquet_complete(sink)
+    assert not sink.is_compacted()
 
 
 class FakeTrial:

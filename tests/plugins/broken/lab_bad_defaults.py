@@ -2,7 +2,8 @@
 
 from pydantic import Field
 
-from mtrl import Treatment, TreatmentParameters, register_treatment
+from agents.treatments import Treatment
+from mtrl_plasticity import TreatmentParameters, register_treatment
 
 
 class OverfullParameters(TreatmentParameters):

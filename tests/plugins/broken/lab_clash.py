@@ -1,5 +1,6 @@
 """Registers a treatment under a built-in's name ("redo"): a plugin may not replace the paper's."""
 
-from mtrl import Treatment, register_treatment
+from agents.treatments import Treatment
+from mtrl_plasticity import register_treatment
 
 register_treatment("redo", implementation=Treatment, display_name="Not ReDo")

@@ -1,6 +1,6 @@
 """``LAB2``: DoorKey-5x5 (a MiniGrid task the paper does not use) with Empty-5x5."""
 
-from mtrl import register_benchmark, register_task
+from mtrl_plasticity import register_benchmark, register_task
 
 # max_steps is MiniGrid's own limit for this env (10 * 5 * 5); optimal_steps an estimate:
 # the layout is random, about 10 steps to fetch the key, open the door and reach the goal.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field, PositiveInt
 
-from mtrl import MaskedTreatment, TreatmentParameters, Variant, register_treatment
+from agents.sparsity.masked import MaskedTreatment
+from mtrl_plasticity import TreatmentParameters, Variant, register_treatment
 
 
 class RandomPruneParameters(TreatmentParameters):
