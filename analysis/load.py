@@ -33,7 +33,16 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from mtrl_plasticity.errors import AnalysisError
-from mtrl_plasticity.results import COUNTER_PREFIX, DATASETS, EVALS, PARTITION_COLUMNS, TRAIN, dataset_dir, is_hidden
+from mtrl_plasticity.results import (
+    COUNTER_PREFIX,
+    DATASETS,
+    EVALS,
+    PARQUET_SUFFIX,
+    PARTITION_COLUMNS,
+    TRAIN,
+    dataset_dir,
+    is_hidden,
+)
 from orchestrator.schema import SCHEMA_VERSION, TRAIN_SCHEMA, dataset_keys, dataset_schema, deterministic_columns
 from orchestrator.storage import list_files, resolve_filesystem
 
@@ -77,7 +86,7 @@ def load_train(results_dir: PathLike, filters: Filters = None, columns: Iterable
     return _load(results_dir, TRAIN, filters, columns)
 
 
-def dataset_files(results_dir: PathLike, kind: str = "evals") -> list[str]:
+def dataset_files(results_dir: PathLike, kind: str = EVALS) -> list[str]:
     """The Parquet files of one dataset (``"evals"`` or ``"train"``), sorted; ``.tmp`` files skipped."""
     fs, base = _filesystem(results_dir, kind)
     return _list_files(fs, base)
@@ -102,7 +111,7 @@ def _list_files(fs: pafs.FileSystem, base: str) -> list[str]:
     files = []
     for info in list_files(fs, base, recursive=True):
         relative = info.path[len(base):].lstrip("/")
-        if info.path.endswith(".parquet") and not any(is_hidden(part) for part in relative.split("/")):
+        if info.path.endswith(PARQUET_SUFFIX) and not any(is_hidden(part) for part in relative.split("/")):
             files.append(info.path)
     return files
 

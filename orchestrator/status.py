@@ -107,10 +107,10 @@ def read_status(root: str) -> SweepStatus:
                 status.state = "pending"
     damaged: list[str] = []
     rows = _parquet_rows(fs, path, damaged)
-    unknown = sorted(set(rows["train"]) - set(trials))
+    unknown = sorted(set(rows[TRAIN]) - set(trials))
     for run_key, status in trials.items():
-        status.eval_rows = rows["evals"].get(run_key, (0, None))[0]
-        status.train_rows, status.last_step = rows["train"].get(run_key, (0, None))
+        status.eval_rows = rows[EVALS].get(run_key, (0, None))[0]
+        status.train_rows, status.last_step = rows[TRAIN].get(run_key, (0, None))
         if status.last_step == status.config.total_steps:
             status.state = "done"
         elif status.state == "done":  # Tune says finished but the rows are not all there

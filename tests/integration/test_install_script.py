@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 # What docker/Dockerfile copies into the image.
 IMAGE_FILES = ("pyproject.toml", "constraints.txt", "README.md", "agents", "envs", "orchestrator", "analysis",
-               "mtrl", "sweeps", "docker/install.sh", "docker/launch_sweep.py")
+               "mtrl_plasticity", "sweeps", "docker/install.sh", "docker/launch_sweep.py")
 
 
 @pytest.fixture(scope="module")

@@ -26,15 +26,26 @@ from testkit.ray import SWEEPS, assert_rows_exactly_once, parquet_files, read_da
 pytestmark = pytest.mark.slow
 
 
+VICTIM = "Empty-5x5-v0-single-dense-s00"
+"""The trial of the `fault` sweep that crashes once at step 400 (the fault injection of testkit.faults)."""
+
+
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     import ray
 
-    # log_to_driver=False as `mtrl run` starts its own Ray (sweep_cli.connect_ray): workers' output
-    # stays off the console, where a dying worker's interpreter-shutdown noise could land.
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-    yield
-    ray.shutdown()
+    # The fault injection's environment before Ray starts: its workers inherit it (the trial hook
+    # wraps every trial of this module; only the victim of the `fault` sweep is ever hit).
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in fault_environment(f"{VICTIM}@400").items():
+            if os.environ.get(name) != value:
+                env.setenv(name, value)
+        # log_to_driver=False as `mtrl run` starts its own Ray (sweep_cli.connect_ray): workers' output
+        # stays off the console, where a dying worker's interpreter-shutdown noise could land.
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=False)
+        yield
+        ray.shutdown()
 
 
 def test_smoke_sweep_writes_exactly_the_expected_rows(tmp_path, capfd):
@@ -84,15 +95,14 @@ def test_smoke_sweep_writes_exactly_the_expected_rows(tmp_path, capfd):
     assert "table1.md" in index and "learning_curves_sparsity.png" in index
 
 
-def test_crashed_trial_is_retried_from_its_checkpoint(tmp_path, monkeypatch, capfd):
+def test_crashed_trial_is_retried_from_its_checkpoint(tmp_path, capfd):
     """Also the URI route: storage given as file:// goes through pyarrow.fs like s3:// would."""
     sweep = tiny_sweep(tmp_path / "fault.yaml", "fault", seeds=2, total_steps=600)
     trials = trials_of(sweep)
     victim = trials[0]
-    # Crash at step 400: right after the segment (200, 400] is written, before its checkpoint.
-    for name, value in fault_environment(f"{victim.run_key}@400").items():
-        if os.environ.get(name) != value:  # the driver's environment, which the local Ray's workers inherit
-            monkeypatch.setenv(name, value)
+    # Crash at step 400 (the module's Ray carries the fault): right after the segment (200, 400]
+    # is written, before its checkpoint.
+    assert victim.run_key == VICTIM
     storage = tmp_path / "results"
     assert mtrl(["run", sweep, "--storage", f"file://{storage}"]) == 0
     root = str(storage / "fault")
