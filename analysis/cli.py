@@ -64,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--include-unfinished", action="store_true",
                         help="score runs that stopped before the table's step at their own last evaluation "
                              "(marked in Table 1) instead of leaving them out")
+    parser.add_argument("--score", choices=("return", "discounted"), default="return",
+                        help="what is normalised and aggregated: the undiscounted evaluation return (the paper's, "
+                             "default) or the return discounted with each trial's gamma")
+    parser.add_argument("--include-outside-grid", action="store_true",
+                        help="also score runs that the sweep's latest grid leaves out (values a grown sweep "
+                             "dropped); by default they are left out and listed under Coverage")
     parser.add_argument("--seed", type=_count(0), default=0, help="bootstrap seed, >= 0 (default 0)")
     parser.add_argument("--jobs", metavar="N", type=_count(1), default=None,
                         help="worker processes for the bootstraps (default: one per CPU, at most 8; "
@@ -101,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
         progress = (lambda msg: console.log(msg)) if console is not None else None
         result = compute(args.results_dir, reps=args.reps, at_step=args.at_step, seed=args.seed,
                          band_reps=args.band_reps, paper_compare=args.paper_compare, progress=progress,
-                         jobs=args.jobs, include_unfinished=args.include_unfinished)
+                         jobs=args.jobs, include_unfinished=args.include_unfinished, score=args.score,
+                         include_outside_grid=args.include_outside_grid)
         written = write_outputs(result, out_dir, figures=args.figures)
     except UserError as exc:
         print(f"mtrl analyze: error: {' '.join(str(exc).split())}", file=sys.stderr)

@@ -10,9 +10,9 @@ is expected, a treatment (or architecture, or benchmark) with no run in any cell
 and runs outside the grid are listed. Only folders of ad-hoc trials (no ``sweep.yaml``) fall
 back to the grid the rows imply:
 
-* multi-task cells: every benchmark x architecture x treatment seen among multi-task runs
-  (``arch != "single"``), each expected to hold seeds ``0..max`` where ``max`` is the largest
-  seed of any multi-task run;
+* multi-task cells: every benchmark x architecture x treatment x grid-axis values seen among
+  multi-task runs (``arch != "single"``), each expected to hold seeds ``0..max`` where ``max``
+  is the largest seed of any multi-task run;
 * single-task baselines (``arch == "single"``, benchmark = task): when any exist, every task of
   the multi-task benchmarks seen x every single-task treatment seen, seeds ``0..max`` likewise;
 * evaluation points: each run is expected at every step that any run of its benchmark reached
@@ -35,10 +35,12 @@ from mtrl_plasticity.results import Cell, run_key
 if TYPE_CHECKING:  # pandas only types the arguments: `import analysis` stays light
     import pandas as pd
 
-__all__ = ["SINGLE", "Cell", "Coverage", "benchmark_tasks", "coverage"]
+__all__ = ["CELL_COLUMNS", "SINGLE", "Cell", "Coverage", "benchmark_tasks", "coverage"]
 
 SINGLE = "single"
 """The architecture name of single-task baselines."""
+CELL_COLUMNS = ["benchmark", "arch", "treatment", "axes"]
+"""The columns that name a row's cell."""
 
 
 @dataclass
@@ -61,7 +63,8 @@ class Coverage:
     unexpected_tasks: dict[str, list[str]] = field(default_factory=dict)
     """run_key -> tasks in its rows that its benchmark does not have (ignored by the scores)."""
     inconsistent_run_keys: list[str] = field(default_factory=list)
-    """Run keys that do not match ``{benchmark}-{arch}-{treatment}-s{seed:02d}`` of their rows."""
+    """Run keys that do not match their rows' benchmark, arch, treatment, axes and seed
+    (:func:`mtrl_plasticity.results.run_key`)."""
     missing_single_tasks: list[str] = field(default_factory=list)
     """Tasks of the benchmarks present with no single-task baseline run at all."""
     grid_source: str = "rows"
@@ -69,10 +72,12 @@ class Coverage:
     grid_seeds: dict[Cell, tuple[int, ...]] = field(default_factory=dict)
     """The sweep's grid (cell -> seeds) when it came from ``sweep.yaml``; empty when inferred."""
     missing_axis_values: list[tuple[str, str, int]] = field(default_factory=list)
-    """(axis, value, cells) for a treatment, architecture or benchmark of the sweep's grid with
-    no run in any of its ``cells`` cells (a treatment that failed everywhere)."""
+    """(axis, value, cells) for a treatment, architecture, benchmark or grid-axis values of the
+    sweep's grid with no run in any of its ``cells`` cells (a treatment that failed everywhere)."""
     outside_grid: dict[Cell, list[int]] = field(default_factory=dict)
     """Cells with runs (seeds) that the sweep's grid does not list -> those seeds."""
+    outside_grid_left_out: bool = False
+    """Whether the runs of :attr:`outside_grid` were left out of the scores (the default)."""
     has_single_task: bool = False
     duplicates_dropped: int = 0
     conflicting_duplicates: int = 0
@@ -109,7 +114,9 @@ class Coverage:
                 for key, tasks in self.unexpected_tasks.items()], "runs with unexpected tasks")
         extend([f"run_key {key} does not match its benchmark/arch/treatment/seed columns"
                 for key in self.inconsistent_run_keys], "inconsistent run keys")
-        extend([f"runs outside sweep.yaml's grid in {cell}: seeds {_ranges(seeds)}"
+        left_out = (" (left out of the scores; --include-outside-grid includes them)" if self.outside_grid_left_out
+                    else " (included in the scores)")
+        extend([f"runs outside sweep.yaml's grid in {cell}: seeds {_ranges(seeds)}{left_out}"
                 for cell, seeds in self.outside_grid.items()], "cells outside the grid")
         if self.missing_single_tasks:
             out.append("no single-task baseline for: " + ", ".join(self.missing_single_tasks))
@@ -172,20 +179,22 @@ def coverage(evals: pd.DataFrame, grid: Mapping[Cell, tuple[int, ...]] | None = 
         report.grid_source = "sweep.yaml"
         report.grid_seeds = {Cell(*c): tuple(int(x) for x in seeds) for c, seeds in grid.items()}
     report.n_rows = len(evals)
+    if "axes" not in evals:
+        evals = evals.assign(axes="")
     runs = (evals.groupby("run_key", sort=True)
             .agg(benchmark=("benchmark", "first"), arch=("arch", "first"), treatment=("treatment", "first"),
-                 seed=("seed", "first"), last_step=("step", "max"))
+                 axes=("axes", "first"), seed=("seed", "first"), last_step=("step", "max"))
             .reset_index())
     report.n_runs = len(runs)
-    columns = (runs["run_key"], runs["benchmark"], runs["arch"], runs["treatment"], runs["seed"])
-    report.inconsistent_run_keys = sorted(key for key, b, a, t, s in zip(*columns, strict=True)
-                                          if key != run_key(b, a, t, int(s)))
+    columns = (runs["run_key"], runs["benchmark"], runs["arch"], runs["treatment"], runs["axes"], runs["seed"])
+    report.inconsistent_run_keys = sorted(key for key, b, a, t, x, s in zip(*columns, strict=True)
+                                          if key != run_key(b, a, t, int(s), x))
 
-    cells = sorted({Cell(*row) for row in runs[["benchmark", "arch", "treatment"]].itertuples(index=False)})
+    cells = sorted({Cell(*row) for row in runs[CELL_COLUMNS].itertuples(index=False)})
     report.cells = cells
     seeds_by_cell: dict[Cell, set[int]] = {c: set() for c in cells}
-    for row in runs[["benchmark", "arch", "treatment", "seed"]].itertuples(index=False):
-        seeds_by_cell[Cell(row.benchmark, row.arch, row.treatment)].add(int(row.seed))
+    for row in runs[[*CELL_COLUMNS, "seed"]].itertuples(index=False):
+        seeds_by_cell[Cell(row.benchmark, row.arch, row.treatment, row.axes)].add(int(row.seed))
 
     multi = [c for c in cells if c.arch != SINGLE]
     single = [c for c in cells if c.arch == SINGLE]
@@ -201,7 +210,8 @@ def coverage(evals: pd.DataFrame, grid: Mapping[Cell, tuple[int, ...]] | None = 
         benchmarks = sorted({c.benchmark for c in multi}, key=_benchmark_order)
         archs = sorted({c.arch for c in multi})
         treatments = sorted({c.treatment for c in multi})
-        expected += [Cell(b, a, t) for b in benchmarks for a in archs for t in treatments]
+        axes = sorted({c.axes for c in multi})
+        expected += [Cell(b, a, t, x) for b in benchmarks for a in archs for t in treatments for x in axes]
     needed_tasks: list[str] = []
     for benchmark in sorted({c.benchmark for c in multi}, key=_benchmark_order):
         needed_tasks += [t for t in benchmark_tasks(benchmark) if t not in needed_tasks]
@@ -210,7 +220,8 @@ def coverage(evals: pd.DataFrame, grid: Mapping[Cell, tuple[int, ...]] | None = 
         report.expected_seeds["single-task"] = seeds
         tasks = needed_tasks + sorted({c.benchmark for c in single} - set(needed_tasks))
         treatments = sorted({c.treatment for c in single})
-        expected += [Cell(t, SINGLE, tr) for t in tasks for tr in treatments]
+        axes = sorted({c.axes for c in single})
+        expected += [Cell(t, SINGLE, tr, x) for t in tasks for tr in treatments for x in axes]
         present_tasks = {c.benchmark for c in single}
         report.missing_single_tasks = [t for t in needed_tasks if t not in present_tasks]
     present = set(cells)
@@ -242,10 +253,10 @@ def _compare_with_grid(report: Coverage, seeds_by_cell: dict[Cell, set[int]]) ->
         if extra:
             report.outside_grid[cell] = extra
     multi = [c for c in grid if c.arch != SINGLE]
-    for axis in ("treatment", "arch", "benchmark"):
+    for axis in ("treatment", "arch", "benchmark", "axes"):
         for value in dict.fromkeys(getattr(c, axis) for c in multi):
             members = [c for c in multi if getattr(c, axis) == value]
-            if not any(c in seeds_by_cell for c in members):
+            if value and not any(c in seeds_by_cell for c in members):
                 report.missing_axis_values.append((axis, value, len(members)))
     report.missing_single_tasks = [c.benchmark for c in grid if c.arch == SINGLE and c not in seeds_by_cell]
 
@@ -277,8 +288,9 @@ def _evaluation_points(evals: pd.DataFrame, runs: pd.DataFrame, report: Coverage
         if grid is None or len(grid) == 0:
             continue
         end = int(grid[-1])
-        if last_steps is not None and Cell(row.benchmark, row.arch, row.treatment) in last_steps:
-            end = int(last_steps[Cell(row.benchmark, row.arch, row.treatment)])
+        cell = Cell(row.benchmark, row.arch, row.treatment, row.axes)
+        if last_steps is not None and cell in last_steps:
+            end = int(last_steps[cell])
         if int(row.last_step) < end:
             report.unfinished_runs[row.run_key] = (int(row.last_step), end)
         expected_rows = int(np.searchsorted(grid, row.last_step, side="right")) * len(tasks_of[row.benchmark])

@@ -13,6 +13,10 @@ no layout engine, which also keeps drawing fast.
   architectures, one figure per benchmark.
 
 A panel that lacks one of the treatments it should show says so ("no data: ...").
+A sweep with grid axes (``axes:``) gets one line per treatment and combination of axis values:
+the treatment's colour, one line style per combination, the values in the legend. A variant of
+a treatment (a label that is not a registered name) is shown in the legend as its label and,
+when ``variants`` gives it, its long form (``redo.tau-0.001: ReDo (tau=0.001)``).
 * :func:`single_task_curves_figure` — the single-task PPO runs, one panel per task.
 * :func:`profiles_figure` — performance profiles (fraction of runs x tasks above each score).
 * :func:`poi_figure` — probability of improvement over the Dense agent with 95% CIs.
@@ -34,7 +38,8 @@ from matplotlib.ticker import FuncFormatter
 from analysis.aggregate import Band, Interval
 from analysis.paper import arch_name, arch_sort_key, task_sort_key, treatment_name, treatment_sort_key
 from analysis.plasticity import INTERVAL_LABEL, PLASTICITY_METRICS, Metric
-from mtrl_plasticity.results import Cell
+from analysis.scores import single_task_key
+from mtrl_plasticity.results import Cell, label_display
 
 DPI = 100
 POI_PAD = 0.05
@@ -77,14 +82,30 @@ TREATMENT_COLORS = {
     "wd": "#8e44ad",
 }
 _SPARE_COLORS = ["#b8860b", "#17becf", "#e377c2", "#7f7f7f", "#bcbd22", "#8c564b"]
+AXES_LINESTYLES = ("-", "--", ":", "-.")
+"""Line style of the first, second, ... combination of grid-axis values in a figure."""
 SINGLE_TASK_STYLE = {"color": "#555555", "linestyle": "--", "linewidth": 1.5}
 
 
 def treatment_color(treatment: str) -> str:
-    """A fixed colour per treatment, the same in every figure."""
+    """A fixed colour per treatment (label), the same in every figure."""
     if treatment in TREATMENT_COLORS:
         return TREATMENT_COLORS[treatment]
     return _SPARE_COLORS[sum(map(ord, treatment)) % len(_SPARE_COLORS)]
+
+
+def line_label(treatment: str, axes: str = "", variants: Mapping[str, str] | None = None) -> str:
+    """The legend entry of a treatment (label) with grid-axis values ``axes``: ``"ReDo"``,
+    ``"redo.tau-0.001: ReDo (tau=0.001)"`` (a variant with its long form from ``variants``),
+    ``"ReDo, actor_lr=0.0003"``."""
+    long = (variants or {}).get(treatment)
+    text = f"{treatment}: {long}" if long and long != treatment else treatment_name(treatment)
+    return f"{text}, {label_display(axes)}" if axes else text
+
+
+def _axes_values(cells) -> list[str]:
+    """The grid-axis labels of ``cells``, sorted (``[""]`` for a sweep without axes)."""
+    return sorted({c.axes for c in cells}) or [""]
 
 
 def figure_inches(kind: str, rows: int, cols: int) -> tuple[float, float]:
@@ -155,50 +176,62 @@ def _sorted_benchmarks(cells) -> list[str]:
     return sorted(names, key=lambda b: (order.index(b), b) if b in order else (len(order), b))
 
 
-def _mark_missing(ax, treatments: Sequence[str], top: bool = True) -> None:
-    """Say in the panel which of its expected treatments have no data (a missing cell); ``top``
-    puts the note in the upper left corner, else the lower left (where the curves leave room)."""
-    if treatments:
-        ax.text(0.02, 0.97 if top else 0.03, "no data: " + ", ".join(treatment_name(t) for t in treatments),
+def _mark_missing(ax, missing: Sequence[tuple[str, str]], top: bool = True) -> None:
+    """Say in the panel which of its expected (treatment, axes) lines have no data (a missing cell);
+    ``top`` puts the note in the upper left corner, else the lower left (where the curves leave room)."""
+    if missing:
+        ax.text(0.02, 0.97 if top else 0.03, "no data: " + "; ".join(line_label(t, x) for t, x in missing),
                 ha="left", va="top" if top else "bottom", transform=ax.transAxes, fontsize=8, color=MISSING_COLOR)
 
 
 def _plot_band(ax, band: Band | None, treatment: str, legend: dict[str, Artist], *,
-               linewidth: float, alpha: float) -> None:
-    """A treatment's point estimate with its shaded interval; the first line per treatment goes in the legend."""
+               linewidth: float, alpha: float, axes: str = "", style: int = 0,
+               variants: Mapping[str, str] | None = None) -> None:
+    """A line's point estimate with its shaded interval; the first line per label goes in the legend."""
     if band is None:
         return
     color = treatment_color(treatment)
-    (line,) = ax.plot(band.x, band.point, color=color, linewidth=linewidth)
+    (line,) = ax.plot(band.x, band.point, color=color, linewidth=linewidth,
+                      linestyle=AXES_LINESTYLES[style % len(AXES_LINESTYLES)])
     ax.fill_between(band.x, band.low, band.high, color=color, alpha=alpha, linewidth=0)
-    legend.setdefault(treatment_name(treatment), line)
+    legend.setdefault(line_label(treatment, axes, variants), line)
 
 
 def learning_curves_figure(bands: Mapping[Cell, Band], treatments: Sequence[str],
-                           single_task: Mapping[str, Interval] | None = None, title: str = "") -> Figure:
+                           single_task: Mapping[str, Interval] | None = None, title: str = "",
+                           variants: Mapping[str, str] | None = None) -> Figure:
     """IQM learning curves, rows = architectures, columns = benchmarks (paper Figures 3 and 4).
 
     Args:
         bands: cell -> IQM band over steps (:func:`analysis.aggregate.iqm_curves_with_ci`).
-        treatments: which treatments to draw, in legend order (others are ignored); a panel
-            lacking one of them says so ("no data: ...").
-        single_task: benchmark -> final single-task PPO IQM (dashed line), where available.
+        treatments: which treatments (labels) to draw, in legend order (others are ignored); a
+            panel lacking one of them says so ("no data: ..."). Each is drawn once per
+            combination of grid-axis values in ``bands``.
+        single_task: :func:`single_task_key` -> final single-task PPO IQM (dashed line), where available.
         title: the figure title.
+        variants: label -> long form of the treatment variants (legend).
     """
     cells = [c for c in bands if c.treatment in treatments and c.arch != "single"]
     archs, benchmarks = _sorted_archs(cells), _sorted_benchmarks(cells)
+    axes_values = _axes_values(cells)
     fig, axes = _figure("curves", max(len(archs), 1), max(len(benchmarks), 1))
     legend: dict[str, Artist] = {}
     for i, arch in enumerate(archs):
         for j, benchmark in enumerate(benchmarks):
             ax = axes[i, j]
             for treatment in treatments:
-                _plot_band(ax, bands.get(Cell(benchmark, arch, treatment)), treatment, legend,
-                           linewidth=1.8, alpha=0.18)
-            _mark_missing(ax, [t for t in treatments if Cell(benchmark, arch, t) not in bands])
-            if single_task and benchmark in single_task:
-                line = ax.axhline(single_task[benchmark].point, **SINGLE_TASK_STYLE)
-                legend.setdefault("Single-task PPO (final IQM)", line)
+                for k, axes_label in enumerate(axes_values):
+                    _plot_band(ax, bands.get(Cell(benchmark, arch, treatment, axes_label)), treatment, legend,
+                               linewidth=1.8, alpha=0.18, axes=axes_label, style=k, variants=variants)
+            _mark_missing(ax, [(t, x) for t in treatments for x in axes_values
+                               if Cell(benchmark, arch, t, x) not in bands])
+            for k, axes_label in enumerate(axes_values):
+                key = single_task_key(benchmark, axes_label)
+                if single_task and key in single_task:
+                    style = SINGLE_TASK_STYLE if k == 0 else {**SINGLE_TASK_STYLE, "linestyle": (0, (5, 2 + 2 * k))}
+                    line = ax.axhline(single_task[key].point, **style)
+                    legend.setdefault("Single-task PPO (final IQM)" + (f", {label_display(axes_label)}"
+                                                                       if axes_label else ""), line)
             ax.set_title(f"{arch_name(arch)} — {benchmark}", fontsize=11)
             ax.set_ylim(0.0, 1.0)
             ax.grid(alpha=0.3)
@@ -229,18 +262,21 @@ def single_task_curves_figure(bands: Mapping[Cell, Band], title: str = "") -> Fi
     rows, cols = single_task_grid(len(tasks))
     fig, axes = _figure("curves", rows, cols)
     legend: dict[str, Artist] = {}
+    axes_values = _axes_values(cells)
     for k, ax in enumerate(axes.ravel()):
         if k >= len(tasks):
             ax.set_visible(False)
             continue
         for treatment in treatments:
-            band = bands.get(Cell(tasks[k], "single", treatment))
-            if band is None:
-                continue
-            color = treatment_color(treatment)
-            (line,) = ax.plot(band.x, band.point, color=color, linewidth=1.8)
-            ax.fill_between(band.x, band.low, band.high, color=color, alpha=0.18, linewidth=0)
-            legend.setdefault(f"Single-task PPO, {treatment_name(treatment)}", line)
+            for n, axes_label in enumerate(axes_values):
+                band = bands.get(Cell(tasks[k], "single", treatment, axes_label))
+                if band is None:
+                    continue
+                color = treatment_color(treatment)
+                (line,) = ax.plot(band.x, band.point, color=color, linewidth=1.8,
+                                  linestyle=AXES_LINESTYLES[n % len(AXES_LINESTYLES)])
+                ax.fill_between(band.x, band.low, band.high, color=color, alpha=0.18, linewidth=0)
+                legend.setdefault(f"Single-task PPO, {line_label(treatment, axes_label)}", line)
         ax.set_title(tasks[k], fontsize=11)
         ax.set_ylim(0.0, 1.0)
         ax.grid(alpha=0.3)
@@ -255,7 +291,8 @@ def single_task_curves_figure(bands: Mapping[Cell, Band], title: str = "") -> Fi
 
 
 def plasticity_figure(curves: pd.DataFrame, benchmark: str, treatments: Sequence[str],
-                      metrics: Sequence[Metric] = PLASTICITY_METRICS, title: str = "") -> Figure:
+                      metrics: Sequence[Metric] = PLASTICITY_METRICS, title: str = "",
+                      variants: Mapping[str, str] | None = None) -> Figure:
     """Plasticity metrics of one benchmark over training: rows = architectures, columns = metrics.
 
     Args:
@@ -263,28 +300,34 @@ def plasticity_figure(curves: pd.DataFrame, benchmark: str, treatments: Sequence
         benchmark: which benchmark to draw.
         treatments: treatments to draw, in legend order; a panel lacking one says so.
         title: the figure title (default: names the benchmark and the treatments with data).
+        variants: label -> long form of the treatment variants (legend).
     """
+    if "axes" not in curves:
+        curves = curves.assign(axes="")
     data = curves[(curves["benchmark"] == benchmark) & curves["treatment"].isin(list(treatments))
                   & (curves["arch"] != "single")]
     archs = sorted(data["arch"].unique(), key=arch_sort_key)
+    axes_values = sorted(set(data["axes"])) or [""]
     fig, axes = _figure("plasticity", max(len(archs), 1), len(metrics))
     legend: dict[str, Artist] = {}
-    groups = {key: g for key, g in data.groupby(["arch", "treatment", "metric"], sort=False)}
+    groups = {key: g for key, g in data.groupby(["arch", "treatment", "axes", "metric"], sort=False)}
     for i, arch in enumerate(archs):
         for j, metric in enumerate(metrics):
             ax = axes[i, j]
             drew = False
             missing = []
             for treatment in treatments:
-                g = groups.get((arch, treatment, metric.column))
-                if g is None or g.empty:
-                    missing.append(treatment)
-                    continue
-                color = treatment_color(treatment)
-                (line,) = ax.plot(g["step"], g["mean"], color=color, linewidth=1.5)
-                ax.fill_between(g["step"], g["low"], g["high"], color=color, alpha=0.18, linewidth=0)
-                legend.setdefault(treatment_name(treatment), line)
-                drew = True
+                for k, axes_label in enumerate(axes_values):
+                    g = groups.get((arch, treatment, axes_label, metric.column))
+                    if g is None or g.empty:
+                        missing.append((treatment, axes_label))
+                        continue
+                    color = treatment_color(treatment)
+                    (line,) = ax.plot(g["step"], g["mean"], color=color, linewidth=1.5,
+                                      linestyle=AXES_LINESTYLES[k % len(AXES_LINESTYLES)])
+                    ax.fill_between(g["step"], g["low"], g["high"], color=color, alpha=0.18, linewidth=0)
+                    legend.setdefault(line_label(treatment, axes_label, variants), line)
+                    drew = True
             if not drew:
                 ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="#888888")
             else:
@@ -306,7 +349,7 @@ def plasticity_figure(curves: pd.DataFrame, benchmark: str, treatments: Sequence
 
 
 def profiles_figure(profiles: Mapping[Cell, Band], benchmark: str, title: str = "",
-                    treatments: Sequence[str] | None = None) -> Figure:
+                    treatments: Sequence[str] | None = None, variants: Mapping[str, str] | None = None) -> Figure:
     """Performance profiles of one benchmark: one panel per architecture, one line per treatment.
 
     ``treatments``: those each panel should show (default: those with a profile on the
@@ -318,12 +361,15 @@ def profiles_figure(profiles: Mapping[Cell, Band], benchmark: str, title: str = 
         treatments = sorted({c.treatment for c in cells}, key=treatment_sort_key)
     fig, axes = _figure("profiles", 1, max(len(archs), 1))
     legend: dict[str, Artist] = {}
+    axes_values = _axes_values(cells)
     for j, arch in enumerate(archs):
         ax = axes[0, j]
         for treatment in treatments:
-            _plot_band(ax, profiles.get(Cell(benchmark, arch, treatment)), treatment, legend,
-                       linewidth=1.6, alpha=0.15)
-        _mark_missing(ax, [t for t in treatments if Cell(benchmark, arch, t) not in profiles], top=False)
+            for k, axes_label in enumerate(axes_values):
+                _plot_band(ax, profiles.get(Cell(benchmark, arch, treatment, axes_label)), treatment, legend,
+                           linewidth=1.6, alpha=0.15, axes=axes_label, style=k, variants=variants)
+        _mark_missing(ax, [(t, x) for t in treatments for x in axes_values
+                           if Cell(benchmark, arch, t, x) not in profiles], top=False)
         ax.set_title(f"{arch_name(arch)} — {benchmark}", fontsize=11)
         ax.set_xlim(0.0, 1.0)
         ax.set_ylim(0.0, 1.02)
@@ -336,10 +382,11 @@ def profiles_figure(profiles: Mapping[Cell, Band], benchmark: str, title: str = 
     return fig
 
 
-def poi_rows(poi: Mapping[Cell, Interval], expected: Sequence[Cell] = ()) -> list[tuple[str, str]]:
-    """The (arch, treatment) rows of :func:`poi_figure`, top to bottom."""
+def poi_rows(poi: Mapping[Cell, Interval], expected: Sequence[Cell] = ()) -> list[tuple[str, str, str]]:
+    """The (arch, treatment, axes) rows of :func:`poi_figure`, top to bottom."""
     cells = list(poi) + [c for c in expected if c.treatment != "dense" and c.arch != "single"]
-    return sorted({(c.arch, c.treatment) for c in cells}, key=lambda p: (arch_sort_key(p[0]), treatment_sort_key(p[1])))
+    return sorted({(c.arch, c.treatment, c.axes) for c in cells},
+                  key=lambda p: (arch_sort_key(p[0]), treatment_sort_key(p[1]), p[2]))
 
 
 def poi_figure(poi: Mapping[Cell, Interval], title: str = "", expected: Sequence[Cell] = ()) -> Figure:
@@ -356,8 +403,8 @@ def poi_figure(poi: Mapping[Cell, Interval], title: str = "", expected: Sequence
         ax.remove()
     for j, benchmark in enumerate(benchmarks):
         ax = fig.add_subplot(gs[:, j])
-        for k, (arch, treatment) in enumerate(pairs):
-            est = poi.get(Cell(benchmark, arch, treatment))
+        for k, (arch, treatment, axes_label) in enumerate(pairs):
+            est = poi.get(Cell(benchmark, arch, treatment, axes_label))
             y = len(pairs) - 1 - k
             if est is None:
                 ax.text(0.5, y, "no data", ha="center", va="center", fontsize=8, color=MISSING_COLOR)
@@ -370,7 +417,7 @@ def poi_figure(poi: Mapping[Cell, Interval], title: str = "", expected: Sequence
         ax.set_xticks([0.0, 0.25, 0.5, 0.75, 1.0])
         ax.set_ylim(-0.7, len(pairs) - 0.3)
         ax.set_yticks(range(len(pairs)))
-        ax.set_yticklabels([f"{arch_name(a)}: {treatment_name(t)}" for a, t in reversed(pairs)] if j == 0 else [])
+        ax.set_yticklabels([f"{arch_name(a)}: {line_label(t, x)}" for a, t, x in reversed(pairs)] if j == 0 else [])
         ax.set_title(benchmark, fontsize=11)
         ax.set_xlabel("P(treatment > Dense)")
         ax.grid(axis="x", alpha=0.3)

@@ -16,6 +16,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
+from analysis.paper import variant_long_name
 from mtrl_plasticity.errors import AnalysisError, UserError
 from mtrl_plasticity.plugins import load_entry_points, load_plugins
 from mtrl_plasticity.results import SPEC_FILE, Cell
@@ -34,6 +35,13 @@ class Grid:
     """Cell -> its trials' ``total_steps``: the last evaluation step a finished run reaches
     (trials evaluate at step 0 and every ``eval_interval_steps``, which divides it)."""
     source: str = SPEC_FILE
+    run_keys: frozenset[str] = frozenset()
+    """The run keys of the grid's trials: rows of other runs are outside the grid."""
+    variants: dict[str, str] = field(default_factory=dict)
+    """Treatment label -> its long form (display name and parameters) for the labels that are
+    not a registered name used as is: ``"redo.tau-0.001" -> "ReDo (tau=0.001)"``."""
+    axis_values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Axes label -> ``{field: value}``, in the grid's order (empty without grid axes)."""
 
 
 @dataclass(frozen=True)
@@ -49,14 +57,23 @@ class SweepInfo:
 
 
 def grid_of(spec: SweepSpec) -> Grid:
-    """The cells and seeds of a sweep spec, and each cell's last evaluation step."""
+    """The cells and seeds of a sweep spec, each cell's last evaluation step, its trials' run keys,
+    the long forms of its treatment variants and its grid-axis values."""
     seeds: dict[Cell, list[int]] = {}
     last_steps: dict[Cell, int] = {}
+    run_keys = set()
+    axis_values: dict[str, dict[str, Any]] = {}
     for trial in expand(spec):
         cell = Cell.of(trial)
         seeds.setdefault(cell, []).append(int(trial.seed))
         last_steps[cell] = max(last_steps.get(cell, 0), int(trial.total_steps))
-    return Grid(seeds={cell: tuple(values) for cell, values in seeds.items()}, last_steps=last_steps)
+        run_keys.add(trial.run_key)
+        if trial.axis_fields:
+            axis_values.setdefault(trial.axis_label, trial.axis_values)
+    variants = {c.label: variant_long_name(c.name, c.params) for c in spec.treatment_choices
+                if c.params or c.label != c.name}
+    return Grid(seeds={cell: tuple(values) for cell, values in seeds.items()}, last_steps=last_steps,
+                run_keys=frozenset(run_keys), variants=variants, axis_values=axis_values)
 
 
 def read_sweep(results_dir: str | os.PathLike[str]) -> SweepInfo:
@@ -88,6 +105,6 @@ def read_sweep(results_dir: str | os.PathLike[str]) -> SweepInfo:
     except UserError as exc:
         raise AnalysisError(f"{exc} ({SPEC_FILE} lists it: the analysis needs its tasks and names)") from None
     try:
-        return SweepInfo(meta, grid_of(validate_spec(raw, source)))
+        return SweepInfo(meta, grid_of(validate_spec(raw, source, stored=True)))
     except UserError as exc:
         return SweepInfo(meta, problem=" ".join(str(exc).split()))

@@ -12,8 +12,13 @@ The readers here
   names starting with ``.`` or ``_``, are skipped), in sorted order, so a read is repeatable;
 * push ``filters`` (pandas/pyarrow DNF tuples or a ``pyarrow.compute.Expression``) and the
   column projection down to pyarrow, so partition filters prune whole directories;
-* refuse rows whose ``schema_version`` is not :data:`orchestrator.schema.SCHEMA_VERSION`, and
-  unreadable files, with an :class:`~mtrl_plasticity.errors.AnalysisError` naming the file;
+* refuse rows whose ``schema_version`` is not one of
+  :data:`orchestrator.schema.READABLE_SCHEMA_VERSIONS`, and unreadable files, with an
+  :class:`~mtrl_plasticity.errors.AnalysisError` naming the file (a version 1 row reads
+  ``axes`` as ``""`` and ``discounted_return_mean`` as null);
+* take the union of the columns over the files: a treatment's declared counters
+  (``interventions/<c>``) and the columns of a sweep's grid axes (one per axis field, always
+  loaded, like the identity columns);
 * drop duplicate rows on the dataset's keys (a compacted file beside its segments, a segment
   rewritten after a resume) and record what they dropped in ``DataFrame.attrs``.
 """
@@ -43,14 +48,20 @@ from mtrl_plasticity.results import (
     dataset_dir,
     is_hidden,
 )
-from orchestrator.schema import SCHEMA_VERSION, TRAIN_SCHEMA, dataset_keys, dataset_schema, deterministic_columns
+from orchestrator.schema import (
+    READABLE_SCHEMA_VERSIONS,
+    dataset_keys,
+    dataset_schema,
+    deterministic_columns,
+)
 from orchestrator.storage import list_files, resolve_filesystem
 
 PathLike: TypeAlias = str | os.PathLike[str]
 Filters: TypeAlias = Sequence[tuple[Any, ...]] | Sequence[Sequence[tuple[Any, ...]]] | pc.Expression | None
 
-IDENTITY_COLUMNS = ("schema_version", "sweep", "run_key", "benchmark", "arch", "treatment", "seed", "step", "epoch")
-"""Columns every loaded frame carries whatever ``columns`` asks for."""
+IDENTITY_COLUMNS = ("schema_version", "sweep", "run_key", "benchmark", "arch", "treatment", "seed", "step", "epoch",
+                    "axes")
+"""Columns every loaded frame carries whatever ``columns`` asks for (and each grid axis's column)."""
 
 _PARTITION_SCHEMA = pa.schema([pa.field(name, pa.string()) for name in PARTITION_COLUMNS])
 
@@ -66,9 +77,10 @@ def load_evals(results_dir: PathLike, filters: Filters = None, columns: Iterable
 
     Returns:
         A frame with the columns of :data:`orchestrator.schema.EVALS_SCHEMA` plus the partition
-        columns ``benchmark``/``arch``/``treatment``, deduplicated on ``(run_key, step, task)``.
-        ``df.attrs`` holds ``files``, ``rows_read``, ``duplicates_dropped`` and
-        ``conflicting_duplicates`` (duplicates whose deterministic columns differ).
+        columns ``benchmark``/``arch``/``treatment`` and a column per grid axis, deduplicated on
+        ``(run_key, step, task)``. ``df.attrs`` holds ``files``, ``rows_read``,
+        ``duplicates_dropped``, ``conflicting_duplicates`` (duplicates whose deterministic
+        columns differ) and ``axis_columns`` (the grid axes' column names).
 
     Raises:
         AnalysisError: an unreadable file or an unknown ``schema_version`` (naming the file).
@@ -135,14 +147,17 @@ def _load(results_dir: PathLike, kind: str, filters: Filters, columns: Iterable[
     fs, base = _filesystem(results_dir, kind)
     keys = dataset_keys(kind)
     files = _list_files(fs, base)
-    # The train files carry the counters plugin treatments declared (orchestrator.schema).
-    file_schema = dataset_schema(kind, _declared_counters(fs, files) if kind == TRAIN else ())
+    # Counters plugin treatments declared and the grid axes' columns (orchestrator.schema).
+    counters, axes = _extra_columns(fs, files, dataset_schema(kind))
+    file_schema = dataset_schema(kind, counters if kind == TRAIN else (), axes)
     full_schema = pa.schema(list(file_schema) + list(_PARTITION_SCHEMA))
-    wanted = _wanted_columns(full_schema, keys, columns)
+    axis_names = [f.name for f in axes]
+    wanted = _wanted_columns(full_schema, [*keys, *axis_names], columns)
     expression = _to_expression(filters)
     if not files:
         frame = _empty_frame(full_schema, wanted)
-        frame.attrs.update(files=0, rows_read=0, duplicates_dropped=0, conflicting_duplicates=0, source=base)
+        frame.attrs.update(files=0, rows_read=0, duplicates_dropped=0, conflicting_duplicates=0, source=base,
+                           axis_columns=axis_names)
         return frame
 
     dataset = ds.dataset(files, schema=full_schema, format="parquet", filesystem=fs,
@@ -159,6 +174,7 @@ def _load(results_dir: PathLike, kind: str, filters: Filters, columns: Iterable[
     _check_schema_version(dataset, table, expression)
 
     frame = table.to_pandas()
+    frame["axes"] = frame["axes"].fillna("")  # rows of schema version 1: no axes
     rows_read = len(frame)
     duplicated = frame.duplicated(subset=list(keys), keep="first")
     n_duplicates = int(duplicated.sum())
@@ -168,29 +184,37 @@ def _load(results_dir: PathLike, kind: str, filters: Filters, columns: Iterable[
         conflicting = len(frame.drop_duplicates(subset=comparable)) - (rows_read - n_duplicates)
         frame = frame.loc[~duplicated].reset_index(drop=True)
     frame.attrs.update(files=len(files), rows_read=rows_read, duplicates_dropped=n_duplicates,
-                       conflicting_duplicates=int(max(conflicting, 0)), source=base)
+                       conflicting_duplicates=int(max(conflicting, 0)), source=base, axis_columns=axis_names)
     return frame
 
 
-def _declared_counters(fs: pafs.FileSystem, files: list[str]) -> list[str]:
-    """Counters beyond the core ones, from the first file of each partition folder.
+def _extra_columns(fs: pafs.FileSystem, files: list[str], base: pa.Schema) -> tuple[list[str], list[pa.Field]]:
+    """``(counters beyond the core ones, grid-axis columns)`` found in the files' footers.
 
-    Every run of one (benchmark, arch, treatment) folder has the same treatment and so the same
-    counter columns: one footer per folder, not one per file.
+    Every run of one (benchmark, arch, treatment) folder has the same treatment, so the same
+    counters, and the same sweep, whose axis fields never change once it has results (they are
+    part of the run_key): the first and the last file of each folder are read, not every file.
     """
-    first: dict[str, str] = {}
+    by_folder: dict[str, list[str]] = {}
     for path in files:
-        first.setdefault(posixpath.dirname(path), path)
-    found: dict[str, None] = {}
-    for path in first.values():
-        try:
-            with fs.open_input_file(path) as handle:
-                names = pq.read_schema(handle).names
-        except (pa.ArrowException, OSError):
-            continue  # a damaged file is reported by the scan, with its name
-        found.update((n.removeprefix(COUNTER_PREFIX), None) for n in names
-                     if n.startswith(COUNTER_PREFIX) and n not in TRAIN_SCHEMA.names)
-    return sorted(found)
+        by_folder.setdefault(posixpath.dirname(path), []).append(path)
+    counters: dict[str, None] = {}
+    axes: dict[str, pa.Field] = {}
+    for paths in by_folder.values():
+        for path in dict.fromkeys([paths[0], paths[-1]]):
+            try:
+                with fs.open_input_file(path) as handle:
+                    schema = pq.read_schema(handle)
+            except (pa.ArrowException, OSError):
+                continue  # a damaged file is reported by the scan, with its name
+            for column in schema:
+                if column.name in base.names or column.name in PARTITION_COLUMNS:
+                    continue
+                if column.name.startswith(COUNTER_PREFIX):
+                    counters[column.name.removeprefix(COUNTER_PREFIX)] = None
+                else:
+                    axes.setdefault(column.name, column)
+    return sorted(counters), [axes[name] for name in sorted(axes)]
 
 
 def _wanted_columns(schema: pa.Schema, keys: Sequence[str], columns: Iterable[str] | None) -> list[str]:
@@ -224,11 +248,12 @@ def _check_schema_version(dataset: ds.Dataset, table: pa.Table, expression: pc.E
     if table.num_rows == 0:
         return
     versions = table["schema_version"]
-    n_ok = pc.sum(pc.equal(versions, SCHEMA_VERSION)).as_py() or 0  # nulls are not counted
+    readable = pa.array(READABLE_SCHEMA_VERSIONS, pa.int32())
+    n_ok = pc.sum(pc.is_in(versions, value_set=readable)).as_py() or 0  # nulls are not counted
     n_bad = len(versions) - n_ok
     if n_bad == 0:
         return
-    bad = ~(ds.field("schema_version") == SCHEMA_VERSION) | ds.field("schema_version").is_null()
+    bad = ~ds.field("schema_version").isin(readable) | ds.field("schema_version").is_null()
     fragments = dataset.get_fragments(filter=expression) if expression is not None else dataset.get_fragments()
     for fragment in fragments:
         rows = fragment.to_table(schema=dataset.schema, columns=["schema_version"], filter=bad)
@@ -237,5 +262,9 @@ def _check_schema_version(dataset: ds.Dataset, table: pa.Table, expression: pc.E
             shown = ", ".join("missing" if v is None else str(v) for v in found)
             raise AnalysisError(
                 f"{fragment.path}: unknown schema_version {shown}; this analysis reads schema_version "
-                f"{SCHEMA_VERSION} only (re-run the trial or use a matching version of the tool)")
-    raise AnalysisError(f"unknown schema_version in {n_bad} rows; this analysis reads version {SCHEMA_VERSION}")
+                f"{_versions()} only (re-run the trial or use a matching version of the tool)")
+    raise AnalysisError(f"unknown schema_version in {n_bad} rows; this analysis reads versions {_versions()}")
+
+
+def _versions() -> str:
+    return " and ".join(map(str, READABLE_SCHEMA_VERSIONS))

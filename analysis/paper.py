@@ -82,6 +82,13 @@ def treatment_name(treatment: str) -> str:
     return TREATMENTS.get(treatment).display_name if treatment in TREATMENTS else treatment
 
 
+def variant_long_name(name: str, params: Mapping[str, Any]) -> str:
+    """A treatment entry's long form for captions and legends: the registry's display name and the
+    entry's parameters, ``"ReDo (tau=0.001)"``."""
+    shown = ", ".join(f"{key}={value}" for key, value in sorted(params.items()))
+    return f"{treatment_name(name)} ({shown})" if shown else treatment_name(name)
+
+
 def arch_sort_key(arch: str) -> tuple[int, str]:
     """Registration order (the paper's first), unregistered names after, by name."""
     order = ARCHITECTURES.names()

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,12 +31,24 @@ from analysis.coverage import SINGLE, Coverage, coverage
 from analysis.grid import SweepInfo, read_sweep
 from analysis.load import PathLike, load_evals, load_train
 from analysis.plasticity import PLASTICITY_METRICS, plasticity_curves
-from analysis.scores import CurveMatrix, ScoreMatrix, add_scores, final_from_curves, score_curves, single_task_baseline
+from analysis.scores import (
+    SCORES,
+    CurveMatrix,
+    ScoreMatrix,
+    add_scores,
+    final_from_curves,
+    score_column,
+    score_curves,
+    single_task_baseline,
+    single_task_key,
+)
 from mtrl_plasticity.errors import AnalysisError
 from mtrl_plasticity.results import Cell
 
-SCORE_COLUMNS = ("return_mean", "normalised_return_mean")
+SCORE_COLUMNS = ("return_mean", "discounted_return_mean", "normalised_return_mean")
 """Evaluation columns the analysis reads besides the identity columns (a narrower read is faster)."""
+SCORE_NAMES = {"return": "undiscounted returns", "discounted": "discounted returns (each trial's gamma)"}
+"""What the normalised score of each of :data:`analysis.scores.SCORES` is made of, for captions."""
 
 
 @dataclass
@@ -69,7 +82,15 @@ class Analysis:
     """Benchmark -> the step(s) Table 1 reads its cells at (``at_step``, the sweep's
     ``total_steps``, or else the benchmark's last evaluation step)."""
     expected_treatments: list[str] = field(default_factory=list)
-    """Multi-task treatments of the sweep's grid (or of the rows, without ``sweep.yaml``)."""
+    """Multi-task treatment labels of the sweep's grid (or of the rows, without ``sweep.yaml``)."""
+    score: str = "return"
+    """Which score the tables and figures aggregate (:data:`analysis.scores.SCORES`)."""
+    include_outside_grid: bool = False
+    """Whether runs outside the sweep's latest grid were scored (default: left out)."""
+    variants: dict[str, str] = field(default_factory=dict)
+    """Treatment label -> long form, for the variants of the sweep's grid (captions, legends)."""
+    axis_values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Axes label -> ``{field: value}`` of the grid axes (empty without axes)."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per stage."""
 
@@ -89,6 +110,10 @@ class Scores:
     finals: dict[Cell, ScoreMatrix]
     eval_steps: np.ndarray
     """The evaluation steps of the multi-task runs (of all runs when there are none), ascending."""
+    axis_values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Axes label -> ``{field: value}`` (the grid's order first, then any others in the rows)."""
+    run_keys: frozenset[str] = frozenset()
+    """The runs scored (after leaving out those outside the grid)."""
 
     @property
     def last_step(self) -> int | None:
@@ -99,15 +124,27 @@ class Scores:
         return {c: m.scores for c, m in self.finals.items() if c.arch != SINGLE}
 
 
-def score_runs(results_dir: PathLike, info: SweepInfo, at_step: int | None, include_unfinished: bool) -> Scores:
-    """Evaluation rows -> normalised scores, their coverage of the grid, curves and final scores."""
+def score_runs(results_dir: PathLike, info: SweepInfo, at_step: int | None, include_unfinished: bool,
+               score: str = "return", include_outside_grid: bool = False) -> Scores:
+    """Evaluation rows -> normalised scores, their coverage of the grid, curves and final scores.
+
+    Runs outside the sweep's latest grid (values a grown sweep dropped) are reported by the
+    coverage and left out of the scores unless ``include_outside_grid``.
+    """
+    column = score_column(score)
     evals = load_evals(results_dir, columns=SCORE_COLUMNS)
     if evals.empty:
         raise AnalysisError(f"no evaluation rows under {os.fspath(results_dir)}/metrics/evals")
-    evals = add_scores(evals)
+    if score != "return" and evals[column].isna().all():
+        raise AnalysisError(f"no evaluation row has {column} (rows of schema version 1 predate it); "
+                            f"use --score return")
+    evals = add_scores(evals, score=score)
     sweep = str(info.meta.get("name") or _most_common(evals["sweep"]) or Path(os.fspath(results_dir)).name)
     grid = info.grid
     report = coverage(evals, grid.seeds if grid is not None else None, grid.last_steps if grid is not None else None)
+    if grid is not None and report.outside_grid and not include_outside_grid:
+        evals = evals.loc[evals["run_key"].isin(grid.run_keys)]
+        report.outside_grid_left_out = True
     if info.problem:
         report.notes.append(f"sweep.yaml is not a valid sweep spec ({info.problem}): the expected cells and "
                             "seeds are inferred from the rows")
@@ -129,7 +166,22 @@ def score_runs(results_dir: PathLike, info: SweepInfo, at_step: int | None, incl
     for cell, matrix in sorted(finals.items()):
         for key, reason in matrix.excluded:
             report.notes.append(f"run {key} left out of the final scores of {cell}: {reason}")
-    return Scores(sweep, report, curves, finals, eval_steps)
+    axis_values = dict(grid.axis_values) if grid is not None else {}
+    axis_values.update({k: v for k, v in _axis_values(evals).items() if k not in axis_values})
+    return Scores(sweep, report, curves, finals, eval_steps, axis_values, frozenset(evals["run_key"]))
+
+
+def _axis_values(evals: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Axes label -> ``{field: value}`` of the rows (the loader's ``axis_columns``)."""
+    fields = list(evals.attrs.get("axis_columns", []))
+    if not fields:
+        return {}
+    first = evals.loc[evals["axes"] != ""].drop_duplicates("axes")
+    return {row["axes"]: {f: _plain(row[f]) for f in fields if not pd.isna(row[f])} for _, row in first.iterrows()}
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
 
 
 @dataclass
@@ -144,15 +196,22 @@ class Table1:
 
 
 def table1(scores: Scores, info: SweepInfo, reps: int, seed: int, jobs: int | None, at_step: int | None,
-           paper_compare: bool | None) -> Table1:
-    """IQM with stratified bootstrap CIs per multi-task cell, beside the paper's when comparable."""
+           paper_compare: bool | None, score: str = "return") -> Table1:
+    """IQM with stratified bootstrap CIs per multi-task cell, beside the paper's when comparable.
+
+    The paper's Table 1 is of undiscounted returns: with ``score="discounted"`` it is not
+    compared unless asked, and the reason says which score each side uses.
+    """
     multi = scores.multi()
     finals, report = scores.finals, scores.coverage
     estimates = aggregate.iqm_with_ci(multi, reps=reps, seed=seed, jobs=jobs)
     compare, reason = paper.follows_draft_protocol(info.meta, scores.last_step, [int(s) for s in scores.eval_steps],
                                                    at_step)
+    if score != "return":
+        compare, reason = False, "this table scores discounted returns, the paper's Table 1 undiscounted ones"
     if paper_compare is not None:
         compare, reason = paper_compare, ("requested" if paper_compare else "turned off") + " on the command line"
+    reason += f"; the paper's numbers are of undiscounted returns, this table's of {SCORE_NAMES[score]}"
     n_runs, n_tasks = tables.counts({c: finals[c] for c in multi})
     for cell in report.missing_cells:  # grid cells without runs still get their (missing) row
         if cell.arch != SINGLE:
@@ -160,7 +219,7 @@ def table1(scores: Scores, info: SweepInfo, reps: int, seed: int, jobs: int | No
     expected = report.expected_seeds.get("multi-task")
     n_unfinished = {c: len(finals[c].unfinished) for c in multi}
     frame = tables.table1_frame(estimates, n_runs, n_tasks, expected_runs=len(expected) if expected else None,
-                                paper=compare, n_unfinished=n_unfinished)
+                                paper=compare, n_unfinished=n_unfinished, axis_values=scores.axis_values)
     table_steps: dict[str, tuple[int, ...]] = {}
     for cell in multi:
         step = finals[cell].table_step
@@ -179,22 +238,24 @@ class SingleTask:
 
 
 def single_task_baselines(scores: Scores, reps: int, seed: int, jobs: int | None) -> SingleTask:
-    """IQMs of the single-task dense runs, per task and per multi-task benchmark of the sweep."""
+    """IQMs of the single-task dense runs, per task and per multi-task benchmark of the sweep (each
+    keyed by :func:`analysis.figures.single_task_key`: with grid axes, one per combination of values)."""
     finals, report = scores.finals, scores.coverage
     single_cells = {c: m for c, m in finals.items() if c.arch == SINGLE and c.treatment == "dense"}
-    per_task = aggregate.iqm_with_ci({c.benchmark: m.scores for c, m in single_cells.items()}, reps=reps,
-                                     seed=seed, jobs=jobs)
-    per_task_n = {c.benchmark: int(m.scores.shape[0]) for c, m in single_cells.items()}
+    per_task = aggregate.iqm_with_ci({single_task_key(c.benchmark, c.axes): m.scores for c, m in single_cells.items()},
+                                     reps=reps, seed=seed, jobs=jobs)
+    per_task_n = {single_task_key(c.benchmark, c.axes): int(m.scores.shape[0]) for c, m in single_cells.items()}
     baselines: dict[str, ScoreMatrix] = {}
-    for benchmark in sorted({c.benchmark for c in scores.multi()}):
-        base = single_task_baseline(finals, benchmark)
+    for benchmark, axes in sorted({(c.benchmark, c.axes) for c in scores.multi()}):
+        base = single_task_baseline(finals, benchmark, axes=axes)
         if base is None:
             continue
-        reported = {e for task in base.tasks for e in finals[Cell(task, SINGLE, "dense")].excluded}
-        report.notes += [f"run {key} left out of the single-task baseline of {benchmark}: {reason}"
+        key_of = single_task_key(benchmark, axes)
+        reported = {e for task in base.tasks for e in finals[Cell(task, SINGLE, "dense", axes)].excluded}
+        report.notes += [f"run {key} left out of the single-task baseline of {key_of}: {reason}"
                          for key, reason in base.excluded if (key, reason) not in reported]
         if base.scores.shape[0]:
-            baselines[benchmark] = base
+            baselines[key_of] = base
     per_benchmark = aggregate.iqm_with_ci({b: m.scores for b, m in baselines.items()}, reps=reps, seed=seed,
                                           jobs=jobs)
     return SingleTask(per_benchmark, {b: int(m.scores.shape[0]) for b, m in baselines.items()},
@@ -206,22 +267,26 @@ def improvement_over_dense(scores: Scores, reps: int, seed: int, jobs: int | Non
     multi = scores.multi()
     pairs = {}
     for cell, matrix in multi.items():
-        dense = multi.get(Cell(cell.benchmark, cell.arch, "dense"))
+        dense = multi.get(Cell(cell.benchmark, cell.arch, "dense", cell.axes))
         if cell.treatment != "dense" and dense is not None and dense.shape[0] and matrix.shape[0]:
             pairs[cell] = (matrix, dense)
     return aggregate.poi_with_ci(pairs, reps=reps, seed=seed, jobs=jobs)
 
 
-def plasticity(results_dir: PathLike) -> pd.DataFrame:
-    """Mean plasticity metrics over runs with their intervals, per cell and step (train rows)."""
-    return plasticity_curves(load_train(results_dir, columns=[m.column for m in PLASTICITY_METRICS]))
+def plasticity(results_dir: PathLike, run_keys: frozenset[str] | None = None) -> pd.DataFrame:
+    """Mean plasticity metrics over runs with their intervals, per cell and step (train rows of
+    ``run_keys``, default all)."""
+    train = load_train(results_dir, columns=[m.column for m in PLASTICITY_METRICS])
+    if run_keys is not None:
+        train = train.loc[train["run_key"].isin(run_keys)]
+    return plasticity_curves(train)
 
 
 # --- all of it ------------------------------------------------------------------------------------
 def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: int | None = None, seed: int = 0,
             band_reps: int = aggregate.DEFAULT_BAND_REPS, paper_compare: bool | None = None,
             progress: Callable[[str], None] | None = None, jobs: int | None = None,
-            include_unfinished: bool = False) -> Analysis:
+            include_unfinished: bool = False, score: str = "return", include_outside_grid: bool = False) -> Analysis:
     """Load a results folder and compute every table and curve, without writing anything.
 
     Args:
@@ -238,6 +303,10 @@ def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: 
             numbers do not depend on it.
         include_unfinished: score runs whose last evaluation is below the table's step at
             that last step (marked in Table 1) instead of leaving them out.
+        score: ``"return"`` (undiscounted, the paper's) or ``"discounted"``: the evaluation
+            returns discounted with each trial's gamma, normalised by the same best rewards.
+        include_outside_grid: also score runs that the sweep's latest grid leaves out (a grown
+            sweep's dropped values).
 
     Raises:
         AnalysisError: no evaluation rows, unreadable files, unknown schema versions, or no
@@ -251,6 +320,8 @@ def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: 
         raise AnalysisError(f"--seed must be >= 0, got {seed}")
     if jobs is not None and jobs < 1:
         raise AnalysisError(f"--jobs must be >= 1, got {jobs}")
+    if score not in SCORES:
+        raise AnalysisError(f"--score must be one of {', '.join(SCORES)}, got {score!r}")
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -263,10 +334,10 @@ def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: 
 
     say("loading evaluations")
     info = read_sweep(results_dir)
-    scores = score_runs(results_dir, info, at_step, include_unfinished)
+    scores = score_runs(results_dir, info, at_step, include_unfinished, score, include_outside_grid)
     lap("scores")
     say(f"Table 1: IQM with {reps} bootstrap repetitions")
-    table = table1(scores, info, reps, seed, jobs, at_step, paper_compare)
+    table = table1(scores, info, reps, seed, jobs, at_step, paper_compare, score)
     lap("table1")
     say("single-task baselines")
     single = single_task_baselines(scores, reps, seed, jobs)
@@ -281,7 +352,7 @@ def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: 
                                          reps=band_reps, seed=seed, jobs=jobs)
     lap("curves")
     say("loading training rows")
-    curves_of_plasticity = plasticity(results_dir)
+    curves_of_plasticity = plasticity(results_dir, scores.run_keys)
     lap("plasticity")
 
     grid_cells = info.grid.seeds if info.grid is not None else {}
@@ -294,7 +365,9 @@ def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: 
         single_task_per_task=single.per_task, plasticity=curves_of_plasticity, last_step=scores.last_step,
         n_eval_points=len(scores.eval_steps), table_steps=table.table_steps, timings=timings,
         expected_treatments=list(dict.fromkeys([c.treatment for c in grid_cells if c.arch != SINGLE]
-                                               + sorted({c.treatment for c in scores.multi()}))))
+                                               + sorted({c.treatment for c in scores.multi()}))),
+        score=score, include_outside_grid=include_outside_grid,
+        variants=dict(info.grid.variants) if info.grid is not None else {}, axis_values=scores.axis_values)
 
 
 def _most_common(series: pd.Series) -> str | None:

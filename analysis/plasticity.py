@@ -48,17 +48,20 @@ def plasticity_curves(train: pd.DataFrame, metrics: tuple[Metric, ...] = PLASTIC
 
     Args:
         train: rows from :func:`analysis.load.load_train` (needs ``benchmark``, ``arch``,
-            ``treatment``, ``step`` and the metric columns; absent columns are skipped).
+            ``treatment``, ``step`` and the metric columns, ``axes`` if the sweep has grid axes;
+            absent metric columns are skipped).
 
     Returns:
-        A long frame with columns ``benchmark, arch, treatment, metric, step, mean, low, high,
-        n`` (``metric`` is the column name; values are multiplied by :attr:`Metric.scale`).
+        A long frame with columns ``benchmark, arch, treatment, axes, metric, step, mean, low,
+        high, n`` (``metric`` is the column name; values are multiplied by :attr:`Metric.scale`).
     """
-    columns = ["benchmark", "arch", "treatment", "metric", "step", "mean", "low", "high", "n"]
+    columns = ["benchmark", "arch", "treatment", "axes", "metric", "step", "mean", "low", "high", "n"]
     present = [m for m in metrics if m.column in train.columns]
     if train.empty or not present:
         return pd.DataFrame(columns=columns)
-    keys = ["benchmark", "arch", "treatment", "step"]
+    if "axes" not in train:
+        train = train.assign(axes="")
+    keys = ["benchmark", "arch", "treatment", "axes", "step"]
     names = [m.column for m in present]
     grouped = train[keys + names].groupby(keys, sort=True)[names]  # NaN (null) rows are skipped per metric
     mean, std, count = grouped.mean(), grouped.std(), grouped.count()
@@ -77,7 +80,7 @@ def plasticity_curves(train: pd.DataFrame, metrics: tuple[Metric, ...] = PLASTIC
     half = quantile * stats["std"].to_numpy(dtype=float) / np.sqrt(n)
     stats["low"] = stats["mean"] - half
     stats["high"] = stats["mean"] + half
-    stats = stats.sort_values(["benchmark", "arch", "treatment", "metric", "step"], kind="stable")
+    stats = stats.sort_values(["benchmark", "arch", "treatment", "axes", "metric", "step"], kind="stable")
     return stats[columns].reset_index(drop=True)
 
 

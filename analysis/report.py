@@ -22,7 +22,7 @@ from analysis import figures as plots
 from analysis.coverage import SINGLE
 from analysis.load import PathLike
 from analysis.paper import arch_name
-from analysis.pipeline import Analysis, compute
+from analysis.pipeline import SCORE_NAMES, Analysis, compute
 from analysis.plasticity import INTERVAL_LABEL
 from analysis.scores import ScoreMatrix
 from mtrl_plasticity.errors import AnalysisError
@@ -63,8 +63,11 @@ def table1_caption(result: Analysis) -> str:
     late = ("" if result.at_step is not None
             else "; runs that stopped earlier are scored at their own last evaluation and marked"
             if result.include_unfinished else "; runs that stopped earlier are left out")
-    return (f"Table 1: final aggregate performance {where}{late}: IQM of normalised scores over runs x tasks with "
-            f"95% stratified bootstrap CIs ({result.reps:,} repetitions, seed {result.seed}); sweep '{result.sweep}'.")
+    variants = "".join(f" {label} is {long}." for label, long in result.variants.items() if long != label)
+    score = SCORE_NAMES[result.score]
+    return (f"Table 1: final aggregate performance {where}{late}: IQM of normalised scores ({score} / best reward) "
+            f"over runs x tasks with 95% stratified bootstrap CIs ({result.reps:,} repetitions, seed "
+            f"{result.seed}); sweep '{result.sweep}'.{variants}")
 
 
 def write_outputs(result: Analysis, out_dir: PathLike, figures: bool = True) -> Report:
@@ -112,9 +115,10 @@ def final_scores_frame(finals: dict[Cell, ScoreMatrix]) -> pd.DataFrame:
     for cell, matrix in sorted(finals.items()):
         for i, key in enumerate(matrix.run_keys):
             for j, task in enumerate(matrix.tasks):
-                rows.append((cell.benchmark, cell.arch, cell.treatment, matrix.seeds[i], key, task,
+                rows.append((cell.benchmark, cell.arch, cell.treatment, cell.axes, matrix.seeds[i], key, task,
                              int(matrix.steps[i]), float(matrix.scores[i, j])))
-    return pd.DataFrame(rows, columns=["benchmark", "arch", "treatment", "seed", "run_key", "task", "step", "score"])
+    return pd.DataFrame(rows, columns=["benchmark", "arch", "treatment", "axes", "seed", "run_key", "task", "step",
+                                       "score"])
 
 
 def _treatment_groups(treatments: set[str]) -> list[tuple[str, list[str]]]:
@@ -151,7 +155,7 @@ def _write_figures(result: Analysis, out: Path) -> list[Output]:
         what = group_title(suffix, [t for t in group if t in with_curves])
         fig = plots.learning_curves_figure(
             result.curve_bands, group, result.single_task,
-            title=f"Learning curves: {what} (IQM, 95% CI)")
+            title=f"Learning curves: {what} (IQM, 95% CI)", variants=result.variants)
         path = plots.save(fig, out / f"learning_curves_{suffix}.png")
         outputs.append(Output(path, f"Learning curves, {what} (paper Figure {figure_number[suffix]})",
                               "IQM over runs x tasks at each evaluation; shaded: 95% stratified bootstrap CI "
@@ -173,7 +177,8 @@ def _write_figures(result: Analysis, out: Path) -> list[Output]:
                 what = group_title(suffix, [t for t in group if t in measured])
                 number = plasticity_numbers[suffix].get(benchmark)
                 fig = plots.plasticity_figure(plasticity, benchmark, group,
-                                                title=f"Plasticity on {benchmark}: {what} ({INTERVAL_LABEL})")
+                                              title=f"Plasticity on {benchmark}: {what} ({INTERVAL_LABEL})",
+                                              variants=result.variants)
                 path = plots.save(fig, out / f"plasticity_{benchmark}_{suffix}.png")
                 outputs.append(Output(path, f"Plasticity metrics on {benchmark}, {what}"
                                       + (f" (paper Figure {number})" if number else ""),
@@ -182,7 +187,8 @@ def _write_figures(result: Analysis, out: Path) -> list[Output]:
                                       "shaded: 95% Student-t interval of that mean (none for a single run)."))
     for benchmark in benchmarks:
         fig = plots.profiles_figure(result.profiles, benchmark,
-                                      treatments=sorted(treatments, key=paper.treatment_sort_key))
+                                    treatments=sorted(treatments, key=paper.treatment_sort_key),
+                                    variants=result.variants)
         path = plots.save(fig, out / f"profiles_{benchmark}.png")
         outputs.append(Output(path, f"Performance profiles on {benchmark}",
                               "Fraction of runs x tasks whose final normalised score exceeds tau; shaded: 95% "
@@ -218,7 +224,8 @@ def output_folder(results_dir: PathLike, out_dir: PathLike | None) -> Path:
 def analyze(results_dir: PathLike, out_dir: PathLike | None = None, reps: int = aggregate.DEFAULT_REPS,
             at_step: int | None = None, seed: int = 0, band_reps: int = aggregate.DEFAULT_BAND_REPS,
             paper_compare: bool | None = None, progress: Callable[[str], None] | None = None,
-            jobs: int | None = None, figures: bool = True, include_unfinished: bool = False) -> Path:
+            jobs: int | None = None, figures: bool = True, include_unfinished: bool = False,
+            score: str = "return", include_outside_grid: bool = False) -> Path:
     """Turn a results folder into Table 1, the figures and ``index.md``; return the index's path.
 
     ``out_dir`` defaults to ``<results_dir>/analysis`` (a remote results folder needs an
@@ -228,7 +235,7 @@ def analyze(results_dir: PathLike, out_dir: PathLike | None = None, reps: int = 
     out = output_folder(results_dir, out_dir)
     result = compute(results_dir, reps=reps, at_step=at_step, seed=seed, band_reps=band_reps,
                      paper_compare=paper_compare, progress=progress, jobs=jobs,
-                     include_unfinished=include_unfinished)
+                     include_unfinished=include_unfinished, score=score, include_outside_grid=include_outside_grid)
     start = time.perf_counter()
     written = write_outputs(result, out, figures=figures)
     result.timings["outputs"] = time.perf_counter() - start
@@ -251,7 +258,9 @@ def index_markdown(result: Analysis, outputs: list[Output], out_dir: Path) -> st
         f"- Results folder: `{result.results_dir}`",
         f"- {cov.n_runs:,} runs, {cov.n_rows:,} evaluation rows, {result.n_eval_points} evaluation steps"
         + (f" (last at step {result.last_step:,})" if result.last_step is not None else ""),
-        f"- {n_multi} multi-task cells (benchmark x architecture x treatment), {n_single} single-task cells",
+        f"- {n_multi} multi-task cells (benchmark x architecture x treatment"
+        + (" x axis values" if result.axis_values else "") + f"), {n_single} single-task cells",
+        f"- Score: normalised {SCORE_NAMES[result.score]} (`--score {result.score}`)",
         "- Final scores: " + (f"at step {result.at_step:,}" if result.at_step is not None
                                else "each benchmark's last evaluation step; unfinished runs "
                                + ("included at their own last step (marked)" if result.include_unfinished
@@ -303,7 +312,9 @@ def index_markdown(result: Analysis, outputs: list[Output], out_dir: Path) -> st
         lines.append(f"- [{_rel(output.path, out)}]({_rel(output.path, out)}): {output.title}")
     lines += ["", "## Statistics", "",
               "- Normalised score: raw evaluation return / best achievable reward of the task (paper Table 3), "
-              "recomputed from `return_mean`.",
+              "recomputed from `return_mean` (`--score discounted`: `discounted_return_mean`, each episode's "
+              "return discounted with its trial's gamma, over the same best reward; an optimal agent that needs "
+              "k steps scores gamma^(k-1) there).",
               "- Final score: the score at the table's step (each benchmark's last evaluation step, or "
               "`--at-step`); runs that stopped earlier are left out unless `--include-unfinished` (then scored at "
               "their own last evaluation and marked), and runs without a complete, non-NaN evaluation there are "

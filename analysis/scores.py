@@ -10,6 +10,13 @@ The normalised score of a task is the raw evaluation return divided by the best 
 achievable on that task (paper Table 3, :data:`mtrl_plasticity.benchmarks.TASKS`), so an optimal agent
 scores 1.0 and a failing one 0.0. It is recomputed here from ``return_mean`` rather than read
 from ``normalised_return_mean``, and the two are compared.
+
+The discounted score (``score="discounted"``, :data:`SCORES`) divides ``discounted_return_mean``
+(each episode's ``sum_t gamma^t r_t``) by the same best reward: MiniGrid rewards only the last
+step, so an optimal agent that needs ``k`` steps scores ``gamma^(k-1)`` there, not 1.0.
+
+A cell is ``(benchmark, arch, treatment, axes)``: rows of different grid-axis values are
+different cells.
 """
 
 from __future__ import annotations
@@ -20,13 +27,16 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from analysis.coverage import SINGLE, benchmark_tasks
+from analysis.coverage import CELL_COLUMNS, SINGLE, benchmark_tasks
 from mtrl_plasticity.benchmarks import TASKS
 from mtrl_plasticity.errors import AnalysisError
-from mtrl_plasticity.results import Cell
+from mtrl_plasticity.results import Cell, label_display
 
 NORMALISATION_TOLERANCE = 1e-6
 """Largest accepted difference between the stored and the recomputed normalised return."""
+SCORES = {"return": "return_mean", "discounted": "discounted_return_mean"}
+"""The scores the analysis can aggregate -> the evaluation column each normalises."""
+
 
 
 @dataclass
@@ -63,35 +73,49 @@ class CurveMatrix:
     evaluated: np.ndarray | None = None
     """``[n_runs, n_tasks, n_steps]``: True where an evaluation row exists, even one whose
     return is NaN or null (``None``: wherever ``scores`` is not NaN)."""
+    column: str = "return_mean"
+    """The evaluation column the scores normalise (:data:`SCORES`)."""
 
     def rows_present(self) -> np.ndarray:
         """:attr:`evaluated`, or ``~isnan(scores)`` when it is not known."""
         return self.evaluated if self.evaluated is not None else np.logical_not(np.isnan(self.scores))
 
 
-def normalise(evals: pd.DataFrame) -> pd.Series:
-    """``return_mean / best_reward(task)`` for every row (paper Table 3).
+def score_column(score: str) -> str:
+    """The evaluation column of ``score`` (``"return"`` or ``"discounted"``); AnalysisError for another name."""
+    if score not in SCORES:
+        raise AnalysisError(f"unknown score {score!r}; choose one of {', '.join(SCORES)}")
+    return SCORES[score]
+
+
+def normalise(evals: pd.DataFrame, score: str = "return") -> pd.Series:
+    """``return_mean / best_reward(task)`` for every row (paper Table 3); ``score="discounted"``
+    normalises ``discounted_return_mean`` by the same best reward.
 
     Raises:
         AnalysisError: a task that :data:`envs.benchmarks.TASKS` does not know.
     """
+    column = score_column(score)
     best = {name: spec.best_reward for name, spec in TASKS.items()}
     unknown = sorted(set(evals["task"].unique()) - set(best))
     if unknown:
         raise AnalysisError(f"unknown task(s) {unknown} in the evaluation rows; known: {', '.join(best)}")
-    return (evals["return_mean"] / evals["task"].map(best).astype(float)).rename("score")
+    values = evals[column] if column in evals else pd.Series(np.nan, index=evals.index)
+    return (values.astype(float) / evals["task"].map(best).astype(float)).rename("score")
 
 
-def add_scores(evals: pd.DataFrame, tolerance: float = NORMALISATION_TOLERANCE) -> pd.DataFrame:
-    """A copy of ``evals`` with a ``score`` column (:func:`normalise`).
+def add_scores(evals: pd.DataFrame, tolerance: float = NORMALISATION_TOLERANCE, score: str = "return") -> pd.DataFrame:
+    """A copy of ``evals`` with a ``score`` column (:func:`normalise` of ``score``).
 
     ``attrs["normalisation_mismatches"]`` counts rows whose stored ``normalised_return_mean``
-    differs from the recomputed score by more than ``tolerance``; ``attrs["normalisation_max_diff"]``
-    is the largest difference.
+    differs from the recomputed (undiscounted) score by more than ``tolerance``;
+    ``attrs["normalisation_max_diff"]`` is the largest difference. ``attrs["score_column"]``
+    names the column the score normalises.
     """
     out = evals.copy()
-    out["score"] = normalise(evals)
-    if "normalised_return_mean" in out:
+    out["score"] = normalise(evals, score)
+    out.attrs["score_column"] = score_column(score)
+    if score == "return" and "normalised_return_mean" in out:
         diff = (out["score"] - out["normalised_return_mean"]).abs()
         out.attrs["normalisation_mismatches"] = int((diff > tolerance).sum())
         out.attrs["normalisation_max_diff"] = float(diff.max()) if diff.notna().any() else 0.0
@@ -102,14 +126,17 @@ def score_curves(evals: pd.DataFrame) -> dict[Cell, CurveMatrix]:
     """Every cell's ``[runs, tasks, steps]`` score array.
 
     ``evals`` needs ``benchmark``, ``arch``, ``treatment``, ``run_key``, ``seed``, ``step``,
-    ``task`` and either ``score`` or ``return_mean``. Runs are ordered by seed, tasks in the
-    benchmark's order; rows for tasks outside the benchmark are ignored (the coverage report
-    lists them).
+    ``task`` and either ``score`` or ``return_mean`` (``axes``, when present, splits cells by
+    their grid-axis values). Runs are ordered by seed, tasks in the benchmark's order; rows for
+    tasks outside the benchmark are ignored (the coverage report lists them).
     """
+    column = evals.attrs.get("score_column", "return_mean")
     if "score" not in evals:
         evals = evals.assign(score=normalise(evals))
+    if "axes" not in evals:
+        evals = evals.assign(axes="")
     curves: dict[Cell, CurveMatrix] = {}
-    for (benchmark, arch, treatment), group in evals.groupby(["benchmark", "arch", "treatment"], sort=True):
+    for (benchmark, arch, treatment, axes), group in evals.groupby(CELL_COLUMNS, sort=True):
         tasks = benchmark_tasks(benchmark)
         task_index = group["task"].map({t: i for i, t in enumerate(tasks)})
         keep = task_index.notna().to_numpy()
@@ -125,9 +152,9 @@ def score_curves(evals: pd.DataFrame) -> dict[Cell, CurveMatrix]:
         scores[run_codes, task_codes, step_codes] = group["score"].to_numpy(dtype=float)
         evaluated = np.zeros(scores.shape, dtype=bool)
         evaluated[run_codes, task_codes, step_codes] = True
-        curves[Cell(benchmark, arch, treatment)] = CurveMatrix(
+        curves[Cell(benchmark, arch, treatment, axes)] = CurveMatrix(
             scores=scores, steps=steps.astype(np.int64), run_keys=run_keys,
-            seeds=[int(s) for s in runs["seed"]], tasks=tasks, evaluated=evaluated)
+            seeds=[int(s) for s in runs["seed"]], tasks=tasks, evaluated=evaluated, column=column)
     return curves
 
 
@@ -166,7 +193,7 @@ def final_from_curves(curves: Mapping[Cell, CurveMatrix], at_step: int | None = 
         rows, keys, seeds, steps, excluded, unfinished = [], [], [], [], [], []
         for i, key in enumerate(curve.run_keys):
             if not scored[i].any():
-                excluded.append((key, "its return_mean is NaN, null or missing at every evaluation"))
+                excluded.append((key, f"its {curve.column} is NaN, null or missing at every evaluation"))
                 continue
             if at_step is None:
                 k = int(np.flatnonzero(any_row[i])[-1])
@@ -179,7 +206,7 @@ def final_from_curves(curves: Mapping[Cell, CurveMatrix], at_step: int | None = 
             step = int(curve.steps[k])
             nan = [t for j, t in enumerate(curve.tasks) if rows_present[i, j, k] and not scored[i, j, k]]
             if nan:
-                excluded.append((key, f"its return_mean is NaN or null for {', '.join(nan)} at step {step:,}"))
+                excluded.append((key, f"its {curve.column} is NaN or null for {', '.join(nan)} at step {step:,}"))
                 continue
             if not scored[i, :, k].all():
                 lacking = [t for j, t in enumerate(curve.tasks) if not scored[i, j, k]]
@@ -221,18 +248,25 @@ def final_scores(evals: pd.DataFrame, at_step: int | None = None,
     return final_from_curves(score_curves(evals), at_step, include_unfinished)
 
 
+def single_task_key(benchmark: str, axes: str = "") -> str:
+    """The key of a benchmark's (or task's) single-task baseline in the analysis's mappings: the
+    name, with its grid-axis values when the sweep has axes (``"MT3 [actor_lr=0.001]"``)."""
+    return f"{benchmark} [{label_display(axes)}]" if axes else benchmark
+
+
 def single_task_baseline(finals: Mapping[Cell, ScoreMatrix], benchmark: str,
-                         treatment: str = "dense") -> ScoreMatrix | None:
+                         treatment: str = "dense", axes: str = "") -> ScoreMatrix | None:
     """The single-task PPO runs of a benchmark's tasks as one ``[n_seeds, n_tasks]`` matrix.
 
-    Single-task runs have ``arch == "single"`` and the task as their benchmark; row ``i`` holds
+    Single-task runs have ``arch == "single"`` and the task as their benchmark (and the grid-axis
+    values ``axes`` of the multi-task cells they are the baseline of); row ``i`` holds
     the seed-``seeds[i]`` run of every task, for the seeds that every task has. Runs of the
     other seeds are listed in :attr:`ScoreMatrix.excluded`, naming the tasks that lack their
     seed (with no common seed at all the matrix has no rows). ``None`` when some task of the
     benchmark has no scored run.
     """
     tasks = benchmark_tasks(benchmark)
-    parts = [part for part in (finals.get(Cell(task, SINGLE, treatment)) for task in tasks)
+    parts = [part for part in (finals.get(Cell(task, SINGLE, treatment, axes)) for task in tasks)
              if part is not None and len(part.seeds)]
     if len(parts) < len(tasks):
         return None

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from analysis.paper import arch_name, treatment_name
 from analysis.tables import run_count_note
+from mtrl_plasticity.results import label_display
 
 if TYPE_CHECKING:  # pragma: no cover
     from analysis.pipeline import Analysis
@@ -38,14 +39,17 @@ def _print_table1(result: Analysis, console: Console) -> None:
     table = Table(title=f"Table 1 — sweep '{result.sweep}' (IQM [95% CI], bold = best, ↑ = beats Dense)")
     table.add_column("Architecture")
     table.add_column("Treatment")
+    with_axes = bool(frame["axes"].astype(bool).any())
+    if with_axes:
+        table.add_column("Axes")
     for b in benchmarks:
         table.add_column(b, justify="right")
-    indexed = frame.set_index(["arch", "treatment", "benchmark"])
+    indexed = frame.set_index(["arch", "treatment", "axes", "benchmark"])
     previous = None
-    for arch, treatment in dict.fromkeys(zip(frame["arch"], frame["treatment"], strict=True)):
+    for arch, treatment, axes in dict.fromkeys(zip(frame["arch"], frame["treatment"], frame["axes"], strict=True)):
         cells = []
         for b in benchmarks:
-            row = indexed.loc[(arch, treatment, b)]
+            row = indexed.loc[(arch, treatment, axes, b)]
             if math.isnan(row["iqm"]):
                 cells.append("[red]missing[/red]")
                 continue
@@ -58,8 +62,8 @@ def _print_table1(result: Analysis, console: Console) -> None:
             if "paper_iqm" in row and not math.isnan(row["paper_iqm"]):
                 text += f" [dim](paper {row['paper_iqm']:.2f})[/dim]"
             cells.append(text)
-        table.add_row(arch_name(arch) if arch != previous else "", treatment_name(treatment), *cells,
-                      end_section=False)
+        table.add_row(arch_name(arch) if arch != previous else "", treatment_name(treatment),
+                      *([label_display(axes)] if with_axes else []), *cells, end_section=False)
         previous = arch
     console.print(table)
 

@@ -6,6 +6,10 @@ Marks follow the paper's Table 1 and are decided on the values as printed (two d
   the paper, bold in Markdown, ``\\best{}`` in LaTeX);
 * **improves on dense**: a higher IQM than the architecture's Dense cell on the benchmark (blue
   in the paper, an arrow in Markdown, ``\\better{}`` in LaTeX).
+
+A sweep with grid axes gets one row per architecture x treatment x combination of axis values:
+the tidy frame has the ``axes`` label and one column per axis field, the rendered tables one
+column per axis field; both marks compare cells of the same axis values only.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -28,11 +33,12 @@ from analysis.paper import (
     treatment_sort_key,
 )
 from analysis.scores import ScoreMatrix
-from mtrl_plasticity.results import Cell
+from mtrl_plasticity.results import Cell, format_value, label_display
 
 DECIMALS = 2
-TABLE1_COLUMNS = ["arch", "treatment", "benchmark", "iqm", "ci_low", "ci_high", "n_runs", "expected_runs",
+TABLE1_COLUMNS = ["arch", "treatment", "axes", "benchmark", "iqm", "ci_low", "ci_high", "n_runs", "expected_runs",
                   "n_unfinished", "n_tasks", "best", "improves_on_dense", "paper_iqm", "paper_ci_low", "paper_ci_high"]
+"""Table 1's tidy columns; a sweep with grid axes has one more per axis field, after ``axes``."""
 BETTER_MARK = "↑"
 
 
@@ -50,32 +56,40 @@ def _ci(low: float, high: float) -> str:
 
 def table1_frame(results: Mapping[Cell, Interval], n_runs: Mapping[Cell, int], n_tasks: Mapping[Cell, int],
                  expected_runs: int | None = None, paper: bool = False,
-                 n_unfinished: Mapping[Cell, int] | None = None) -> pd.DataFrame:
-    """The long (tidy) form of Table 1: one row per architecture x treatment x benchmark.
+                 n_unfinished: Mapping[Cell, int] | None = None,
+                 axis_values: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+    """The long (tidy) form of Table 1: one row per architecture x treatment x axis values x benchmark.
 
     Args:
         results: cell -> IQM with its CI (multi-task cells; single-task cells are ignored).
         n_runs, n_tasks: cell -> runs and tasks behind the estimate.
         expected_runs: seeds each cell should have (for the ``[n=...]`` marks), if known.
-        paper: add the draft paper's numbers (:data:`analysis.paper.PAPER_TABLE_1`).
+        paper: add the draft paper's numbers (:data:`analysis.paper.PAPER_TABLE_1`; cells
+            without grid axes only).
         n_unfinished: cell -> runs behind the estimate that were scored below the table's
             step (``include_unfinished``); marked ``[K unfinished]``.
+        axis_values: axes label -> ``{field: value}`` (one column per field); default: none.
 
-    Every architecture x treatment present appears on every benchmark present; a combination
-    without runs has NaN in ``iqm``.
+    Every architecture x treatment x axis values present appears on every benchmark present; a
+    combination without runs has NaN in ``iqm``.
     """
     cells = [c for c in set(results) | set(n_runs) if c.arch != "single"]
     benchmarks = sorted({c.benchmark for c in cells}, key=_benchmark_key)
-    pairs = sorted({(c.arch, c.treatment) for c in cells},
-                   key=lambda p: (arch_sort_key(p[0]), treatment_sort_key(p[1])))
+    order = list(axis_values or {})
+    rows_of = sorted({(c.arch, c.treatment, c.axes) for c in cells},
+                     key=lambda p: (arch_sort_key(p[0]), treatment_sort_key(p[1]),
+                                    order.index(p[2]) if p[2] in order else len(order), p[2]))
+    fields = list(dict.fromkeys(name for values in (axis_values or {}).values() for name in values))
     rows = []
-    for arch, treatment in pairs:
+    for arch, treatment, axes in rows_of:
         for benchmark in benchmarks:
-            cell = Cell(benchmark, arch, treatment)
+            cell = Cell(benchmark, arch, treatment, axes)
             est = results.get(cell)
-            ref = PAPER_TABLE_1.get((arch, treatment, benchmark)) if paper else None
+            ref = PAPER_TABLE_1.get((arch, treatment, benchmark)) if paper and not axes else None
             rows.append({
-                "arch": arch, "treatment": treatment, "benchmark": benchmark,
+                "arch": arch, "treatment": treatment, "axes": axes,
+                **{name: (axis_values or {}).get(axes, {}).get(name) for name in fields},
+                "benchmark": benchmark,
                 "iqm": est.point if est else math.nan,
                 "ci_low": est.low if est else math.nan,
                 "ci_high": est.high if est else math.nan,
@@ -87,17 +101,28 @@ def table1_frame(results: Mapping[Cell, Interval], n_runs: Mapping[Cell, int], n
                 "paper_ci_low": ref.low if ref else math.nan,
                 "paper_ci_high": ref.high if ref else math.nan,
             })
-    frame = pd.DataFrame(rows, columns=[c for c in TABLE1_COLUMNS if c not in ("best", "improves_on_dense")])
+    base = [c for c in TABLE1_COLUMNS if c not in ("best", "improves_on_dense")]
+    at = base.index("axes") + 1
+    frame = pd.DataFrame(rows, columns=base[:at] + fields + base[at:])
     shown = frame["iqm"].map(_r)
-    best = shown.groupby([frame["arch"], frame["benchmark"]]).transform("max")
+    best = shown.groupby([frame["arch"], frame["axes"], frame["benchmark"]]).transform("max")
     frame["best"] = shown.notna() & (shown == best)
-    dense = frame.loc[frame["treatment"] == "dense"].set_index(["arch", "benchmark"])["iqm"].map(_r)
-    dense_shown = pd.Series([dense.get(key, math.nan) for key in zip(frame["arch"], frame["benchmark"], strict=True)])
+    dense = frame.loc[frame["treatment"] == "dense"].set_index(["arch", "axes", "benchmark"])["iqm"].map(_r)
+    dense_shown = pd.Series([dense.get(key, math.nan)
+                             for key in zip(frame["arch"], frame["axes"], frame["benchmark"], strict=True)])
     frame["improves_on_dense"] = (frame["treatment"] != "dense") & shown.notna() & (shown > dense_shown)
     if not paper:
         frame = frame.drop(columns=["paper_iqm", "paper_ci_low", "paper_ci_high"])
-    columns = [c for c in TABLE1_COLUMNS if c in frame.columns]
+    columns = [c for c in TABLE1_COLUMNS[:at] + fields + TABLE1_COLUMNS[at:] if c in frame.columns]
     return frame[columns]
+
+
+def axis_fields(frame: pd.DataFrame) -> list[str]:
+    """The grid-axis columns of a Table 1 or P(improvement) frame (between ``axes`` and ``benchmark``)."""
+    names = list(frame.columns)
+    if "axes" not in names or not frame["axes"].astype(bool).any():
+        return []
+    return names[names.index("axes") + 1:names.index("benchmark")]
 
 
 def _benchmark_key(name: str) -> tuple[int, str]:
@@ -105,10 +130,27 @@ def _benchmark_key(name: str) -> tuple[int, str]:
     return (order.index(name), name) if name in order else (len(order), name)
 
 
-def _layout(frame: pd.DataFrame) -> tuple[list[str], list[tuple[str, str]]]:
+def _layout(frame: pd.DataFrame) -> tuple[list[str], list[tuple[str, str, str]]]:
     benchmarks = list(dict.fromkeys(frame["benchmark"]))
-    pairs = list(dict.fromkeys(zip(frame["arch"], frame["treatment"], strict=True)))
-    return benchmarks, pairs
+    rows = list(dict.fromkeys(zip(frame["arch"], frame["treatment"], _axes_of(frame), strict=True)))
+    return benchmarks, rows
+
+
+def _axes_of(frame: pd.DataFrame) -> pd.Series:
+    return frame["axes"] if "axes" in frame.columns else pd.Series([""] * len(frame), index=frame.index)
+
+
+def _axis_cells(frame: pd.DataFrame, arch: str, treatment: str, axes: str) -> list[str]:
+    """The axis fields' values of a row, as the rendered tables show them."""
+    fields = axis_fields(frame)
+    if not fields:
+        return []
+    row = frame.loc[(frame["arch"] == arch) & (frame["treatment"] == treatment) & (_axes_of(frame) == axes)].iloc[0]
+    return ["—" if pd.isna(row[name]) else format_value(_plain(row[name])) or str(row[name]) for name in fields]
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
 
 
 @dataclass(frozen=True)
@@ -125,16 +167,16 @@ class _Entry:
     """The paper's ``IQM (low, high)``; ``None`` where it has none."""
 
 
-def _table1_rows(frame: pd.DataFrame) -> tuple[list[str], bool, list[tuple[str, str, list[_Entry]]]]:
-    """``(benchmarks, with the paper column, [(arch, treatment, one entry per benchmark)])`` of Table 1."""
-    benchmarks, pairs = _layout(frame)
+def _table1_rows(frame: pd.DataFrame) -> tuple[list[str], bool, list[tuple[str, str, str, list[_Entry]]]]:
+    """``(benchmarks, with the paper column, [(arch, treatment, axes, one entry per benchmark)])`` of Table 1."""
+    benchmarks, triples = _layout(frame)
     paper = "paper_iqm" in frame.columns
-    index = frame.set_index(["arch", "treatment", "benchmark"])
+    index = frame.assign(axes=_axes_of(frame)).set_index(["arch", "treatment", "axes", "benchmark"])
     rows = []
-    for arch, treatment in pairs:
+    for arch, treatment, axes in triples:
         entries = []
         for b in benchmarks:
-            row = index.loc[(arch, treatment, b)]
+            row = index.loc[(arch, treatment, axes, b)]
             missing = math.isnan(row["iqm"])
             reference = None
             if paper and not math.isnan(row["paper_iqm"]):
@@ -143,7 +185,7 @@ def _table1_rows(frame: pd.DataFrame) -> tuple[list[str], bool, list[tuple[str, 
                                   bool(row["improves_on_dense"]),
                                   "" if missing else _ci(row["ci_low"], row["ci_high"]) + run_count_note(row),
                                   reference))
-        rows.append((arch, treatment, entries))
+        rows.append((arch, treatment, axes, entries))
     return benchmarks, paper, rows
 
 
@@ -163,15 +205,17 @@ def table1_markdown(frame: pd.DataFrame, caption: str | None = None) -> str:
     if frame.empty:
         return (f"{caption}\n\n" if caption else "") + "_No multi-task runs: Table 1 has nothing to show._\n"
     benchmarks, paper, rows = _table1_rows(frame)
-    header = ["Architecture", "Treatment"]
+    fields = axis_fields(frame)
+    header = ["Architecture", "Treatment", *fields]
     for b in benchmarks:
         header += [f"{b} IQM", f"{b} 95% CI"] + ([f"{b} paper IQM (95% CI)"] if paper else [])
     lines = []
     if caption:
         lines += [caption, ""]
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
-    for arch, treatment, entries in rows:
-        cells = [arch_name(arch), treatment_name(treatment)]
+    left = 2 + len(fields)
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * left + ["---:"] * (len(header) - left)) + "|"]
+    for arch, treatment, axes, entries in rows:
+        cells = [arch_name(arch), treatment_name(treatment), *_axis_cells(frame, arch, treatment, axes)]
         for entry in entries:
             if entry.value is None:
                 cells += ["—", "missing"]
@@ -207,26 +251,29 @@ def table1_latex(frame: pd.DataFrame, caption: str | None = None) -> str:
     if frame.empty:
         return "% Table 1: no multi-task runs, nothing to show.\n"
     benchmarks, paper, rows = _table1_rows(frame)
+    fields = axis_fields(frame)
     per = 3 if paper else 2
-    ncols = 1 + per * len(benchmarks)
+    first = 1 + len(fields)
+    ncols = first + per * len(benchmarks)
     lines = [_LATEX_PREAMBLE.rstrip(), r"\begin{table}[t]", r"\centering"]
     if caption:
         text = caption.removeprefix("Table 1: ")  # LaTeX numbers the table itself
         lines.append(r"\caption{" + _tex(text[:1].upper() + text[1:]) + "}")
-    lines.append(r"\begin{tabular}{l" + ("cc" + ("c" if paper else "")) * len(benchmarks) + "}")
+    lines.append(r"\begin{tabular}{l" + "l" * len(fields) + ("cc" + ("c" if paper else "")) * len(benchmarks) + "}")
     lines.append(r"\toprule")
-    lines.append("Agent Treatment & " + " & ".join(rf"\multicolumn{{{per}}}{{c}}{{{_tex(b)}}}" for b in benchmarks)
-                 + r" \\")
-    lines.append(" ".join(rf"\cmidrule(lr){{{2 + per * i}-{1 + per * (i + 1)}}}" for i in range(len(benchmarks))))
+    lines.append(" & ".join(["Agent Treatment", *map(_tex, fields)]) + " & "
+                 + " & ".join(rf"\multicolumn{{{per}}}{{c}}{{{_tex(b)}}}" for b in benchmarks) + r" \\")
+    lines.append(" ".join(rf"\cmidrule(lr){{{first + 1 + per * i}-{first + per * (i + 1)}}}"
+                          for i in range(len(benchmarks))))
     sub = [r"IQM ($\uparrow$)", r"95\% CI"] + (["Paper"] if paper else [])
-    lines.append(" & " + " & ".join(sub * len(benchmarks)) + r" \\")
+    lines.append(" & " * first + " & ".join(sub * len(benchmarks)) + r" \\")
     current = None
-    for arch, treatment, entries in rows:
+    for arch, treatment, axes, entries in rows:
         if arch != current:
             lines.append(r"\midrule")
             lines.append(rf"\multicolumn{{{ncols}}}{{l}}{{\textit{{{_tex(arch_long_name(arch))}}}}} \\")
             current = arch
-        cells = [_tex(treatment_name(treatment))]
+        cells = [_tex(treatment_name(treatment)), *map(_tex, _axis_cells(frame, arch, treatment, axes))]
         for entry in entries:
             if entry.value is None:
                 cells += ["--", "missing"]
@@ -254,17 +301,17 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
 
 def poi_frame(results: Mapping[Cell, Interval], n_runs: Mapping[Cell, int]) -> pd.DataFrame:
     """Probability that each treatment beats its architecture's Dense agent, per benchmark."""
-    rows = [{"benchmark": c.benchmark, "arch": c.arch, "treatment": c.treatment, "poi": v.point,
+    rows = [{"benchmark": c.benchmark, "arch": c.arch, "treatment": c.treatment, "axes": c.axes, "poi": v.point,
              "ci_low": v.low, "ci_high": v.high, "n_runs": int(n_runs.get(c, 0)),
-             "n_dense_runs": int(n_runs.get(Cell(c.benchmark, c.arch, "dense"), 0))}
+             "n_dense_runs": int(n_runs.get(Cell(c.benchmark, c.arch, "dense", c.axes), 0))}
             for c, v in results.items()]
-    frame = pd.DataFrame(rows, columns=["benchmark", "arch", "treatment", "poi", "ci_low", "ci_high",
+    frame = pd.DataFrame(rows, columns=["benchmark", "arch", "treatment", "axes", "poi", "ci_low", "ci_high",
                                         "n_runs", "n_dense_runs"])
     if frame.empty:
         return frame
     order = sorted(frame.index, key=lambda i: (_benchmark_key(frame.at[i, "benchmark"]),
                                                arch_sort_key(frame.at[i, "arch"]),
-                                               treatment_sort_key(frame.at[i, "treatment"])))
+                                               treatment_sort_key(frame.at[i, "treatment"]), frame.at[i, "axes"]))
     return frame.loc[order].reset_index(drop=True)
 
 
@@ -273,16 +320,19 @@ def poi_markdown(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "_No treatment has a Dense counterpart to compare with._\n"
     benchmarks = sorted(frame["benchmark"].unique(), key=_benchmark_key)
-    pairs = list(dict.fromkeys(zip(frame["arch"], frame["treatment"], strict=True)))
-    pairs.sort(key=lambda p: (arch_sort_key(p[0]), treatment_sort_key(p[1])))
-    index = frame.set_index(["arch", "treatment", "benchmark"])
-    lines = ["| Architecture | Treatment | " + " | ".join(f"{b} P(X > Dense) (95% CI)" for b in benchmarks) + " |",
-             "|---|---|" + "|".join(["---:"] * len(benchmarks)) + "|"]
-    for arch, treatment in pairs:
-        cells = [arch_name(arch), treatment_name(treatment)]
+    frame = frame.assign(axes=_axes_of(frame))
+    triples = list(dict.fromkeys(zip(frame["arch"], frame["treatment"], frame["axes"], strict=True)))
+    triples.sort(key=lambda p: (arch_sort_key(p[0]), treatment_sort_key(p[1]), p[2]))
+    with_axes = bool(frame["axes"].astype(bool).any())
+    index = frame.set_index(["arch", "treatment", "axes", "benchmark"])
+    lines = ["| Architecture | Treatment | " + ("Axes | " if with_axes else "")
+             + " | ".join(f"{b} P(X > Dense) (95% CI)" for b in benchmarks) + " |",
+             "|---|---|" + ("---|" if with_axes else "") + "|".join(["---:"] * len(benchmarks)) + "|"]
+    for arch, treatment, axes in triples:
+        cells = [arch_name(arch), treatment_name(treatment)] + ([label_display(axes)] if with_axes else [])
         for b in benchmarks:
-            if (arch, treatment, b) in index.index:
-                row = index.loc[(arch, treatment, b)]
+            if (arch, treatment, axes, b) in index.index:
+                row = index.loc[(arch, treatment, axes, b)]
                 cells.append(f"{_fmt(row['poi'])} {_ci(row['ci_low'], row['ci_high'])}")
             else:
                 cells.append("—")

@@ -7,8 +7,9 @@ For refactors that must not change results: each built-in treatment on each buil
 architecture (plus parametrised forms) runs a short trial (MT3, or a single task for
 ``single``) under the code of this working tree and under the code of ``--base`` (checked out
 into a temporary git worktree), each in its own process with one torch thread. Every
-deterministic column of the evals and train rows (all but ``perf/*``) is compared exactly;
-the script prints one line per trial and exits 1 if any differs.
+deterministic column of the evals and train rows (all but ``perf/*``) that both versions write
+is compared exactly; columns only one of them writes (a schema change) are listed once. The
+script prints one line per trial and exits 1 if any differs.
 """
 
 from __future__ import annotations
@@ -92,12 +93,29 @@ def main() -> int:
         finally:
             subprocess.run(["git", "-C", REPO, "worktree", "remove", "--force", base_tree], capture_output=True)
     different = 0
+    only: dict[str, set[str]] = {"base": set(), "this tree": set()}
     for label in base:
-        same = base[label] == here.get(label)
+        same = label in here
+        for dataset in ("evals", "train"):
+            if not same:
+                break
+            a, b = base[label][dataset], here[label][dataset]
+            common = [c for c in a["columns"] if c in b["columns"]]
+            only["base"] |= {f"{dataset}.{c}" for c in a["columns"] if c not in common}
+            only["this tree"] |= {f"{dataset}.{c}" for c in b["columns"] if c not in common}
+            same = _project(a, common) == _project(b, common)
         different += not same
         print(f"{'identical' if same else 'DIFFERENT'}  {label}")
-    print(f"{len(base) - different} of {len(base)} trials identical in every deterministic column")
+    for side, columns in only.items():
+        if columns:
+            print(f"columns only {side} writes (not compared): {', '.join(sorted(columns))}")
+    print(f"{len(base) - different} of {len(base)} trials identical in every deterministic column both write")
     return 1 if different else 0
+
+
+def _project(rows: dict, columns: list[str]) -> list[list]:
+    index = [rows["columns"].index(c) for c in columns]
+    return [[row[i] for i in index] for row in rows["rows"]]
 
 
 if __name__ == "__main__":

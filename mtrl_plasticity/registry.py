@@ -36,11 +36,13 @@ T = TypeVar("T")
 
 
 def name_problem(name: object) -> str | None:
-    """Why ``name`` is not folder-safe (:data:`NAME_PATTERN`, at most :data:`MAX_NAME_LENGTH` characters), or None."""
-    if isinstance(name, str) and len(name) <= MAX_NAME_LENGTH and NAME_PATTERN.fullmatch(name):
+    """Why ``name`` is not folder-safe (:data:`NAME_PATTERN` without ``__``, at most :data:`MAX_NAME_LENGTH`
+    characters), or None."""
+    # "__" separates a run_key from a segment's step range in Parquet file names.
+    if isinstance(name, str) and len(name) <= MAX_NAME_LENGTH and NAME_PATTERN.fullmatch(name) and "__" not in name:
         return None
     return (f"{brief(name)} is not folder-safe (letters, digits, '.', '_', '-', starting with a letter or digit, "
-            f"at most {MAX_NAME_LENGTH} characters)")
+            f"no '__', at most {MAX_NAME_LENGTH} characters)")
 
 
 class Registry(Generic[T]):

@@ -180,6 +180,30 @@ def parse_parameters(name: str, params: Mapping[str, Any] | None = None, *, tota
     What ``mtrl run`` and ``mtrl status`` use to check a sweep without building anything, and
     what a trial builds its treatment from.
     """
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
+        treatment_spec(name)
+        raise TreatmentError(f"treatment {name!r} needs a positive total_steps, got {brief(total_steps)}")
+    parsed = _validated(name, params)
+    try:
+        parsed.check_budget(total_steps)
+    except ValueError as exc:
+        raise TreatmentError(f"treatment {name!r}: {exc}") from None
+    return parsed
+
+
+def resolved_parameters(name: str, params: Mapping[str, Any] | None = None,
+                        protocol: str | None = None) -> dict[str, Any]:
+    """Every parameter of ``name`` as a trial of ``protocol`` gets it with the overrides ``params``:
+    the defaults, the protocol's values, the pinned ones, then ``params`` (plain JSON data).
+
+    What a sweep's treatment labels and its check for two entries of the same parameters
+    compare; :class:`TreatmentError` as :func:`parse_parameters` (the budget is not checked).
+    """
+    spec = treatment_spec(name)
+    return _validated(name, {**spec.protocol_defaults(protocol), **dict(params or {})}).model_dump(mode="json")
+
+
+def _validated(name: str, params: Mapping[str, Any] | None) -> TreatmentParameters:
     spec = treatment_spec(name)
     given = dict(params or {})
     pinned = set(spec.pinned) & set(given)
@@ -190,13 +214,7 @@ def parse_parameters(name: str, params: Mapping[str, Any] | None = None, *, tota
     if unknown:
         known = sorted(set(spec.parameters.model_fields) - set(spec.pinned))
         raise TreatmentError(f"treatment {name!r} has no parameter(s) {sorted(unknown)}; known: {known or 'none'}")
-    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
-        raise TreatmentError(f"treatment {name!r} needs a positive total_steps, got {brief(total_steps)}")
     try:
-        parsed = spec.parameters.model_validate({**spec.pinned, **given})
-        parsed.check_budget(total_steps)
+        return spec.parameters.model_validate({**spec.pinned, **given})
     except ValidationError as exc:
         raise TreatmentError(f"treatment {name!r}: {validation_message(exc, limit=1, show_input=True)}") from None
-    except ValueError as exc:
-        raise TreatmentError(f"treatment {name!r}: {exc}") from None
-    return parsed

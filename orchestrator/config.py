@@ -8,12 +8,13 @@ overrides a handful of fields.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from mtrl_plasticity.errors import UnknownName
-from mtrl_plasticity.results import run_key
+from mtrl_plasticity.registry import name_problem
+from mtrl_plasticity.results import axis_label, run_key
 from orchestrator import registered
 
 MAX_SEED = 2**31 - 1
@@ -35,6 +36,12 @@ class TrialConfig(BaseModel):
     """Registered treatment name (``dense``, ``gmp95``, ``redo``, ...; ``agents.treatment_parameters``)."""
     treatment_params: dict[str, Any] = Field(default_factory=dict)
     """Overrides of the treatment's own defaults, e.g. ``{"tau": 0.001}`` for ReDo."""
+    label: str = ""
+    """The treatment's label in its sweep (``redo.tau-0.001``, or the sweep file's ``label:``): what the
+    run_key, the ``treatment`` partition, tables and figures show. Empty: the treatment's name."""
+    axis_fields: tuple[str, ...] = ()
+    """The fields of this config that are grid axes of its sweep (``axes:``): their values are part of
+    the run_key and columns of every Parquet row."""
     seed: int = 0
     """The one seed behind torch, numpy, Python and every environment."""
     sweep: str = "adhoc"
@@ -136,6 +143,33 @@ class TrialConfig(BaseModel):
     def _known_treatment(cls, value: str) -> str:
         return registered.treatment(value)
 
+    @field_validator("axis_fields")
+    @classmethod
+    def _known_axis_fields(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            problem = axis_field_problem(name)
+            if problem is not None:
+                raise ValueError(problem)
+        if len(set(value)) != len(value):
+            raise ValueError(f"axis_fields names a field twice: {list(value)}")
+        return tuple(sorted(value))
+
+    @field_validator("label")
+    @classmethod
+    def _folder_safe_label(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("treatment"):
+            return ""  # one spelling of "the treatment's own name", so that equal configs compare equal
+        problem = name_problem(value) if value else None
+        if problem is not None:
+            raise ValueError(f"treatment label {problem}")
+        return value
+
+    @model_validator(mode="after")
+    def _axis_values_have_labels(self) -> "TrialConfig":
+        if self.axis_fields:
+            axis_label(self.axis_values)  # a ValueError naming the values without a folder-safe spelling
+        return self
+
     @field_validator("seed")
     @classmethod
     def _non_negative_seed(cls, value: int) -> int:
@@ -176,7 +210,22 @@ class TrialConfig(BaseModel):
     @property
     def run_key(self) -> str:
         """Stable trial name: names the Tune trial, its folders and every Parquet row."""
-        return run_key(self.benchmark, self.arch, self.treatment, self.seed)
+        return run_key(self.benchmark, self.arch, self.treatment_label, self.seed, self.axis_label)
+
+    @property
+    def treatment_label(self) -> str:
+        """The treatment's label: :attr:`label`, or the treatment's registered name."""
+        return self.label or self.treatment
+
+    @property
+    def axis_values(self) -> dict[str, Any]:
+        """``{field: value}`` of the grid axes (:attr:`axis_fields`)."""
+        return {name: getattr(self, name) for name in self.axis_fields}
+
+    @property
+    def axis_label(self) -> str:
+        """The label of the grid-axis values (``actor_lr-0.0003.n_experts-2``; ``""`` without axes)."""
+        return axis_label(self.axis_values)
 
     @property
     def experts(self) -> int:
@@ -193,4 +242,31 @@ class TrialConfig(BaseModel):
 
     @classmethod
     def from_json(cls, text: str) -> "TrialConfig":
+        """The config of :meth:`to_json` (an older tool's JSON, without the newer fields, reads with their defaults)."""
         return cls.model_validate(json.loads(text))
+
+
+NOT_AXES = frozenset({"benchmark", "arch", "treatment", "seed", "sweep", "treatment_params", "label", "axis_fields",
+                      "checkpoint_interval_steps"})
+"""TrialConfig fields that cannot be grid axes: the grid's own, the treatment's parameters (give
+variants of a treatment instead) and the checkpoint interval (a setting of the sweep)."""
+_SCALARS = (int, float, bool, str)
+
+
+def axis_field_problem(name: str) -> str | None:
+    """Why TrialConfig field ``name`` cannot be a grid axis, or None."""
+    field = TrialConfig.model_fields.get(name)
+    if field is None:
+        return f"{name!r} is not a trial setting"
+    if name in NOT_AXES:
+        return f"{name!r} cannot be a grid axis"
+    annotation = field.annotation
+    if annotation not in _SCALARS and get_origin(annotation) is not Literal:
+        return f"{name!r} is not a number, flag or name, so it cannot be a grid axis"
+    return None
+
+
+def axis_type(name: str) -> type:
+    """The Python type of grid-axis field ``name`` (``str`` for a choice of names)."""
+    annotation = TrialConfig.model_fields[name].annotation
+    return str if get_origin(annotation) is Literal else annotation  # type: ignore[return-value]

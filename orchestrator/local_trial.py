@@ -113,7 +113,9 @@ def prepare_results(results: str, config: TrialConfig, resume: bool) -> str:
         stored = json.loads(data.decode("utf-8"))
         if not isinstance(stored, dict):
             raise ValueError("not a JSON object")
-    except (ValueError, RecursionError):
+        # As a config: one written before a field existed reads with its default.
+        stored = json.loads(TrialConfig.model_validate(stored).to_json())
+    except (ValueError, RecursionError):  # pydantic's ValidationError is a ValueError
         raise ResultsDirError(f"{config_path} is not the JSON this tool writes; is this a results folder "
                               f"of this tool?") from None
     mine = json.loads(config.to_json())

@@ -32,11 +32,21 @@ from a plugin can add its own without a schema release:
 
 The declared counters of a treatment come from the registry, so a writer and every later
 reader agree on them without a list here.
+
+Grid axes (a sweep's ``axes:``) are columns too. Every row has ``axes``, the label of its
+trial's axis values (``actor_lr-0.0003.n_experts-2``; empty without axes), and the rows of a
+sweep with axes have one column per axis field, named as the field and typed as it (int64,
+float64, bool or string), right after ``axes`` (:func:`axis_columns`), so
+``filters=[("actor_lr", "==", 3e-4)]`` selects one value. They are not partitions: a value
+would multiply the folders, and the run_key already names the trial.
+
+Schema version 2 added ``axes`` and the axis columns, and the evals column
+``discounted_return_mean``. Version 1 files read with those columns null (``axes``: no axes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -51,11 +61,14 @@ from mtrl_plasticity.results import (
 )
 
 __all__ = ["CORE_COUNTERS", "COUNTER_PREFIX", "EVALS_DIR", "EVALS_SCHEMA", "EVAL_KEYS", "PARTITION_COLUMNS",
-           "SCHEMA_VERSION", "TRAIN_DIR", "TRAIN_KEYS", "TRAIN_METRIC_COLUMNS", "TRAIN_SCHEMA", "counter_column",
+           "READABLE_SCHEMA_VERSIONS", "SCHEMA_VERSION", "TRAIN_DIR", "TRAIN_KEYS", "TRAIN_METRIC_COLUMNS",
+           "TRAIN_SCHEMA", "axis_columns", "counter_column",
            "dataset_keys", "dataset_schema", "deterministic_columns", "train_metric_columns", "train_schema"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bumped whenever a column changes meaning or type; readers refuse unknown versions."""
+READABLE_SCHEMA_VERSIONS = (1, 2)
+"""The versions this tool reads (and resumes): every earlier one's files are a subset of this one's."""
 
 WALL_CLOCK_PREFIX = "perf/"
 
@@ -72,7 +85,10 @@ _IDENTITY_FIELDS = [
     pa.field("seed", pa.int32()),
     pa.field("step", pa.int64()),  # lock-step training steps done when the row was taken
     pa.field("epoch", pa.int32()),  # training epochs done (0 = before training)
+    pa.field("axes", pa.string()),  # label of the trial's grid-axis values, "" without axes (version 2)
 ]
+
+_AXIS_TYPES = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}
 
 EVALS_SCHEMA = pa.schema(
     _IDENTITY_FIELDS
@@ -82,6 +98,7 @@ EVALS_SCHEMA = pa.schema(
         pa.field("episodes", pa.int32()),
         pa.field("return_mean", pa.float64()),  # undiscounted raw return
         pa.field("return_std", pa.float64()),
+        pa.field("discounted_return_mean", pa.float64()),  # mean of sum_t gamma^t r_t, the trial's gamma (version 2)
         pa.field("normalised_return_mean", pa.float64()),  # raw / best achievable (Table 3)
         pa.field("success_rate", pa.float64()),  # fraction of episodes with reward > 0
         pa.field("episode_length_mean", pa.float64()),
@@ -134,16 +151,31 @@ def train_metric_columns(extra_counters: Iterable[str] = ()) -> tuple[str, ...]:
     return TRAIN_METRIC_COLUMNS[:first_perf] + tuple(dict.fromkeys(extra)) + TRAIN_METRIC_COLUMNS[first_perf:]
 
 
-def train_schema(extra_counters: Sequence[str] = ()) -> pa.Schema:
-    """The train file schema of a trial whose treatment declares ``extra_counters`` beyond the core ones."""
+def axis_columns(axis_types: Mapping[str, type]) -> list[pa.Field]:
+    """The columns of grid axes ``{field: python type}``, sorted by name (int64, float64, bool, string)."""
+    return [pa.field(name, _AXIS_TYPES[axis_types[name]]) for name in sorted(axis_types)]
+
+
+def _with_axes(schema: pa.Schema, axes: Sequence[pa.Field]) -> pa.Schema:
+    if not axes:
+        return schema
+    at = schema.get_field_index("axes") + 1
+    return pa.schema(list(schema)[:at] + list(axes) + list(schema)[at:])
+
+
+def train_schema(extra_counters: Sequence[str] = (), axes: Sequence[pa.Field] = ()) -> pa.Schema:
+    """The train file schema of a trial whose treatment declares ``extra_counters`` beyond the core
+    ones, with the columns of its grid ``axes`` (:func:`axis_columns`)."""
     if not [c for c in extra_counters if c not in CORE_COUNTERS]:
-        return TRAIN_SCHEMA
-    return pa.schema(_IDENTITY_FIELDS + [pa.field(name, pa.float64()) for name in train_metric_columns(extra_counters)])
+        return _with_axes(TRAIN_SCHEMA, axes)
+    return _with_axes(pa.schema(_IDENTITY_FIELDS + [pa.field(name, pa.float64())
+                                                    for name in train_metric_columns(extra_counters)]), axes)
 
 
-def dataset_schema(dataset: str, extra_counters: Sequence[str] = ()) -> pa.Schema:
-    """The file schema of ``dataset`` (``"evals"`` or ``"train"``, the latter with a treatment's extra counters)."""
-    return EVALS_SCHEMA if dataset == EVALS else train_schema(extra_counters)
+def dataset_schema(dataset: str, extra_counters: Sequence[str] = (), axes: Sequence[pa.Field] = ()) -> pa.Schema:
+    """The file schema of ``dataset`` (``"evals"`` or ``"train"``, the latter with a treatment's extra
+    counters), with the columns of the trial's grid ``axes``."""
+    return _with_axes(EVALS_SCHEMA, axes) if dataset == EVALS else train_schema(extra_counters, axes)
 
 
 def dataset_keys(dataset: str) -> tuple[str, ...]:

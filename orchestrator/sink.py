@@ -34,7 +34,7 @@ from mtrl_plasticity.results import (
 )
 from mtrl_plasticity.treatments import treatment_spec
 from orchestrator import schema
-from orchestrator.config import TrialConfig
+from orchestrator.config import TrialConfig, axis_type
 from orchestrator.storage import list_files, resolve_filesystem, write_table_atomically
 
 Row = dict[str, Any]
@@ -44,19 +44,22 @@ class ParquetSink:
     """Writes one trial's ``evals`` and ``train`` rows under a results root."""
 
     def __init__(self, results_root: str, sweep: str, run_key: str, benchmark: str, arch: str,
-                 treatment: str, extra_counters: Sequence[str] = ()) -> None:
+                 treatment: str, extra_counters: Sequence[str] = (), axes: Sequence[pa.Field] = ()) -> None:
+        """``treatment``: the treatment's label (the partition); ``axes``: the grid-axis columns
+        (:func:`orchestrator.schema.axis_columns`)."""
         self.fs, self.root = resolve_filesystem(results_root)
         self.sweep, self.run_key = sweep, run_key
         self.dirs = {dataset: posixpath.join(self.root, dataset_dir(dataset), partition_dir(benchmark, arch, treatment))
                      for dataset in DATASETS}
         # The train files carry the counters the treatment declares besides the core ones.
-        self.schemas = {dataset: schema.dataset_schema(dataset, extra_counters) for dataset in DATASETS}
+        self.schemas = {dataset: schema.dataset_schema(dataset, extra_counters, axes) for dataset in DATASETS}
         self.keys = {dataset: list(schema.dataset_keys(dataset)) for dataset in DATASETS}
 
     @classmethod
     def for_config(cls, results_root: str, config: TrialConfig) -> ParquetSink:
-        return cls(results_root, config.sweep, config.run_key, config.benchmark, config.arch, config.treatment,
-                   treatment_spec(config.treatment).extra_counters())
+        axes = schema.axis_columns({name: axis_type(name) for name in config.axis_fields})
+        return cls(results_root, config.sweep, config.run_key, config.benchmark, config.arch, config.treatment_label,
+                   treatment_spec(config.treatment).extra_counters(), axes)
 
     def write_segment(self, evals: Sequence[Row], train: Sequence[Row], first_step: int, last_step: int) -> None:
         """Write the rows of one checkpoint interval; an existing segment of that name is replaced."""

@@ -31,19 +31,33 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
+import itertools
+import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from mtrl_plasticity.errors import SpecError, UserError, brief, clip, validation_message
+from mtrl_plasticity.errors import SpecError, TreatmentError, UserError, brief, clip, validation_message
 from mtrl_plasticity.plugins import load_plugins
 from mtrl_plasticity.registry import name_problem
-from mtrl_plasticity.results import Cell
-from mtrl_plasticity.treatments import treatment_spec
+from mtrl_plasticity.results import Cell, axis_label, label_pieces
+from mtrl_plasticity.treatments import TREATMENTS, resolved_parameters, treatment_spec
 from orchestrator import registered, yaml_input
-from orchestrator.config import MAX_SEED, TrialConfig
+from orchestrator.config import MAX_SEED, TrialConfig, axis_field_problem, axis_type
 from orchestrator.yaml_input import read_yaml_file
 
 __all__ = ["Cell", "SpecError", "SweepSpec", "cells", "expand", "load_spec", "trials_by_cell", "validate_spec"]
@@ -53,6 +67,12 @@ GRID_FIELDS = ("benchmark", "arch", "treatment", "seed", "sweep")
 
 MAX_SEEDS = 1_000
 """Most seeds per cell (a count or a list)."""
+MAX_AXIS_COMBINATIONS = 1_000
+"""Most value combinations of the ``axes`` (their product)."""
+STORED = "stored"
+"""Validation context key: the data is a results folder's ``sweep.yaml`` (see :func:`validate_spec`)."""
+KNOWN_LABELS = "known_labels"
+"""Validation context key: labels a results folder already gives treatment entries (:func:`label_key`)."""
 
 
 # --- parts of a sweep file ------------------------------------------------------------
@@ -82,10 +102,11 @@ class CellMatch(_Strict):
     benchmark: str | None = None
     arch: str | None = None
     treatment: str | None = None
+    """A treatment's label (one variant) or its registered name (every entry of that treatment)."""
 
-    def matches(self, benchmark: str, arch: str, treatment: str) -> bool:
-        wanted = (self.benchmark, self.arch, self.treatment)
-        return all(w is None or w == got for w, got in zip(wanted, (benchmark, arch, treatment), strict=True))
+    def matches(self, benchmark: str, arch: str, choice: TreatmentChoice) -> bool:
+        return ((self.benchmark is None or self.benchmark == benchmark) and (self.arch is None or self.arch == arch)
+                and (self.treatment is None or self.treatment in (choice.label, choice.name)))
 
 
 class Override(_Strict):
@@ -103,10 +124,17 @@ class Override(_Strict):
 
 @dataclass(frozen=True)
 class TreatmentChoice:
-    """One value of the ``treatments`` axis: a registered name and parameter overrides."""
+    """One value of the ``treatments`` axis: a registered name, parameter overrides and its label."""
 
     name: str
     params: Mapping[str, Any]
+    label: str
+    """What names its trials (run_key, ``treatment`` partition, tables): the user's ``label:``, else
+    :func:`derived_label`."""
+
+
+BASELINE = TreatmentChoice("dense", {}, "dense")
+"""The treatment of the single-task baselines."""
 
 
 # --- the sweep file -------------------------------------------------------------------
@@ -126,12 +154,17 @@ class SweepSpec(_Strict):
     """Grid axis: ``MT3``/``MT5``/``MT7`` or single task names."""
     archs: list[str] = Field(min_length=1)
     """Grid axis: ``mtppo``, ``moe``, ``moore`` (``single`` only with single-task benchmarks)."""
-    treatments: list[str | dict[str, dict[str, Any]]] = Field(min_length=1)
-    """Grid axis: treatment names, or ``{name: {param: value}}`` to override its parameters."""
+    treatments: list[str | dict[str, Any]] = Field(min_length=1)
+    """Grid axis: treatment names, or ``{name: {param: value}}`` to override its parameters, optionally
+    with ``label: LABEL`` (default: the name and the parameters that differ from its defaults). A
+    treatment may appear several times with different parameters (its variants)."""
     seeds: StrictInt | list[StrictInt]
     """A count ``n`` (seeds ``0 .. n-1``) or an explicit list of seeds."""
     single_task_baselines: bool = False
     """Also run arch ``single`` with treatment ``dense`` on every task of the benchmarks."""
+    axes: dict[str, list[Any]] = Field(default_factory=dict)
+    """Further grid axes over TrialConfig fields, ``{field: [values]}``: each combination of values is
+    its own set of trials in every cell (``{actor_lr: [1e-3, 3e-4]}``)."""
     defaults: dict[str, Any] = Field(default_factory=dict)
     """TrialConfig fields shared by every trial."""
     overrides: list[Override] = Field(default_factory=list)
@@ -180,16 +213,59 @@ class SweepSpec(_Strict):
 
     @field_validator("treatments")
     @classmethod
-    def _known_treatments(cls, value: list) -> list:
-        names = []
-        for entry in value:
-            if isinstance(entry, dict) and len(entry) != 1:
-                raise ValueError(f"a treatment with parameters is one mapping {{name: {{param: value}}}}, "
-                                 f"got {brief(entry)}")
-            name = entry if isinstance(entry, str) else next(iter(entry))
-            names.append(registered.treatment(name))
-        _unique(names, "treatment")  # the run_key names the treatment only
-        return value
+    def _labelled_treatments(cls, value: list, info: ValidationInfo) -> list:
+        context = info.context or {}
+        protocol = info.data.get("protocol", "custom")
+        known: Mapping[str, str] = context.get(KNOWN_LABELS) or {}
+        out: list[str | dict[str, Any]] = []
+        labels: dict[str, int] = {}
+        keys: dict[str, int] = {}
+        for i, entry in enumerate(value):
+            name, params, label = _entry_parts(entry)
+            registered.treatment(name)
+            try:
+                full = resolved_parameters(name, params, protocol)
+                plain = resolved_parameters(name, {}, protocol)
+            except TreatmentError as exc:
+                raise ValueError(f"entry {i}: {exc}") from None
+            key = label_key(name, full)
+            if label is None:
+                if context.get(STORED):  # a sweep.yaml of a tool without labels: one entry per name, named by it
+                    label = name
+                else:
+                    label = known.get(key) or derived_label(name, {k: v for k, v in full.items() if plain.get(k) != v})
+            else:
+                _check_label(label, name)
+            if key in keys:
+                shown = f"with {brief(full)}" if full else "without parameters"
+                raise ValueError(f"entries {keys[key]} and {i} are the same treatment: "
+                                 f"{treatment_spec(name).base!r} {shown}")
+            if label in labels:
+                raise ValueError(f"entries {labels[label]} and {i} are both labelled {label!r}; give one a "
+                                 f"different label:")
+            labels[label], keys[key] = i, i
+            out.append(name if not params and label == name else {name: dict(params), "label": label})
+        return out
+
+    @field_validator("axes")
+    @classmethod
+    def _valid_axes(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        combinations = 1
+        for name in sorted(value):
+            problem = axis_field_problem(name)
+            if problem is not None:
+                hint = _suggest(name, TrialConfig.model_fields) if name not in TrialConfig.model_fields else ""
+                raise ValueError(f"{problem}{hint}")
+            values = value[name]
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"{name}: give a non-empty list of values, got {brief(values)}")
+            out[name] = [_axis_value(name, v) for v in values]
+            _unique(out[name], f"{name} value")
+            combinations *= len(values)
+        if combinations > MAX_AXIS_COMBINATIONS:
+            raise ValueError(f"{combinations:,} combinations of values; at most {MAX_AXIS_COMBINATIONS:,}")
+        return out
 
     @field_validator("seeds")
     @classmethod
@@ -228,14 +304,27 @@ class SweepSpec(_Strict):
 
     @model_validator(mode="after")
     def _overrides_match_the_grid(self) -> "SweepSpec":
-        grid = cells(self)
+        grid = treatment_cells(self) + [(task, "single", BASELINE) for task in self.baseline_tasks()]
+        choices = {"benchmark": {b for b, _, _ in grid}, "arch": {a for _, a, _ in grid},
+                   "treatment": {n for _, _, c in grid for n in (c.label, c.name)}}
         for i, override in enumerate(self.overrides):
             for axis in ("benchmark", "arch", "treatment"):
                 wanted = getattr(override.match, axis)
-                if wanted is not None and wanted not in {getattr(c, axis) for c in grid}:
+                if wanted is not None and wanted not in choices[axis]:
                     raise ValueError(f"overrides.{i}.match.{axis}: {brief(wanted)} is not in this sweep's grid")
-            if not any(override.match.matches(c.benchmark, c.arch, c.treatment) for c in grid):
+            if not any(override.match.matches(b, a, c) for b, a, c in grid):
                 raise ValueError(f"overrides.{i}.match selects no cell of this sweep")
+        return self
+
+    @model_validator(mode="after")
+    def _axes_set_nowhere_else(self) -> "SweepSpec":
+        for name in self.axes:
+            if name in self.defaults:
+                raise ValueError(f"defaults.{name} is also a grid axis (axes.{name}): give its values in one place")
+            for i, override in enumerate(self.overrides):
+                if name in override.set:
+                    raise ValueError(f"overrides.{i}.set.{name} is a grid axis (axes.{name}): every cell takes "
+                                     f"each of its values")
         return self
 
     # --- derived ----------------------------------------------------------------------
@@ -245,14 +334,17 @@ class SweepSpec(_Strict):
 
     @property
     def treatment_choices(self) -> list[TreatmentChoice]:
+        """The ``treatments`` entries, each with its label (validation wrote every label out)."""
         out = []
         for entry in self.treatments:
-            if isinstance(entry, str):
-                out.append(TreatmentChoice(entry, {}))
-            else:
-                name, params = next(iter(entry.items()))
-                out.append(TreatmentChoice(name, dict(params or {})))
+            name, params, label = _entry_parts(entry)
+            out.append(TreatmentChoice(name, params, label or name))
         return out
+
+    def axis_combinations(self) -> list[dict[str, Any]]:
+        """Every combination of the ``axes`` values, ``[{}]`` without axes (fields sorted, values in file order)."""
+        names = list(self.axes)
+        return [dict(zip(names, values, strict=True)) for values in itertools.product(*self.axes.values())]
 
     def baseline_tasks(self) -> list[str]:
         """Tasks of the single-task baselines: every task of the benchmarks, in order, once."""
@@ -265,7 +357,8 @@ class SweepSpec(_Strict):
 
     def baseline_cells(self) -> list[Cell]:
         """The single-task baseline cells (arch ``single``, treatment ``dense``, no treatment parameters)."""
-        return [Cell(task, "single", "dense") for task in self.baseline_tasks()]
+        return [Cell(task, "single", "dense", axis_label(values)) for task in self.baseline_tasks()
+                for values in self.axis_combinations()]
 
     def resolved(self) -> dict[str, Any]:
         """The spec as plain data, every default filled in (what ``sweep.yaml`` stores)."""
@@ -280,13 +373,85 @@ def _unique(values: Sequence, what: str) -> None:
         seen.add(v)
 
 
+def _entry_parts(entry: Any) -> tuple[str, dict[str, Any], str | None]:
+    """``(name, params, label or None)`` of a ``treatments`` entry; ``ValueError`` for another shape."""
+    if isinstance(entry, str):
+        return entry, {}, None
+    names = [k for k in entry if k != "label"]
+    if len(names) != 1:
+        raise ValueError(f"a treatment entry is a name, {{name: {{param: value}}}} or {{name: {{param: value}}, "
+                         f"label: LABEL}}, got {brief(entry)}")
+    name = names[0]
+    params = entry[name]
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ValueError(f"the parameters of {name!r} are a mapping {{param: value}}, got {brief(params)}")
+    label = entry.get("label")
+    if "label" in entry and not isinstance(label, str):
+        raise ValueError(f"the label of {name!r} is a name, got {brief(label)}")
+    return str(name), dict(params), label
+
+
+def label_key(name: str, full_params: Mapping[str, Any]) -> str:
+    """What makes two treatment entries the same: the treatment (a named variant counts as its
+    parametrised form: ``gmp95`` is ``gmp`` with ``final_sparsity: 0.95``) and every parameter."""
+    return json.dumps([treatment_spec(name).base, full_params], sort_keys=True)
+
+
+def derived_label(name: str, differing: Mapping[str, Any]) -> str:
+    """The label of an entry without one: ``name``, plus each parameter that differs from the treatment's
+    defaults (of the sweep's protocol) as ``.<param>-<value>``, sorted: ``random.sparsity-0.7``. A value
+    without a folder-safe spelling, or a label over the length limit, gives ``name.<8 hex digits>`` of
+    the differing parameters instead."""
+    if not differing:
+        return name
+    pieces = label_pieces(differing)
+    label = f"{name}.{pieces}" if pieces is not None else None
+    if label is None or name_problem(label) is not None:
+        digest = hashlib.sha256(json.dumps(dict(differing), sort_keys=True).encode()).hexdigest()[:8]
+        label = f"{name}.{digest}"
+    return label
+
+
+def _check_label(label: str, name: str) -> None:
+    problem = name_problem(label)
+    if problem is not None:
+        raise ValueError(f"label of {name!r}: {problem}")
+    if label != name and label in TREATMENTS:
+        raise ValueError(f"label {label!r} of {name!r} is the name of another registered treatment; choose "
+                         f"another label")
+
+
+def _axis_value(name: str, value: Any) -> Any:
+    """``value`` as TrialConfig field ``name`` holds it (``1`` for a float field is ``1.0``); one
+    spelling per value, so one trial per value."""
+    kind = axis_type(name)
+    if isinstance(value, bool) and kind is not bool:
+        raise ValueError(f"{name}: expected a number, got {str(value).lower()}")
+    annotation = TrialConfig.model_fields[name].annotation
+    try:
+        typed: Any = TypeAdapter(annotation).validate_python(value, strict=kind is not float)
+    except ValidationError as exc:
+        raise ValueError(f"{name}: {brief(value)} is not a valid value ({validation_message(exc, limit=1)})") from None
+    if kind is float:
+        typed = float(typed)
+        if not math.isfinite(typed):
+            raise ValueError(f"{name}: {brief(value)} is not a finite number")
+    if isinstance(typed, str) and label_pieces({name: typed}) is None:
+        raise ValueError(f"{name}: {brief(value)} has characters a folder name cannot hold")
+    return typed
+
+
 def _check_trial_fields(fields: Mapping[str, Any], allow_checkpoint_interval: bool) -> None:
-    known = set(TrialConfig.model_fields) - set(GRID_FIELDS)
+    known = set(TrialConfig.model_fields) - set(GRID_FIELDS) - {"label", "axis_fields"}
     if not allow_checkpoint_interval:
         known.discard("checkpoint_interval_steps")
     for key in fields:
         if key in GRID_FIELDS:
             raise ValueError(f"{key!r} is set by the grid; use the {key}s axis instead")
+        if key in ("label", "axis_fields"):
+            raise ValueError(f"{key!r} is set by the grid: give a treatment entry a label, or the sweep axes:")
         if key == "checkpoint_interval_steps" and not allow_checkpoint_interval:
             raise ValueError("set checkpoint_interval_steps at the top level of the sweep file")
         if key not in known:
@@ -355,18 +520,34 @@ def _index(node: list, part: str, path: str) -> int:
     return index
 
 
-def validate_spec(data: Mapping[str, Any], source: str) -> SweepSpec:
-    """:class:`SweepSpec` from plain data, or :class:`SpecError` naming ``source`` and the key."""
+def validate_spec(data: Mapping[str, Any], source: str, stored: bool = False,
+                  known_labels: Mapping[str, str] | None = None) -> SweepSpec:
+    """:class:`SweepSpec` from plain data, or :class:`SpecError` naming ``source`` and the key.
+
+    ``stored``: the data is a results folder's ``sweep.yaml``. Every label there is written out,
+    except in the files of a tool before labels, where a treatment appeared once and its
+    trials carry its name: an entry without a label is then named by its treatment.
+    ``known_labels`` (:func:`labels_of` a folder's spec): an entry without a label whose
+    treatment and parameters the folder already has takes the folder's label for them.
+    """
+    context = {STORED: stored, KNOWN_LABELS: dict(known_labels or {})}
     try:
-        return SweepSpec.model_validate(data)
+        return SweepSpec.model_validate(data, context=context)
     except ValidationError as exc:
         raise SpecError(f"{source}: {validation_message(exc, describe=_describe_problem)}") from None
 
 
-def load_spec(path: str, assignments: Mapping[str, Any] | None = None) -> SweepSpec:
-    """Read, override (``--set``) and validate a sweep file."""
+def load_spec(path: str, assignments: Mapping[str, Any] | None = None,
+              known_labels: Mapping[str, str] | None = None) -> SweepSpec:
+    """Read, override (``--set``) and validate a sweep file (``known_labels``: see :func:`validate_spec`)."""
     data = apply_assignments(read_sweep_file(path), assignments or {})
-    return validate_spec(data, path)
+    return validate_spec(data, path, known_labels=known_labels)
+
+
+def labels_of(spec: SweepSpec) -> dict[str, str]:
+    """``{label_key: label}`` of a spec's treatment entries (what :func:`validate_spec` calls ``known_labels``)."""
+    return {label_key(c.name, resolved_parameters(c.name, c.params, spec.protocol)): c.label
+            for c in spec.treatment_choices}
 
 
 _UNION_SHAPES = {
@@ -416,9 +597,15 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 
 # --- expansion ------------------------------------------------------------------------
+def treatment_cells(spec: SweepSpec) -> list[tuple[str, str, TreatmentChoice]]:
+    """``(benchmark, arch, treatment entry)`` of the axes (benchmarks x archs x treatments), in the spec's order."""
+    return [(b, a, t) for b in spec.benchmarks for a in spec.archs for t in spec.treatment_choices]
+
+
 def axis_cells(spec: SweepSpec) -> list[Cell]:
-    """The cells of the axes (benchmarks x archs x treatments), in the spec's order."""
-    return [Cell(b, a, t.name) for b in spec.benchmarks for a in spec.archs for t in spec.treatment_choices]
+    """The cells of the axes (benchmarks x archs x treatments x axis values), in the spec's order."""
+    return [Cell(b, a, t.label, axis_label(values)) for b, a, t in treatment_cells(spec)
+            for values in spec.axis_combinations()]
 
 
 def cells(spec: SweepSpec) -> list[Cell]:
@@ -426,42 +613,47 @@ def cells(spec: SweepSpec) -> list[Cell]:
     return axis_cells(spec) + spec.baseline_cells()
 
 
-def cell_fields(spec: SweepSpec, cell: Cell, baseline: bool = False) -> dict[str, Any]:
-    """The TrialConfig fields of every trial of ``cell`` except the seed.
+def cell_fields(spec: SweepSpec, benchmark: str, arch: str, choice: TreatmentChoice | None) -> dict[str, Any]:
+    """The TrialConfig fields of every trial of a cell except the seed and the grid-axis values.
 
     Treatment parameters: the protocol's values (a ``tmlr`` sweep gets each treatment's
     ``protocol_defaults["tmlr"]``), then the sweep's ``treatments`` entry, then overrides.
-    A single-task ``baseline`` cell takes no treatment parameters but the overrides'.
+    A single-task baseline (``choice`` None: :data:`BASELINE`) takes no treatment parameters
+    but the overrides'.
     """
     params: dict[str, Any] = {}
-    if not baseline:
-        params = treatment_spec(cell.treatment).protocol_defaults(spec.protocol)
-        for choice in spec.treatment_choices:
-            if choice.name == cell.treatment:
-                params = {**params, **choice.params}
+    if choice is not None:
+        params = {**treatment_spec(choice.name).protocol_defaults(spec.protocol), **choice.params}
+    entry = choice or BASELINE
     fields: dict[str, Any] = {"checkpoint_interval_steps": spec.checkpoint_interval_steps, **spec.defaults}
     for override in spec.overrides:
-        if override.match.matches(cell.benchmark, cell.arch, cell.treatment):
+        if override.match.matches(benchmark, arch, entry):
             chosen = dict(override.set)
             if "treatment_params" in chosen:
                 params = {**params, **chosen.pop("treatment_params")}
             fields.update(chosen)
-    fields.update(benchmark=cell.benchmark, arch=cell.arch, treatment=cell.treatment,
-                  treatment_params=params, sweep=spec.name)
+    fields.update(benchmark=benchmark, arch=arch, treatment=entry.name, label=entry.label, treatment_params=params,
+                  sweep=spec.name, axis_fields=tuple(spec.axes))
     return fields
 
 
 def expand(spec: SweepSpec) -> list[TrialConfig]:
-    """Every trial of the sweep, each a validated TrialConfig; :class:`SpecError` on the first bad cell."""
+    """Every trial of the sweep, each a validated TrialConfig; :class:`SpecError` on the first bad cell.
+
+    Order: benchmarks, archs, treatments, axis values, seeds (then the baselines likewise).
+    """
     trials: list[TrialConfig] = []
-    kinds = [(cell, False) for cell in axis_cells(spec)] + [(cell, True) for cell in spec.baseline_cells()]
-    for cell, baseline in kinds:
-        fields = cell_fields(spec, cell, baseline)
-        for seed in spec.seed_list:
-            try:
-                trials.append(TrialConfig(**fields, seed=seed))
-            except ValidationError as exc:
-                raise SpecError(f"cell {cell.label()}: {validation_message(exc)}") from None
+    kinds: list[tuple[str, str, TreatmentChoice | None]] = [*treatment_cells(spec)]
+    kinds += [(task, "single", None) for task in spec.baseline_tasks()]
+    for benchmark, arch, choice in kinds:
+        fields = cell_fields(spec, benchmark, arch, choice)
+        for values in spec.axis_combinations():
+            for seed in spec.seed_list:
+                try:
+                    trials.append(TrialConfig(**fields, **values, seed=seed))
+                except ValidationError as exc:
+                    cell = Cell(benchmark, arch, (choice or BASELINE).label, axis_label(values))
+                    raise SpecError(f"cell {cell.label()}: {validation_message(exc)}") from None
     if spec.resources.gpu == 0:
         on_cuda = next((t for t in trials if t.device == "cuda"), None)
         if on_cuda is not None:
@@ -478,36 +670,3 @@ def trials_by_cell(trials: Iterable[TrialConfig]) -> dict[Cell, list[TrialConfig
     for trial in trials:
         out.setdefault(Cell.of(trial), []).append(trial)
     return out
-
-
-# --- comparing two specs ----------------------------------------------------------------
-RESUME_NEUTRAL_FIELDS = ("storage",)
-"""Fields that may differ between the stored and the given spec of one sweep."""
-
-
-def spec_differences(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
-    """``["defaults.total_steps: 2000 -> 4000", ...]`` between two resolved specs."""
-    a, b = _flatten(stored), _flatten(given)
-    out = []
-    for key in sorted(set(a) | set(b)):
-        if key.split(".")[0] in RESUME_NEUTRAL_FIELDS:
-            continue
-        if a.get(key, _MISSING) != b.get(key, _MISSING):
-            out.append(f"{key}: {_show(a.get(key, _MISSING))} -> {_show(b.get(key, _MISSING))}")
-    return out
-
-
-_MISSING = object()
-
-
-def _show(value: Any) -> str:
-    return "(absent)" if value is _MISSING else brief(value)
-
-
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict) and data:
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): data}

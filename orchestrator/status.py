@@ -2,7 +2,8 @@
 
 Three sources, all read-only and safe while a sweep runs:
 
-* ``sweep.yaml``: the expected trials (the spec is expanded again);
+* ``sweep.yaml``: the expected trials (the spec is expanded again), and ``history/``: the trials
+  of earlier versions of the grid, listed as *outside the grid* when they have rows;
 * the Parquet datasets: rows per run_key; a trial whose train rows reach its last step is
   done, whatever Tune last recorded;
 * the newest run's ``tune/run-<time>/experiment_state-*.json`` (plain JSON, nothing is
@@ -45,6 +46,7 @@ from orchestrator.config import TrialConfig
 from orchestrator.spec import SweepSpec, cells, expand
 from orchestrator.storage import canonical_root, list_files, read_json, read_marker
 from orchestrator.sweep_folder import SweepFolder, driver_running
+from orchestrator.sweep_history import known_trials
 from orchestrator.trial_logs import FAILURES_SUFFIX, read_failures
 
 STATES = ("done", "running", "failed", "pending")
@@ -79,7 +81,9 @@ class SweepStatus:
     driver: str | None = None
     """``"pid N on HOST"`` of the live ``mtrl run``, ``""`` if none, ``None`` if unknown."""
     unknown_run_keys: list[str] = field(default_factory=list)
-    """Run keys with Parquet rows that the spec does not list (should stay empty)."""
+    """Run keys with Parquet rows that no version of the grid lists (should stay empty)."""
+    outside_grid: list[TrialStatus] = field(default_factory=list)
+    """Trials of earlier versions of the grid that the latest leaves out but that have rows (kept on disk)."""
     damaged_files: list[str] = field(default_factory=list)
     """Parquet files that could not be read (the next ``mtrl run`` moves them aside)."""
 
@@ -98,6 +102,7 @@ def read_status(root: str) -> SweepStatus:
     if spec is None:
         raise ResultsDirError(f"{root} is not a sweep folder (no {SPEC_FILE}); `mtrl trial` folders have no status")
     trials = {t.run_key: TrialStatus(t) for t in expand(spec)}
+    earlier = {k: TrialStatus(c) for k, c in known_trials(folder.root, spec).items() if k not in trials}
     saved = _apply_tune_state(fs, posixpath.join(path, TUNE_DIR), trials)
     _apply_failures(folder.root, trials)
     driver = driver_running(folder)
@@ -107,15 +112,17 @@ def read_status(root: str) -> SweepStatus:
                 status.state = "pending"
     damaged: list[str] = []
     rows = _parquet_rows(fs, path, damaged)
-    unknown = sorted(set(rows[TRAIN]) - set(trials))
-    for run_key, status in trials.items():
+    unknown = sorted(set(rows[TRAIN]) - set(trials) - set(earlier))
+    for run_key, status in [*trials.items(), *earlier.items()]:
         status.eval_rows = rows[EVALS].get(run_key, (0, None))[0]
         status.train_rows, status.last_step = rows[TRAIN].get(run_key, (0, None))
         if status.last_step == status.config.total_steps:
             status.state = "done"
         elif status.state == "done":  # Tune says finished but the rows are not all there
             status.state = "pending"
-    return SweepStatus(folder.root, spec, list(trials.values()), saved, driver, unknown, damaged)
+    outside = [t for t in earlier.values() if t.eval_rows or t.train_rows]
+    return SweepStatus(folder.root, spec, list(trials.values()), saved, driver, unknown_run_keys=unknown,
+                       damaged_files=damaged, outside_grid=outside)
 
 
 def _apply_failures(root: str, trials: dict[str, TrialStatus]) -> None:
@@ -241,6 +248,16 @@ def render_status(status: SweepStatus) -> Group:
         table.add_row(cell.label(), str(len(group)), *(str(counts[s]) for s in STATES),
                       str(sum(t.retries for t in group)), f"{rows[0]:,}/{rows[1]:,}", f"{rows[2]:,}/{rows[3]:,}")
     counts = status.counts()
+    outside: dict[Cell, list[TrialStatus]] = {}
+    for trial in status.outside_grid:
+        outside.setdefault(Cell.of(trial.config), []).append(trial)
+    if outside:
+        table.add_section()
+        for cell, group in outside.items():
+            states = Counter(t.state for t in group)
+            table.add_row(f"{cell.label()} (outside the grid)", str(len(group)), *(str(states[s]) for s in STATES),
+                          "", f"{sum(t.eval_rows for t in group):,}", f"{sum(t.train_rows for t in group):,}",
+                          style="dim")
     table.add_section()
     table.add_row("all", str(len(status.trials)), *(str(counts[s]) for s in STATES),
                   str(sum(t.retries for t in status.trials)), f"{total_rows[0]:,}/{total_rows[1]:,}",
@@ -270,7 +287,11 @@ def render_status(status: SweepStatus) -> Group:
                           f"{trial.last_error}", style="red" if trial.state == "failed" else "yellow"))
     if len(troubled) > 20:
         parts.append(Text(f"... and {len(troubled) - 20} more trials with errors (logs/<run_key>.log)"))
+    if status.outside_grid:
+        parts.append(Text(f"{len(status.outside_grid)} trial(s) of earlier versions of the grid are outside it now: "
+                          f"their results are kept, `mtrl analyze` leaves them out unless --include-outside-grid",
+                          style="dim"))
     if status.unknown_run_keys:
-        parts.append(Text(f"rows of {len(status.unknown_run_keys)} run(s) the spec does not list, e.g. "
+        parts.append(Text(f"rows of {len(status.unknown_run_keys)} run(s) no version of the grid lists, e.g. "
                           f"{status.unknown_run_keys[0]}", style="yellow"))
     return Group(*parts)

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from mtrl_plasticity.errors import ResultsDirError
 from mtrl_plasticity.results import MARKER, MARKER_KIND, SET_ASIDE_DIR
-from orchestrator.schema import SCHEMA_VERSION
+from orchestrator.schema import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
 
 MAX_MARKER_BYTES = 4096
 """Largest marker file read (the tool writes well under a hundred bytes)."""
@@ -164,9 +164,11 @@ def read_marker(root: str) -> dict[str, Any] | None:
         return None
     if not isinstance(marker, dict) or marker.get("kind") != MARKER_KIND or marker.get("layout") not in LAYOUTS:
         raise ResultsDirError(f"{join(root, MARKER)} was not written by this tool")
-    if marker.get("schema_version") != SCHEMA_VERSION:
+    # A folder keeps the version of its marker: rows of a newer version are added to an older folder
+    # beside its own, each row saying which it is (schema_version), and the older files stay as they are.
+    if marker.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
         raise ResultsDirError(f"{root} holds results of schema version {marker.get('schema_version')!r}, this tool "
-                              f"writes version {SCHEMA_VERSION}")
+                              f"reads versions {', '.join(map(str, READABLE_SCHEMA_VERSIONS))}")
     return marker
 
 

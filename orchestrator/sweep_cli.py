@@ -5,7 +5,8 @@ folder ``<storage>/<name>``, then starts a local Ray instance (or joins the clus
 ``--address`` / ``RAY_ADDRESS``) and runs every trial under Tune. Running the same command
 again resumes: the sweep folder (its Parquet rows and checkpoints, checked first) decides
 which trials are complete; a fresh Tuner runs the others, each from its last good
-checkpoint, so a rerun may use other resources or another cluster. Exit codes: 0 all trials
+checkpoint, so a rerun may use other resources or another cluster. A sweep file with a
+larger grid grows the folder: only the new trials run (``orchestrator.sweep_history``). Exit codes: 0 all trials
 done, 1 some trials failed (rerun to retry them), 2 bad input (nothing started), 130
 interrupted (rerun to resume). SIGTERM (SLURM's preemption and time-limit signal,
 ``scancel``, ``docker stop``) stops the sweep as Ctrl-C does.
@@ -28,16 +29,17 @@ from rich.table import Table
 
 from mtrl_plasticity.errors import SpecError, UserError, brief, write_failure_in
 from mtrl_plasticity.plugins import load_entry_points, runtime_env_for
-from mtrl_plasticity.results import Cell
+from mtrl_plasticity.results import HISTORY_DIR, Cell
 from orchestrator import estimate
 from orchestrator.config import TrialConfig
 from orchestrator.preflight import check_plugin_parts
 from orchestrator.resume_check import check_sweep
 from orchestrator.sink import ParquetSink
-from orchestrator.spec import SweepSpec, cells, expand, load_spec, parse_assignments, trials_by_cell
+from orchestrator.spec import SweepSpec, cells, expand, labels_of, load_spec, parse_assignments, trials_by_cell
 from orchestrator.status import read_status, render_status
-from orchestrator.storage import is_uri
+from orchestrator.storage import is_uri, read_marker
 from orchestrator.sweep_folder import SweepFolder, check_writable, claimed, inspect
+from orchestrator.sweep_history import Growth
 from orchestrator.sweep_progress import make_console
 from orchestrator.trial_hook import trial_hook_from_environment
 from orchestrator.trial_logs import last_line, trial_log_path
@@ -53,10 +55,11 @@ def register(subparsers) -> None:
                      "(default: the file's storage)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a sweep file entry by dotted path, e.g. defaults.total_steps=4000 or "
-                     "seeds=2 (repeatable; a resume needs the same overrides)")
+                     "seeds=2 (repeatable; a resume needs the same overrides, a grown grid may add values)")
     run.add_argument("--name", help="sweep name (and folder) instead of the file's: starts a new sweep")
     run.add_argument("--dry-run", action="store_true",
-                     help="print trials per cell and an estimate of core-hours; start nothing")
+                     help="print trials per cell, an estimate of core-hours and what the run would add to an "
+                     "existing sweep folder (or why it would refuse); start nothing")
     run.add_argument("--address", default=None,
                      help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray instance)")
     run.add_argument("--num-cpus", type=int, default=None,
@@ -70,10 +73,20 @@ def register(subparsers) -> None:
 
 # --- mtrl run ---------------------------------------------------------------------------
 def load(args: argparse.Namespace) -> SweepSpec:
+    """The sweep file with its ``--set`` and ``--name``; unlabelled treatment entries take the labels
+    the sweep folder already gives the same treatment and parameters (``orchestrator.spec.labels_of``)."""
     assignments = parse_assignments(args.set)
     if args.name is not None:
         assignments["name"] = args.name
-    return load_spec(args.sweep, assignments)
+    spec = load_spec(args.sweep, assignments)
+    folder = SweepFolder.for_spec(spec, args.storage or spec.storage)
+    try:
+        stored = folder.stored_spec() if read_marker(folder.root) is not None else None
+    except (UserError, OSError):
+        stored = None  # claiming the folder refuses it, with its own message
+    if stored is not None and stored.name == spec.name:
+        spec = load_spec(args.sweep, assignments, known_labels=labels_of(stored))
+    return spec
 
 
 def run_main(args: argparse.Namespace) -> int:
@@ -99,7 +112,9 @@ def run_main(args: argparse.Namespace) -> int:
         raise SpecError(f"storage {brief(storage)} is relative: on a cluster give --storage as an absolute path on "
                         f"storage every node mounts (NFS) or an s3:// URI")
     check_writable(storage)
-    with claimed(folder, spec) as existed:
+    with claimed(folder, spec, trials) as claim:
+        if claim.growth is not None and (claim.growth.added or claim.growth.outside):
+            print(growth_line(spec, claim.growth, claim.version), flush=True)
         remaining = remaining_trials(trials, folder)
         if not remaining:
             print(f"sweep {spec.name}: all {len(trials)} trials done; rows in {folder.root}/metrics")
@@ -112,10 +127,22 @@ def run_main(args: argparse.Namespace) -> int:
                 found = ray.cluster_resources()
                 check_local_resources(spec, found.get("CPU", 0), found.get("GPU", 0))
             with sigterm_as_ctrl_c():  # after ray.init, whose driver would abort on SIGTERM
-                return run_tune(spec, trials, remaining, folder, hook, resuming=existed)
+                return run_tune(spec, trials, remaining, folder, hook, resuming=claim.existed)
         finally:
             if started_ray:
                 ray.shutdown()
+
+
+def growth_line(spec: SweepSpec, growth: Growth, version: str | None) -> str:
+    """``sweep x: the grid grows by 4 trials (...)``: what a grown or shrunk spec did to the folder."""
+    parts = []
+    if growth.added:
+        parts.append(f"the grid grows by {len(growth.added):,} trial(s)")
+    if growth.outside:
+        parts.append(f"{len(growth.outside):,} trial(s) with results are now outside the grid (kept; `mtrl status` "
+                     f"lists them, `mtrl analyze` leaves them out unless --include-outside-grid)")
+    recorded = f"; recorded as {HISTORY_DIR}/{version}" if version else ""
+    return f"sweep {spec.name}: {'; '.join(parts)}{recorded}"
 
 
 def local_cpus(num_cpus: int | None) -> float:
@@ -319,7 +346,7 @@ def print_plan(spec: SweepSpec, trials, folder: SweepFolder) -> None:
     plugins = [*spec.plugins, *(f"{value} (installed)" for value in load_entry_points())]
     if plugins:
         print(f"plugins: {', '.join(plugins)}")
-    print(f"storage: {inspect(folder, spec)}; nothing started (--dry-run)")
+    print(f"storage: {inspect(folder, spec, trials)}; nothing started (--dry-run)")
 
 
 def _hours(hours: float) -> str:

@@ -1,16 +1,19 @@
-"""A sweep's results folder on its storage: check it is writable, claim it, pin its spec.
+"""A sweep's results folder on its storage: check it is writable, claim it, record its grid.
 
 Layout of ``<storage>/<sweep name>/`` (the names: :mod:`mtrl_plasticity.results`)::
 
     mtrl-results.json   marker (see orchestrator.storage): layout "sweep"
-    sweep.yaml          the resolved spec, written once; a rerun must give the same spec
+    sweep.yaml          the resolved spec: the grid's latest version
+    history/            every version of the grid the folder accepted (orchestrator.sweep_history)
     tune/               Ray Tune's experiment folder (state, per-trial checkpoints)
     metrics/evals/...   Parquet (orchestrator.schema)
     metrics/train/...
 
 Storage is a local or NFS path or a URI that ``pyarrow.fs`` understands (``s3://...``);
 every check here goes through ``pyarrow.fs`` for URIs and refuses before anything is
-written into a folder that is foreign, belongs to another sweep, or pins another spec.
+written into a folder that is foreign, belongs to another sweep, or holds trials with
+results whose config the new spec would change (a grown grid is accepted:
+:mod:`orchestrator.sweep_history`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ import yaml
 
 from mtrl_plasticity.errors import NotWritableError, ResultsDirError
 from mtrl_plasticity.results import MARKER, SPEC_FILE, TUNE_DIR
-from orchestrator.spec import SweepSpec, spec_differences, validate_spec
+from orchestrator import estimate
+from orchestrator.config import TrialConfig
+from orchestrator.spec import SweepSpec, expand, validate_spec
 from orchestrator.storage import (
     LockHeld,
     claim,
@@ -40,8 +45,8 @@ from orchestrator.storage import (
     read_bytes,
     refuse_foreign,
     resolve_filesystem,
-    write_bytes_atomically,
 )
+from orchestrator.sweep_history import Growth, plan_growth, record_version
 from orchestrator.yaml_input import MAX_FILE_BYTES, load_yaml_bytes
 
 LOCK_FILE = ".driver.lock"
@@ -70,12 +75,12 @@ class SweepFolder:
         return read_bytes(fs, posixpath.join(path, name), limit)
 
     def stored_spec(self) -> SweepSpec | None:
-        """The spec this folder was started with, or ``None`` for a new folder."""
+        """The grid's latest version in this folder (``sweep.yaml``), or ``None`` for a new folder."""
         data = self.read_bytes(SPEC_FILE, limit=MAX_FILE_BYTES + 1)
         if data is None:
             return None
         source = f"{self.root}/{SPEC_FILE}"
-        return validate_spec(load_yaml_bytes(data, source), source)
+        return validate_spec(load_yaml_bytes(data, source), source, stored=True)
 
 
 def check_writable(storage: str) -> None:
@@ -93,35 +98,51 @@ def check_writable(storage: str) -> None:
         raise NotWritableError(f"storage {storage} is not writable ({reason})") from None
 
 
-def prepare(folder: SweepFolder, spec: SweepSpec) -> bool:
-    """Claim ``folder`` for ``spec``'s sweep; returns True when the sweep already existed.
+@dataclass(frozen=True)
+class Claim:
+    """What :func:`prepare` found and did."""
 
-    Refuses (``ResultsDirError``) a foreign folder, a trial folder, another sweep's folder,
-    or this sweep's folder pinned to a different spec (showing what differs). Only a new
-    folder gets its marker and ``sweep.yaml`` written. ``mtrl run`` calls it through
-    :func:`claimed`, under the driver lock.
+    existed: bool
+    """The folder held this sweep before."""
+    version: str | None = None
+    """The history file this call recorded (a new folder, or a grown or otherwise changed spec); None: unchanged."""
+    growth: Growth | None = None
+    """How the spec relates to the folder's grid (None for a new folder)."""
+
+
+def prepare(folder: SweepFolder, spec: SweepSpec, trials: list[TrialConfig] | None = None) -> Claim:
+    """Claim ``folder`` for ``spec``'s sweep (``trials``: its expansion, computed if not given).
+
+    Refuses (``ResultsDirError``) a foreign folder, a trial folder, another sweep's folder, and
+    a spec that would change the config of a trial with results or rename every trial
+    (:func:`orchestrator.sweep_history.plan_growth`, naming the changes). A new folder gets
+    its marker; a new or changed spec is recorded in the history and becomes ``sweep.yaml``.
+    ``mtrl run`` calls it through :func:`claimed`, under the driver lock.
     """
     _refuse_nested(folder)
     _refuse_foreign(folder)
     claim(folder.root, "sweep", ignore=(LOCK_FILE,))
     stored = folder.stored_spec()
     if stored is None:
-        _write_spec(folder, spec)
-        return False
+        return Claim(False, record_version(folder.root, _spec_text(spec)))
     if stored.name != spec.name:
         raise ResultsDirError(f"{folder.root} holds sweep {stored.name!r}, not {spec.name!r}")
-    differences = spec_differences(stored.resolved(), spec.resolved())
-    if differences:
-        shown = "; ".join(differences[:4]) + (f"; and {len(differences) - 4} more" if len(differences) > 4 else "")
-        raise ResultsDirError(
-            f"{folder.root} holds sweep {spec.name!r} with a different spec ({shown}); rerun the original "
-            f"spec to resume it, or start a new sweep with --name NEW_NAME or another --storage")
-    return True
+    growth = plan_growth(folder.root, stored, spec, trials if trials is not None else expand(spec))
+    if growth.refused:
+        raise ResultsDirError(growth.refusal(folder.root, spec.name))
+    if _same(stored, spec):
+        return Claim(True, None, growth)
+    return Claim(True, record_version(folder.root, _spec_text(spec)), growth)
+
+
+def _same(stored: SweepSpec, spec: SweepSpec) -> bool:
+    """The same spec, but for where it is stored (``--storage`` may name the same folder another way)."""
+    return stored.model_copy(update={"storage": ""}).resolved() == spec.model_copy(update={"storage": ""}).resolved()
 
 
 @contextlib.contextmanager
-def claimed(folder: SweepFolder, spec: SweepSpec) -> Iterator[bool]:
-    """:func:`prepare` under the driver lock, held until the block ends; yields whether the sweep existed.
+def claimed(folder: SweepFolder, spec: SweepSpec, trials: list[TrialConfig] | None = None) -> Iterator[Claim]:
+    """:func:`prepare` under the driver lock, held until the block ends; yields its :class:`Claim`.
 
     The lock is taken before the spec is checked or written: of two drivers started at once
     on a new folder, one writes ``sweep.yaml`` and the other is refused. A foreign folder is
@@ -130,7 +151,7 @@ def claimed(folder: SweepFolder, spec: SweepSpec) -> Iterator[bool]:
     _refuse_nested(folder)
     _refuse_foreign(folder)
     with driver_lock(folder):
-        yield prepare(folder, spec)
+        yield prepare(folder, spec, trials)
 
 
 @contextlib.contextmanager
@@ -157,7 +178,7 @@ def driver_running(folder: SweepFolder) -> str | None:
     return lock_holder(folder.root, LOCK_FILE)
 
 
-def inspect(folder: SweepFolder, spec: SweepSpec) -> str:
+def inspect(folder: SweepFolder, spec: SweepSpec, trials: list[TrialConfig] | None = None) -> str:
     """What ``mtrl run`` would do with ``folder`` (read-only; for ``--dry-run``)."""
     try:
         stored = folder.stored_spec()
@@ -165,10 +186,19 @@ def inspect(folder: SweepFolder, spec: SweepSpec) -> str:
         return f"cannot read {folder.root}: {exc}"
     if stored is None:
         return f"new sweep in {folder.root}"
-    differences = spec_differences(stored.resolved(), spec.resolved())
-    if stored.name != spec.name or differences:
-        return f"refused: {folder.root} holds a different spec ({'; '.join(differences[:3])})"
-    return f"resumes the sweep in {folder.root}"
+    if stored.name != spec.name:
+        return f"refused: {folder.root} holds sweep {stored.name!r}, not {spec.name!r}"
+    growth = plan_growth(folder.root, stored, spec, trials if trials is not None else expand(spec))
+    if growth.refused:
+        return f"refused: {growth.refusal(folder.root, spec.name)}"
+    outside = (f"; {len(growth.outside):,} trial(s) with results fall outside the new grid (kept on disk, "
+               f"listed by mtrl status)" if growth.outside else "")
+    if growth.added:
+        return (f"grows the sweep in {folder.root}: adds {len(growth.added):,} trial(s), about "
+                f"{estimate.core_hours(growth.added):,.2f} core-hours{outside}")
+    if _same(stored, spec):
+        return f"resumes the sweep in {folder.root}"
+    return f"resumes the sweep in {folder.root} with a changed spec (recorded in its history){outside}"
 
 
 def _refuse_nested(folder: SweepFolder) -> None:
@@ -189,10 +219,8 @@ def _refuse_foreign(folder: SweepFolder) -> None:
     refuse_foreign(folder.root, ignore=(LOCK_FILE,))
 
 
-def _write_spec(folder: SweepFolder, spec: SweepSpec) -> None:
-    fs, path = folder.filesystem()
-    text = yaml.safe_dump(spec.resolved(), sort_keys=False)
-    write_bytes_atomically(fs, posixpath.join(path, SPEC_FILE), text.encode())
+def _spec_text(spec: SweepSpec) -> str:
+    return yaml.safe_dump(spec.resolved(), sort_keys=False)
 
 
-__all__ = ["SweepFolder", "check_writable", "claimed", "driver_lock", "driver_running", "inspect", "prepare"]
+__all__ = ["Claim", "SweepFolder", "check_writable", "claimed", "driver_lock", "driver_running", "inspect", "prepare"]

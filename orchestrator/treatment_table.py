@@ -32,7 +32,7 @@ from typing import Any
 
 from mtrl_plasticity.treatments import TREATMENTS, TreatmentSpec
 from orchestrator.preflight import is_builtin
-from orchestrator.spec import axis_cells, cell_fields, load_spec
+from orchestrator.spec import cell_fields, load_spec, treatment_cells
 
 START = "<!-- treatment-table:start -->"
 END = "<!-- treatment-table:end -->"
@@ -94,11 +94,11 @@ def published_runs(sweeps_dir: str = SWEEPS_DIR) -> dict[str, list[tuple[str, st
         spec = load_spec(os.path.join(sweeps_dir, file_name))
         if spec.protocol != PUBLISHED_PROTOCOL:
             continue
-        for cell in axis_cells(spec):
-            params = cell_fields(spec, cell)["treatment_params"]
+        for benchmark, arch, choice in treatment_cells(spec):
+            params = cell_fields(spec, benchmark, arch, choice)["treatment_params"]
             entry = (spec.name, file_name, params)
-            if entry not in runs.setdefault(cell.treatment, []):
-                runs[cell.treatment].append(entry)
+            if entry not in runs.setdefault(choice.name, []):
+                runs[choice.name].append(entry)
     return runs
 
 

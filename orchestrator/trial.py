@@ -108,7 +108,7 @@ class _Trial:
         self.collect_gen = _torch_generator(seed, _COLLECT_STREAM)
         observations = ObservationPath(config.fast_observations, config.check_observations)
         self.env = LockStepEnv(self.tasks, self.env_rng, self.clock, observations)
-        self.evaluator = BatchedEvaluator(self.tasks, config.eval_episodes, self.clock, observations)
+        self.evaluator = BatchedEvaluator(self.tasks, config.eval_episodes, self.clock, observations, config.gamma)
         self.buffer = PlasticityBuffer(config.plasticity_buffer_size)
         self.step = 0
         self.epoch = 0
@@ -208,6 +208,7 @@ class _Trial:
                 "episodes": result.episodes,
                 "return_mean": float(np.mean(result.returns)),
                 "return_std": float(np.std(result.returns)),
+                "discounted_return_mean": float(np.mean(result.discounted_returns)),
                 "normalised_return_mean": result.normalised_return_mean,
                 "success_rate": result.success_rate,
                 "episode_length_mean": float(np.mean(result.lengths)),
@@ -227,7 +228,7 @@ class _Trial:
     def _identity(self) -> dict:
         return {"schema_version": schema.SCHEMA_VERSION, "sweep": self.config.sweep,
                 "run_key": self.config.run_key, "seed": self.config.seed,
-                "step": self.step, "epoch": self.epoch}
+                "step": self.step, "epoch": self.epoch, "axes": self.config.axis_label, **self.config.axis_values}
 
 
 def run_trial(config: TrialConfig, sink: ParquetSink, checkpointer: Checkpointer) -> TrialResult:

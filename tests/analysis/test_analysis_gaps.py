@@ -100,9 +100,15 @@ def test_runs_outside_the_grid_and_an_invalid_sweep_yaml_are_reported(tmp_path, 
     root = tmp_path / "results"
     _sweep_yaml(root, ["dense"], [0])
     rows_writer(root, "evals", _runs(make_eval_row, [("MT3", "mtppo", "dense"), ("MT3", "moe", "dense")], (0, 1)))
-    cov = compute(root, reps=20, band_reps=10, jobs=1).coverage
+    result = compute(root, reps=20, band_reps=10, jobs=1)
+    cov = result.coverage
     assert cov.outside_grid == {Cell("MT3", "moe", "dense"): [1], Cell("MT3", "mtppo", "dense"): [1]}
-    assert "runs outside sweep.yaml's grid in MT3/moe/dense: seeds 1" in cov.lines()
+    assert ("runs outside sweep.yaml's grid in MT3/moe/dense: seeds 1 (left out of the scores; "
+            "--include-outside-grid includes them)") in cov.lines()
+    assert result.table1["n_runs"].tolist() == [1, 1]  # seed 0 of each cell: seed 1 is left out
+    included = compute(root, reps=20, band_reps=10, jobs=1, include_outside_grid=True)
+    assert included.table1["n_runs"].tolist() == [2, 2]
+    assert "seeds 1 (included in the scores)" in included.coverage.lines()[0]
 
     (root / "sweep.yaml").write_text("name: hand\nprotocol: draft\n", encoding="utf-8")  # not a full spec
     cov = compute(root, reps=20, band_reps=10, jobs=1).coverage

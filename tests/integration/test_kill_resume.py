@@ -35,16 +35,6 @@ from testkit.ray import (
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def ray_tmp():
-    """A private RAY_TMPDIR for the drivers' local Ray instances, cleaned up afterwards."""
-    path = f"/tmp/mtrl-kill-{uuid.uuid4().hex[:8]}"
-    os.makedirs(path)
-    yield path
-    kill_ray_processes(path)
-    shutil.rmtree(path, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The uninterrupted sweep both tests compare with: ``(sweep file, its folder, the driver's log)``."""

@@ -72,11 +72,14 @@ def test_unwritable_storage(write_sweep, tmp_path, capsys):
 def test_results_folder_of_another_sweep_or_spec(write_sweep, tmp_path, capsys):
     storage = tmp_path / "store"
     original = validate_spec(tiny_spec_data(), "s.yaml")
-    prepare(SweepFolder.for_spec(original, str(storage)), original)
+    folder = SweepFolder.for_spec(original, str(storage))
+    prepare(folder, original)
+    os.makedirs(os.path.join(folder.root, "checkpoints", "Empty-5x5-v0-single-dense-s01"))
+    open(os.path.join(folder.root, "checkpoints", "Empty-5x5-v0-single-dense-s01", "step-000000200.pt"), "wb").close()
     before = files_under(storage)
-    changed = write_sweep(tiny_spec_data(seeds=5))
+    changed = write_sweep(tiny_spec_data(seeds=5, defaults={**tiny_spec_data()["defaults"], "eval_episodes": 3}))
     line = run_refused(capsys, ["run", changed, "--storage", str(storage)])
-    assert "with a different spec (seeds: 2 -> 5)" in line
+    assert "changes the config of 1 trial(s) that already have results: eval_episodes: 2 -> 3 (1 trial)" in line
     line = run_refused(capsys, ["run", changed, "--storage", str(storage / "tiny")])
     assert "is itself a results folder" in line
     foreign = tmp_path / "foreign"

@@ -11,11 +11,12 @@ from orchestrator.spec import (
     apply_assignments,
     cells,
     expand,
+    labels_of,
     load_spec,
     parse_assignments,
-    spec_differences,
     validate_spec,
 )
+from orchestrator.sweep_history import config_changes
 from testkit.sweep import SWEEPS, tiny_spec_data
 
 PAPER_TREATMENTS = ("dense", "gmp80", "gmp95", "gmp99", "redo", "reset", "wd")
@@ -130,8 +131,8 @@ def test_set_assignments_follow_dotted_paths():
     ({"benchmarks": ["MT4"]}, "unknown benchmark 'MT4'"),
     ({"archs": ["mlp"]}, "unknown architecture 'mlp'"),
     ({"treatments": ["gmp90"]}, "unknown treatment 'gmp90'"),
-    ({"treatments": ["dense", "dense"]}, "treatment 'dense' appears twice"),
-    ({"treatments": [{"dense": {}, "wd": {}}]}, "one mapping"),
+    ({"treatments": ["dense", "dense"]}, "entries 0 and 1 are the same treatment: 'dense' without parameters"),
+    ({"treatments": [{"dense": {}, "wd": {}}]}, "a treatment entry is a name, {name: {param: value}} or"),
     ({"seeds": 0}, "seeds: must be a count >= 1"),
     ({"seeds": -3}, "seeds: must be a count >= 1"),
     ({"seeds": []}, "seeds: must be a count >= 1"),
@@ -174,11 +175,12 @@ def test_yaml_problems(write_sweep):
         load_spec("/nonexistent/sweep.yaml")
 
 
-def test_spec_differences_name_the_changed_entries():
-    a = spec().resolved()
-    b = spec(seeds=3, defaults={**tiny_spec_data()["defaults"], "total_steps": 800}, storage="elsewhere").resolved()
-    assert spec_differences(a, b) == ["defaults.total_steps: 400 -> 800", "seeds: 2 -> 3"]
-    assert spec_differences(a, a) == []
+def test_config_changes_name_the_changed_fields():
+    [a, _] = expand(spec())
+    [b, _] = expand(spec(defaults={**tiny_spec_data()["defaults"], "total_steps": 800, "gamma": 0.9},
+                         overrides=[{"match": {"arch": "single"}, "set": {"treatment_params": {}}}]))
+    assert config_changes(a, b) == ["gamma: 0.99 -> 0.9", "total_steps: 400 -> 800"]
+    assert config_changes(a, a) == []
 
 
 def test_scientific_notation_is_a_number(write_sweep):
@@ -195,3 +197,96 @@ def test_union_fields_say_what_they_accept():
                               ({"seeds": ["a"]}, "seeds: expected a count")):
         with pytest.raises(SpecError, match=expected):
             validate_spec(tiny_spec_data(**changes), "s.yaml")
+
+
+# --- variants of a treatment, grid axes (issue 27) ------------------------------------------------
+def test_variants_are_labelled_by_the_user_or_by_the_parameters_that_differ():
+    s = spec(treatments=["redo", {"redo": {"tau": 0.001}}, {"redo": {"tau": 0.1, "every": 100}},
+                         {"redo": {"tau": 0.5}, "label": "redo-high"}, {"gmp": {"final_sparsity": 0.9}}])
+    assert [c.label for c in s.treatment_choices] == [
+        "redo", "redo.tau-0.001", "redo.every-100.tau-0.1", "redo-high", "gmp.final_sparsity-0.9"]
+    # the resolved spec (sweep.yaml) writes every label out; a bare name stays a name
+    assert s.resolved()["treatments"][:2] == ["redo", {"redo": {"tau": 0.001}, "label": "redo.tau-0.001"}]
+    assert validate_spec(s.resolved(), "sweep.yaml", stored=True).treatment_choices == s.treatment_choices
+    keys = [t.run_key for t in expand(s)]
+    assert keys[:3] == ["Empty-5x5-v0-single-redo-s00", "Empty-5x5-v0-single-redo-s01",
+                        "Empty-5x5-v0-single-redo.tau-0.001-s00"]
+    # a parameter equal to the default is no difference: {redo: {tau: 0.01}} is redo
+    assert spec(treatments=[{"redo": {"tau": 0.01}}]).treatment_choices[0].label == "redo"
+    # what a protocol fills in is a default too: tau 0.001 is the published protocol's
+    assert spec(protocol="tmlr", treatments=[{"redo": {"tau": 0.001}}]).treatment_choices[0].label == "redo"
+
+
+def test_a_value_without_a_folder_safe_spelling_gives_a_hashed_label():
+    [choice] = spec(treatments=[{"reset": {"steps": [100, 200]}}]).treatment_choices
+    assert choice.label.startswith("reset.") and len(choice.label) == len("reset.") + 8
+    assert choice.label == spec(treatments=[{"reset": {"steps": [100, 200]}}]).treatment_choices[0].label
+
+
+@pytest.mark.parametrize("treatments, expected", [
+    (["redo", {"redo": {"tau": 0.01}}], "entries 0 and 1 are the same treatment: 'redo' with"),
+    (["gmp95", {"gmp": {"final_sparsity": 0.95}}], "entries 0 and 1 are the same treatment: 'gmp' with"),
+    ([{"redo": {"tau": 0.1}, "label": "x"}, {"redo": {"tau": 0.2}, "label": "x"}], "both labelled 'x'"),
+    ([{"redo": {"tau": 0.1}, "label": "gmp95"}], "'gmp95' of 'redo' is the name of another registered treatment"),
+    ([{"redo": {"tau": 0.1}, "label": "a__b"}], "no '__'"),
+    ([{"redo": {"tau": 0.1}, "label": 3}], "the label of 'redo' is a name, got 3"),
+    ([{"redo": {"taux": 0.1}}], "treatment 'redo' has no parameter(s) ['taux']"),
+])
+def test_treatment_entry_mistakes(treatments, expected):
+    with pytest.raises(SpecError) as info:
+        spec(treatments=treatments)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_folder_without_labels_keeps_its_names_and_a_sweep_file_adopts_them():
+    """A sweep.yaml of a tool before labels: its one entry per treatment is named by the treatment."""
+    legacy = tiny_spec_data(treatments=[{"redo": {"tau": 0.001}}])
+    stored = validate_spec(legacy, "sweep.yaml", stored=True)
+    assert stored.treatment_choices[0].label == "redo"
+    assert expand(stored)[0].run_key == "Empty-5x5-v0-single-redo-s00"
+    given = validate_spec(legacy, "s.yaml", known_labels=labels_of(stored))
+    assert [t.run_key for t in expand(given)] == [t.run_key for t in expand(stored)]
+    assert validate_spec(legacy, "s.yaml").treatment_choices[0].label == "redo.tau-0.001"  # a new folder
+
+
+def test_axes_are_grid_axes_over_trial_fields():
+    s = spec(axes={"n_experts": [2, 4], "actor_lr": [1e-3, 3e-4]}, archs=["single"])
+    assert s.axes == {"actor_lr": [0.001, 0.0003], "n_experts": [2, 4]}  # sorted fields, typed values
+    trials = expand(s)
+    assert len(trials) == 2 * 2 * 2  # seeds x actor_lr x n_experts
+    assert trials[0].run_key == "Empty-5x5-v0-single-dense-actor_lr-0.001.n_experts-2-s00"
+    assert [(t.actor_lr, t.n_experts) for t in trials[::2]] == [(0.001, 2), (0.001, 4), (0.0003, 2), (0.0003, 4)]
+    assert [str(c) for c in cells(s)][:2] == ["Empty-5x5-v0/single/dense/actor_lr-0.001.n_experts-2",
+                                              "Empty-5x5-v0/single/dense/actor_lr-0.001.n_experts-4"]
+    assert cells(s)[0].label() == "Empty-5x5-v0 / single / dense / actor_lr=0.001, n_experts=2"
+    assert spec(axes={"actor_lr": [1]}).axes == {"actor_lr": [1.0]}  # one spelling per value
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"axes": {"seed": [1]}}, "'seed' cannot be a grid axis"),
+    ({"axes": {"treatment_params": [{}]}}, "'treatment_params' cannot be a grid axis"),
+    ({"axes": {"actor_lrr": [0.1]}}, "'actor_lrr' is not a trial setting (did you mean 'actor_lr'?)"),
+    ({"axes": {"actor_lr": []}}, "actor_lr: give a non-empty list of values"),
+    ({"axes": {"actor_lr": [0.1, 0.1]}}, "actor_lr value 0.1 appears twice"),
+    ({"axes": {"actor_lr": [True]}}, "actor_lr: expected a number, got true"),
+    ({"axes": {"n_experts": [2.5]}}, "n_experts: 2.5 is not a valid value"),
+    ({"axes": {"gamma": [0.9]}, "defaults": {"gamma": 0.9}}, "defaults.gamma is also a grid axis"),
+    ({"axes": {"gamma": [0.9]}, "overrides": [{"match": {"arch": "single"}, "set": {"gamma": 0.8}}]},
+     "overrides.0.set.gamma is a grid axis"),
+    ({"axes": {"gamma": [0.5, 2.0]}}, "cell Empty-5x5-v0 / single / dense / gamma=2.0: gamma"),
+])
+def test_axis_mistakes(changes, expected):
+    if "defaults" in changes:
+        changes["defaults"] = {**tiny_spec_data()["defaults"], **changes["defaults"]}
+    with pytest.raises(SpecError) as info:
+        expand(spec(**changes))
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_an_override_matches_a_variant_by_label_or_all_of_a_treatment_by_name():
+    treatments = ["redo", {"redo": {"tau": 0.1}}]
+    by_label = expand(spec(treatments=treatments,
+                           overrides=[{"match": {"treatment": "redo.tau-0.1"}, "set": {"gamma": 0.9}}]))
+    assert [t.gamma for t in by_label] == [0.99, 0.99, 0.9, 0.9]
+    by_name = expand(spec(treatments=treatments, overrides=[{"match": {"treatment": "redo"}, "set": {"gamma": 0.9}}]))
+    assert [t.gamma for t in by_name] == [0.9] * 4

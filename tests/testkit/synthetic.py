@@ -128,6 +128,10 @@ def write_synthetic_sweep(
     return out
 
 
+DISCOUNT_OF_A_SUCCESS = 0.99 ** 19
+"""The synthetic evaluations' discounted / undiscounted return (every success in 20 steps, gamma 0.99)."""
+
+
 def _identity(sweep: str, key: str, seed: int, steps: np.ndarray, steps_per_epoch: int) -> dict[str, pa.Array]:
     n = len(steps)
     return {
@@ -137,6 +141,7 @@ def _identity(sweep: str, key: str, seed: int, steps: np.ndarray, steps_per_epoc
         "seed": pa.array(np.full(n, seed, dtype=np.int32)),
         "step": pa.array(steps.astype(np.int64)),
         "epoch": pa.array((steps // steps_per_epoch).astype(np.int32)),
+        "axes": pa.array([""] * n, pa.string()),
     }
 
 
@@ -162,6 +167,8 @@ def _eval_table(sweep, benchmark, arch, treatment, seed, last, total_steps, eval
         "episodes": pa.array(np.full(n_steps * n_tasks, 25, dtype=np.int32)),
         "return_mean": pa.array(returns.reshape(-1)),
         "return_std": pa.array(np.full(n_steps * n_tasks, 0.1)),
+        # as if every success took 20 steps: 0.99^19 of the undiscounted return
+        "discounted_return_mean": pa.array(returns.reshape(-1) * DISCOUNT_OF_A_SUCCESS),
         "normalised_return_mean": pa.array(scores.reshape(-1)),
         "success_rate": pa.array(success.reshape(-1)),
         "episode_length_mean": pa.array((1.0 - success.reshape(-1)) * 100.0 + 10.0),
