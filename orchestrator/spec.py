@@ -44,6 +44,7 @@ from mtrl_plasticity.results import Cell
 from mtrl_plasticity.treatments import treatment_spec
 from orchestrator import registered, yaml_input
 from orchestrator.config import MAX_SEED, TrialConfig
+from orchestrator.trackers import DEFAULT_TRACKERS, tracker_names
 from orchestrator.yaml_input import read_yaml_file
 
 __all__ = ["Cell", "SpecError", "SweepSpec", "cells", "expand", "load_spec", "trials_by_cell", "validate_spec"]
@@ -145,6 +146,9 @@ class SweepSpec(_Strict):
     """Cap on trials running at once (default: as many as the resources allow)."""
     storage: str = "results"
     """Where results go: a local/NFS path or ``s3://bucket/prefix`` (``--storage`` overrides)."""
+    trackers: list[str] = Field(default_factory=lambda: list(DEFAULT_TRACKERS))
+    """Where the trials write live curves: ``tensorboard`` (default), ``wandb``, ``mlflow``; ``[]`` for none
+    (``--tracker`` overrides; ``orchestrator.trackers``). A log: a rerun may change it."""
 
     @model_validator(mode="before")
     @classmethod
@@ -190,6 +194,11 @@ class SweepSpec(_Strict):
             names.append(registered.treatment(name))
         _unique(names, "treatment")  # the run_key names the treatment only
         return value
+
+    @field_validator("trackers")
+    @classmethod
+    def _known_trackers(cls, value: list[str]) -> list[str]:
+        return tracker_names(value)
 
     @field_validator("seeds")
     @classmethod
@@ -481,7 +490,7 @@ def trials_by_cell(trials: Iterable[TrialConfig]) -> dict[Cell, list[TrialConfig
 
 
 # --- comparing two specs ----------------------------------------------------------------
-RESUME_NEUTRAL_FIELDS = ("storage",)
+RESUME_NEUTRAL_FIELDS = ("storage", "trackers")
 """Fields that may differ between the stored and the given spec of one sweep."""
 
 
