@@ -18,6 +18,7 @@ slot that frees first, in the sweep's order. Ray-free and torch-free.
 from __future__ import annotations
 
 import heapq
+import json
 import math
 import os
 import socket
@@ -117,8 +118,6 @@ class ProgressRecorder:
 
 
 def _json_bytes(data: Any) -> bytes:
-    import json
-
     return json.dumps(data, sort_keys=True).encode()
 
 

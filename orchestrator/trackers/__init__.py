@@ -19,6 +19,9 @@ from collections.abc import Callable, Iterator, Sequence
 
 from mtrl_plasticity.errors import UserError, brief
 from orchestrator.trackers.base import NO_TRACKERS, Tracker, TrackerRun, TrackerSet, stable_run_id
+from orchestrator.trackers.mlflow_tracker import MlflowTracker
+from orchestrator.trackers.tensorboard import TensorBoardTracker
+from orchestrator.trackers.wandb_tracker import WandbTracker
 
 __all__ = ["DEFAULT_TRACKERS", "NO_TRACKERS", "TRACKERS", "Tracker", "TrackerRun", "TrackerSet", "check_trackers",
            "open_trackers", "stable_run_id", "tracker_names"]
@@ -80,7 +83,7 @@ def _check_wandb() -> None:
     if os.environ.get("WANDB_MODE", "").lower() in _OFFLINE_WANDB_MODES:
         return
     try:
-        import wandb
+        import wandb  # the optional extra: only when a sweep asks for it
     except ImportError as exc:
         raise UserError(f"tracker wandb: the wandb package does not import ({exc})") from None
     # verify=False: no request to W&B here; prompt=False: never an interactive prompt in a sweep's driver.
@@ -103,6 +106,7 @@ def _unless_set(**defaults: str) -> Iterator[None]:
 
 def _check_mlflow() -> None:
     try:
+        # the optional extra: only when a sweep asks for it
         import mlflow
         from mlflow import MlflowClient
     except ImportError as exc:
@@ -118,22 +122,12 @@ def _check_mlflow() -> None:
                             f"MLFLOW_TRACKING_URI (and its credentials)") from None
 
 
-def _factory(name: str) -> Callable[[TrackerRun], Tracker]:
-    # Each tracker's module on demand: a trial imports only the ones it writes to.
-    if name == "tensorboard":
-        from orchestrator.trackers.tensorboard import TensorBoardTracker
-
-        return TensorBoardTracker
-    if name == "wandb":
-        from orchestrator.trackers.wandb_tracker import WandbTracker
-
-        return WandbTracker
-    from orchestrator.trackers.mlflow_tracker import MlflowTracker
-
-    return MlflowTracker
+_FACTORIES: dict[str, Callable[[TrackerRun], Tracker]] = {
+    "tensorboard": TensorBoardTracker, "wandb": WandbTracker, "mlflow": MlflowTracker}
+"""Each tracker's class; each imports its library only when a trial starts it."""
 
 
 def open_trackers(names: Sequence[str], run: TrackerRun, warn: Callable[[str], None],
                   extra: Sequence[tuple[str, Tracker]] = ()) -> TrackerSet:
     """The :class:`TrackerSet` of one run of a trial: the named trackers, then ``extra`` (e.g. the progress record)."""
-    return TrackerSet([*((name, _factory(name)(run)) for name in names), *extra], warn)
+    return TrackerSet([*((name, _FACTORIES[name](run)) for name in names), *extra], warn)

@@ -26,7 +26,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mtrl_plasticity.results import EVALS, TRAIN, Cell
 from orchestrator.config import TrialConfig
+from orchestrator.sink import ParquetSink
 
 TRAIN_TAG_PREFIXES = ("losses/", "charts/", "sparsity/", "plasticity/", "interventions/")
 """The train columns that are tags: every metric column but the wall-clock ``perf/*``."""
@@ -67,8 +69,6 @@ class TrackerRun:
     @property
     def group(self) -> str:
         """The trial's cell, ``MT3/moe/dense``: W&B's group, MLflow's ``mtrl.cell`` tag."""
-        from mtrl_plasticity.results import Cell
-
         return str(Cell.of(self.config))
 
     @property
@@ -115,9 +115,6 @@ def epoch_scalars(train: Mapping[str, Any] | None, evals: Sequence[Mapping[str, 
 def committed_points(run: TrackerRun, up_to: int) -> list[tuple[int, Scalars]]:
     """``(step, tags)`` of every step up to ``up_to`` that the trial's Parquet holds, in step order: what a
     resumed trial's checkpoint stands on, for a tracker that may have lost points in a kill (W&B)."""
-    from mtrl_plasticity.results import EVALS, TRAIN
-    from orchestrator.sink import ParquetSink
-
     sink = ParquetSink.for_config(run.results_root, run.config)
     train = {row["step"]: row for row in sink.read(TRAIN).to_pylist() if row["step"] <= up_to}
     evals: dict[int, list[dict]] = {}

@@ -65,7 +65,7 @@ class MlflowTracker:
         self.client.log_batch(self.run_id, params=params)
 
     def _experiment_id(self) -> str:
-        from mlflow.exceptions import MlflowException
+        from mlflow.exceptions import MlflowException  # the optional extra, on the trial's worker only
 
         name = experiment_name(self.run.sweep)
         experiment = self.client.get_experiment_by_name(name)
@@ -80,7 +80,7 @@ class MlflowTracker:
             return experiment.experiment_id
 
     def log(self, step: int, scalars: Mapping[str, float]) -> None:
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # the optional extra, on the trial's worker only
 
         stamp = int(time.time() * 1000)
         metrics = [Metric(key, value, stamp, step) for key, value in scalars.items()
