@@ -15,13 +15,15 @@ with this one added. Wire ``analyze`` into another argparse CLI with :func:`regi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from analysis.aggregate import DEFAULT_BAND_REPS, DEFAULT_REPS
 from mtrl_plasticity.errors import AnalysisError, UserError
@@ -95,7 +97,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run ``analyze`` for parsed arguments; print a summary; return the exit status (2 on bad input)."""
     # pandas, rliable and matplotlib load here, when the command runs: never for --help or other commands.
-    from analysis.pipeline import compute
+    from analysis.pipeline import STAGES, compute
     from analysis.report import output_folder, write_outputs
     from analysis.summary import print_summary
 
@@ -104,12 +106,14 @@ def run(args: argparse.Namespace) -> int:
         out_dir = output_folder(args.results_dir, args.out)
         if not is_uri(str(out_dir)):
             check_out_dir(out_dir)
-        progress = (lambda msg: console.log(msg)) if console is not None else None
-        result = compute(args.results_dir, reps=args.reps, at_step=args.at_step, seed=args.seed,
-                         band_reps=args.band_reps, paper_compare=args.paper_compare, progress=progress,
-                         jobs=args.jobs, include_unfinished=args.include_unfinished, score=args.score,
-                         include_outside_grid=args.include_outside_grid)
-        written = write_outputs(result, out_dir, figures=args.figures)
+        with stage_bar(console, STAGES + 1) as stage:  # the pipeline's stages, then writing the outputs
+            result = compute(args.results_dir, reps=args.reps, at_step=args.at_step, seed=args.seed,
+                             band_reps=args.band_reps, paper_compare=args.paper_compare, progress=stage,
+                             jobs=args.jobs, include_unfinished=args.include_unfinished, score=args.score,
+                             include_outside_grid=args.include_outside_grid)
+            if stage is not None:
+                stage("writing tables" + (" and figures" if args.figures else ""))
+            written = write_outputs(result, out_dir, figures=args.figures)
     except UserError as exc:
         print(f"mtrl analyze: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
@@ -118,6 +122,31 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(written.index)
     return 0
+
+
+@contextlib.contextmanager
+def stage_bar(console: Console | None, stages: int) -> Iterator[Callable[[str], None] | None]:
+    """A progress bar over ``stages`` named stages: yields ``stage(message)``, called as each one begins
+    (``None`` without a console). On a terminal the bar is redrawn in place; in a log it prints each stage."""
+    if console is None:
+        yield None
+        return
+    columns = (SpinnerColumn(), TextColumn("[bold]analyze[/] {task.description}"), BarColumn(),
+               MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("", total=stages)
+        begun = [0]
+
+        def stage(message: str) -> None:
+            if begun[0]:
+                progress.advance(bar)
+            begun[0] += 1
+            progress.update(bar, description=message)
+            if not console.is_terminal:
+                console.log(f"[{begun[0]}/{stages}] {message}")
+
+        yield stage
+        progress.update(bar, completed=stages, description="done")
 
 
 def check_out_dir(out_dir: Path) -> None:

@@ -283,6 +283,10 @@ def plasticity(results_dir: PathLike, run_keys: frozenset[str] | None = None) ->
 
 
 # --- all of it ------------------------------------------------------------------------------------
+STAGES = 6
+"""How many times :func:`compute` calls ``progress`` (once before each stage): the length of a progress bar."""
+
+
 def compute(results_dir: PathLike, reps: int = aggregate.DEFAULT_REPS, at_step: int | None = None, seed: int = 0,
             band_reps: int = aggregate.DEFAULT_BAND_REPS, paper_compare: bool | None = None,
             progress: Callable[[str], None] | None = None, jobs: int | None = None,

@@ -16,6 +16,8 @@ A results folder (``mtrl run`` writes a sweep folder, ``mtrl trial`` a trial fol
     logs/<run_key>.log, .failures.json         LOGS_DIR
     set-aside/                                 SET_ASIDE_DIR: damaged files moved out of the way
     tune/run-<time>/                           TUNE_DIR: Ray Tune's own files (logs only)
+    tensorboard/<run_key>/                     TENSORBOARD_DIR: each trial's TensorBoard event files (logs only)
+    progress/<run_key>.json                    PROGRESS_DIR: each running trial's progress record (logs only)
 """
 
 from __future__ import annotations
@@ -223,3 +225,9 @@ TRIAL_CONFIG_FILE = "config.json"
 LOGS_DIR = "logs"
 SET_ASIDE_DIR = "set-aside"
 TUNE_DIR = "tune"
+TENSORBOARD_DIR = "tensorboard"
+"""Each trial's TensorBoard event files, ``tensorboard/<run_key>/``: logs, never read to resume."""
+PROGRESS_DIR = "progress"
+"""Each trial's progress record (``progress/<run_key>.json``) and the driver's (``progress/driver.json``)."""
+WANDB_DIR = "wandb"
+"""W&B's local files of the trials of a local results folder (unless ``WANDB_DIR`` says otherwise)."""

@@ -22,11 +22,20 @@ from mtrl_plasticity.errors import ResultsDirError, UsageError, brief, validatio
 from mtrl_plasticity.plugins import load_plugins
 from mtrl_plasticity.results import CHECKPOINTS_DIR, TRIAL_CONFIG_FILE, TRIALS_DIR
 from mtrl_plasticity.treatments import TREATMENTS
-from orchestrator.checkpoint import DirectoryCheckpointer, Metrics
+from orchestrator.checkpoint import DirectoryCheckpointer, Metrics, warn
 from orchestrator.config import TrialConfig
 from orchestrator.preflight import check_plugin_parts
 from orchestrator.sink import ParquetSink
 from orchestrator.storage import claim, file_type, join, read_bytes, resolve_filesystem, write_bytes_atomically
+from orchestrator.trackers import (
+    DEFAULT_TRACKERS,
+    TRACKERS,
+    TrackerRun,
+    TrackerSet,
+    check_trackers,
+    open_trackers,
+    tracker_names,
+)
 from orchestrator.yaml_input import parse_assignments
 
 if TYPE_CHECKING:
@@ -57,6 +66,9 @@ def register(subparsers) -> None:
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="import MODULE first: it registers treatments, architectures or benchmarks "
                    "(repeatable; docs/extending.md)")
+    p.add_argument("--tracker", action="append", default=None, metavar="NAME",
+                   help=f"write live curves to NAME: {', '.join(TRACKERS)} or none (repeatable; default "
+                   f"{', '.join(DEFAULT_TRACKERS)}; event files under RESULTS/tensorboard/)")
     p.add_argument("--resume", action="store_true", help="continue this trial from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=main)
@@ -130,27 +142,32 @@ def prepare_results(results: str, config: TrialConfig, resume: bool) -> str:
 
 def main(args: argparse.Namespace) -> int:
     config = build_config(args)
+    trackers = tracker_names(args.tracker, "--tracker") if args.tracker is not None else list(DEFAULT_TRACKERS)
+    check_trackers(trackers)  # a missing package or login: one line, before anything starts
     trial_dir = prepare_results(args.results, config, args.resume)
     checkpoints = join(trial_dir, CHECKPOINTS_DIR)
     sink = ParquetSink.for_config(args.results, config)
+    tracked = open_trackers(trackers, TrackerRun(config, args.results), warn=warn)
     with DirectoryCheckpointer(checkpoints).exclusive(f"trial {config.run_key} in {args.results}"):
         if args.quiet:
-            result = _train(config, sink, DirectoryCheckpointer(checkpoints))
+            result = _train(config, sink, DirectoryCheckpointer(checkpoints), tracked)
         else:
-            result = _train_with_progress(config, sink, checkpoints)
+            result = _train_with_progress(config, sink, checkpoints, tracked)
     resumed = f" (resumed from step {result.resumed_from_step})" if result.resumed_from_step is not None else ""
     print(f"{config.run_key}: {result.steps} steps, {result.epochs} epochs{resumed}; rows in {args.results}/metrics")
     return 0
 
 
-def _train(config: TrialConfig, sink: ParquetSink, checkpointer: DirectoryCheckpointer) -> TrialResult:
+def _train(config: TrialConfig, sink: ParquetSink, checkpointer: DirectoryCheckpointer,
+           trackers: TrackerSet) -> TrialResult:
     # Imported here: torch and the trial worker load only once the input is checked, not for --help.
     from orchestrator.trial import run_trial
 
-    return run_trial(config, sink, checkpointer)
+    return run_trial(config, sink, checkpointer, trackers)
 
 
-def _train_with_progress(config: TrialConfig, sink: ParquetSink, checkpoints: str) -> TrialResult:
+def _train_with_progress(config: TrialConfig, sink: ParquetSink, checkpoints: str,
+                         trackers: TrackerSet) -> TrialResult:
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("steps  return {task.fields[ret]}"), TimeElapsedColumn())
     with Progress(*columns) as progress:
@@ -164,4 +181,4 @@ def _train_with_progress(config: TrialConfig, sink: ParquetSink, checkpoints: st
                 update["ret"] = f"{ret:.3f}"
             progress.update(bar, **update)
 
-        return _train(config, sink, DirectoryCheckpointer(checkpoints, on_report=on_report))
+        return _train(config, sink, DirectoryCheckpointer(checkpoints, on_report=on_report), trackers)

@@ -58,6 +58,7 @@ from mtrl_plasticity.results import Cell, axis_label, label_pieces
 from mtrl_plasticity.treatments import TREATMENTS, resolved_parameters, treatment_spec
 from orchestrator import registered, yaml_input
 from orchestrator.config import MAX_SEED, TrialConfig, axis_field_problem, axis_type
+from orchestrator.trackers import DEFAULT_TRACKERS, tracker_names
 from orchestrator.yaml_input import read_yaml_file
 
 __all__ = ["Cell", "SpecError", "SweepSpec", "cells", "expand", "load_spec", "trials_by_cell", "validate_spec"]
@@ -178,6 +179,9 @@ class SweepSpec(_Strict):
     """Cap on trials running at once (default: as many as the resources allow)."""
     storage: str = "results"
     """Where results go: a local/NFS path or ``s3://bucket/prefix`` (``--storage`` overrides)."""
+    trackers: list[str] = Field(default_factory=lambda: list(DEFAULT_TRACKERS))
+    """Where the trials write live curves: ``tensorboard`` (default), ``wandb``, ``mlflow``; ``[]`` for none
+    (``--tracker`` overrides; ``orchestrator.trackers``). A log: a rerun may change it."""
 
     @model_validator(mode="before")
     @classmethod
@@ -266,6 +270,11 @@ class SweepSpec(_Strict):
         if combinations > MAX_AXIS_COMBINATIONS:
             raise ValueError(f"{combinations:,} combinations of values; at most {MAX_AXIS_COMBINATIONS:,}")
         return out
+
+    @field_validator("trackers")
+    @classmethod
+    def _known_trackers(cls, value: list[str]) -> list[str]:
+        return tracker_names(value)
 
     @field_validator("seeds")
     @classmethod

@@ -19,6 +19,7 @@ import json
 import posixpath
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -227,15 +228,18 @@ def _footer_rows(fs: pafs.FileSystem, path: str) -> tuple[int, int] | None:
 
 
 # --- rendering -------------------------------------------------------------------------------
-def render_status(status: SweepStatus) -> Group:
-    """A header line and the per-cell table."""
+def render_status(status: SweepStatus, steps: Mapping[str, tuple[str, str]] | None = None,
+                  summary: str | None = None) -> Group:
+    """A header line and the per-cell table; ``steps``: per cell label (and ``"all"``), the columns "steps"
+    (done/total) and "steps/s" (``orchestrator.progress.status_cells``); ``summary``: a second header
+    line (steps, ETA)."""
     spec = status.spec
     by_cell: dict[Cell, list[TrialStatus]] = {}
     for trial in status.trials:
         by_cell.setdefault(Cell.of(trial.config), []).append(trial)
     table = Table(title_justify="left")
     table.add_column("cell (benchmark / arch / treatment)", no_wrap=True)
-    for name in ("trials", *STATES, "retries", "eval rows", "train rows"):
+    for name in ("trials", *STATES, "retries", "eval rows", "train rows", *(("steps", "steps/s") if steps else ())):
         table.add_column(name, justify="right")
     total_rows = [0, 0, 0, 0]
     for cell in cells(spec):
@@ -246,7 +250,8 @@ def render_status(status: SweepStatus) -> Group:
                 sum(t.train_rows for t in group), sum(n for _, n in expected)]
         total_rows = [a + b for a, b in zip(total_rows, rows, strict=True)]
         table.add_row(cell.label(), str(len(group)), *(str(counts[s]) for s in STATES),
-                      str(sum(t.retries for t in group)), f"{rows[0]:,}/{rows[1]:,}", f"{rows[2]:,}/{rows[3]:,}")
+                      str(sum(t.retries for t in group)), f"{rows[0]:,}/{rows[1]:,}", f"{rows[2]:,}/{rows[3]:,}",
+                      *(steps.get(cell.label(), ("", "")) if steps else ()))
     counts = status.counts()
     outside: dict[Cell, list[TrialStatus]] = {}
     for trial in status.outside_grid:
@@ -261,7 +266,7 @@ def render_status(status: SweepStatus) -> Group:
     table.add_section()
     table.add_row("all", str(len(status.trials)), *(str(counts[s]) for s in STATES),
                   str(sum(t.retries for t in status.trials)), f"{total_rows[0]:,}/{total_rows[1]:,}",
-                  f"{total_rows[2]:,}/{total_rows[3]:,}", style="bold")
+                  f"{total_rows[2]:,}/{total_rows[3]:,}", *(steps.get("all", ("", "")) if steps else ()), style="bold")
     if status.tune_state_saved is None:
         tune_note = "no Tune state yet"
     else:
@@ -277,7 +282,7 @@ def render_status(status: SweepStatus) -> Group:
             if counts["done"] < len(status.trials) else ""
     header = Text(f"sweep {spec.name} ({spec.protocol} protocol) in {status.root}: "
                   f"{counts['done']}/{len(status.trials)} trials done; {tune_note}{driver_note}")
-    parts: list = [header, table]
+    parts: list = [header, *((Text(summary),) if summary else ()), table]
     if status.damaged_files:
         parts.append(Text(f"{len(status.damaged_files)} unreadable Parquet file(s), e.g. {status.damaged_files[0]}; "
                           f"the next `mtrl run` sets them aside and trains their trials again", style="red"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -33,6 +34,18 @@ from mtrl_plasticity.results import HISTORY_DIR, Cell
 from orchestrator import estimate
 from orchestrator.config import TrialConfig
 from orchestrator.preflight import check_plugin_parts
+from orchestrator.progress import (
+    TrialWork,
+    format_duration,
+    makespan,
+    model_s_per_step,
+    progress_json,
+    render_trials,
+    slots_for,
+    status_cells,
+    status_line,
+    sweep_progress,
+)
 from orchestrator.resume_check import check_sweep
 from orchestrator.sink import ParquetSink
 from orchestrator.spec import SweepSpec, cells, expand, labels_of, load_spec, parse_assignments, trials_by_cell
@@ -41,6 +54,7 @@ from orchestrator.storage import is_uri, read_marker
 from orchestrator.sweep_folder import SweepFolder, check_writable, claimed, inspect
 from orchestrator.sweep_history import Growth
 from orchestrator.sweep_progress import make_console
+from orchestrator.trackers import DEFAULT_TRACKERS, TRACKERS, check_trackers, tracker_names
 from orchestrator.trial_hook import trial_hook_from_environment
 from orchestrator.trial_logs import last_line, trial_log_path
 
@@ -64,10 +78,20 @@ def register(subparsers) -> None:
                      help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray instance)")
     run.add_argument("--num-cpus", type=int, default=None,
                      help="CPUs of the local Ray instance (default: all cores; ignored on a cluster)")
+    run.add_argument("--tracker", action="append", default=None, metavar="NAME",
+                     help=f"write live curves to NAME: {', '.join(TRACKERS)} or none (repeatable; replaces the "
+                     f"sweep file's trackers, default {', '.join(DEFAULT_TRACKERS)})")
+    run.add_argument("--cpus", type=int, default=None, metavar="N",
+                     help="with --dry-run: also estimate the wall-clock time on a cluster of N cores")
     run.set_defaults(func=run_main)
 
-    status = subparsers.add_parser("status", help="trials done/running/failed/pending per cell of a sweep folder")
+    status = subparsers.add_parser("status", help="trials done/running/failed/pending, steps, throughput and time "
+                                   "left per cell of a sweep folder")
     status.add_argument("results", metavar="RESULTS_DIR", help="a sweep folder, e.g. results/smoke")
+    status.add_argument("--trials", action="store_true",
+                        help="also list each running trial: step, last evaluation, steps/s, last error")
+    status.add_argument("--json", action="store_true",
+                        help="print the status as JSON (fields: docs/orchestration.md, 'Watching a sweep')")
     status.set_defaults(func=status_main)
 
 
@@ -78,6 +102,8 @@ def load(args: argparse.Namespace) -> SweepSpec:
     assignments = parse_assignments(args.set)
     if args.name is not None:
         assignments["name"] = args.name
+    if getattr(args, "tracker", None) is not None:
+        assignments["trackers"] = tracker_names(args.tracker, "--tracker")
     spec = load_spec(args.sweep, assignments)
     folder = SweepFolder.for_spec(spec, args.storage or spec.storage)
     try:
@@ -102,8 +128,11 @@ def run_main(args: argparse.Namespace) -> int:
     storage = args.storage or spec.storage
     folder = SweepFolder.for_spec(spec, storage)
     if args.dry_run:
-        print_plan(spec, trials, folder)
+        print_plan(spec, trials, folder, local_cpus(args.num_cpus), args.cpus)
         return EXIT_OK
+    if args.cpus is not None:
+        raise SpecError("--cpus is for --dry-run (the cluster's size of a wall-clock estimate)")
+    check_trackers(spec.trackers)  # a missing package or login: one line, before anything starts
     hook = trial_hook_from_environment()
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     if address is None:
@@ -115,7 +144,7 @@ def run_main(args: argparse.Namespace) -> int:
     with claimed(folder, spec, trials) as claim:
         if claim.growth is not None and (claim.growth.added or claim.growth.outside):
             print(growth_line(spec, claim.growth, claim.version), flush=True)
-        remaining = remaining_trials(trials, folder)
+        remaining, starts = remaining_trials(trials, folder)
         if not remaining:
             print(f"sweep {spec.name}: all {len(trials)} trials done; rows in {folder.root}/metrics")
             return EXIT_OK
@@ -127,7 +156,7 @@ def run_main(args: argparse.Namespace) -> int:
                 found = ray.cluster_resources()
                 check_local_resources(spec, found.get("CPU", 0), found.get("GPU", 0))
             with sigterm_as_ctrl_c():  # after ray.init, whose driver would abort on SIGTERM
-                return run_tune(spec, trials, remaining, folder, hook, resuming=claim.existed)
+                return run_tune(spec, trials, remaining, folder, hook, resuming=claim.existed, starts=starts)
         finally:
             if started_ray:
                 ray.shutdown()
@@ -178,8 +207,9 @@ def check_local_resources(spec: SweepSpec, cpus: float, gpus: float) -> None:
                         f"lower it or run on a cluster with GPUs (--address)")
 
 
-def remaining_trials(trials: list[TrialConfig], folder: SweepFolder) -> list[TrialConfig]:
-    """The trials whose files in the sweep folder are not complete, after checking (and repairing) them.
+def remaining_trials(trials: list[TrialConfig], folder: SweepFolder) -> tuple[list[TrialConfig], dict[str, int]]:
+    """The trials whose files in the sweep folder are not complete, after checking (and repairing) them,
+    and the step each of them continues from (0: from scratch).
 
     One line on stderr per trial whose files were damaged (see ``orchestrator.resume_check``).
     """
@@ -187,7 +217,8 @@ def remaining_trials(trials: list[TrialConfig], folder: SweepFolder) -> list[Tri
     for check in checks:
         if check.problems:
             print(check.line(folder.root), file=sys.stderr, flush=True)
-    return [t for t, check in zip(trials, checks, strict=True) if not check.done]
+    remaining = [t for t, check in zip(trials, checks, strict=True) if not check.done]
+    return remaining, {check.run_key: check.resume_step or 0 for check in checks if not check.done}
 
 
 @contextlib.contextmanager
@@ -267,8 +298,9 @@ def quiet_local_ray(environ) -> None:
 
 
 def run_tune(spec: SweepSpec, trials: list[TrialConfig], remaining: list[TrialConfig], folder: SweepFolder,
-             hook: str | None, resuming: bool = False) -> int:
-    """Run ``remaining`` under a fresh Tuner; ``resuming`` says the sweep folder existed before this run."""
+             hook: str | None, resuming: bool = False, starts: dict[str, int] | None = None) -> int:
+    """Run ``remaining`` under a fresh Tuner; ``resuming`` says the sweep folder existed before this run;
+    ``starts``: the step each remaining trial continues from (for the live table's steps)."""
     # Ray Tune: imported once a sweep runs, never for --help, --dry-run or bad input.
     from orchestrator.tune_glue import build_tuner
     from orchestrator.tune_progress import ProgressTable
@@ -285,7 +317,13 @@ def run_tune(spec: SweepSpec, trials: list[TrialConfig], remaining: list[TrialCo
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     todo = {t.run_key for t in remaining}
     done_before = Counter(Cell.of(t).label() for t in trials if t.run_key not in todo)
-    progress = ProgressTable(spec.name, [cell.label() for cell in cells(spec)], done_before=done_before)
+    starts = starts or {}
+    work = [TrialWork(t.run_key, Cell.of(t).label(), t.total_steps,
+                      starts.get(t.run_key, 0) if t.run_key in todo else t.total_steps,
+                      model_s_per_step=model_s_per_step(t)) for t in trials]
+    progress = ProgressTable(spec.name, [cell.label() for cell in cells(spec)], done_before=done_before, work=work,
+                             sweep_root=folder.root,
+                             resources=(spec.resources.cpu, spec.resources.gpu, spec.max_concurrent_trials))
     tuner = build_tuner(spec, remaining, folder, callbacks=[progress], hook=hook)
     done = len(trials) - len(remaining)
     print(f"sweep {spec.name}: {'resuming' if done or resuming else 'starting'} {len(trials)} trials in {folder.root}"
@@ -324,8 +362,9 @@ def summarise(spec: SweepSpec, trials: list[TrialConfig], grid: Any, folder: Swe
     return EXIT_INTERRUPTED
 
 
-def print_plan(spec: SweepSpec, trials, folder: SweepFolder) -> None:
-    """``--dry-run``: trials per cell, steps, and estimated core-hours."""
+def print_plan(spec: SweepSpec, trials, folder: SweepFolder, local: float = 1, cluster_cpus: int | None = None) -> None:
+    """``--dry-run``: trials per cell, steps, estimated core-hours, and the wall-clock time on ``local``
+    CPUs (and on a cluster of ``cluster_cpus`` cores)."""
     by_cell = trials_by_cell(trials)
     table = Table(title=f"sweep {spec.name} ({spec.protocol} protocol): {len(trials):,} trials", title_justify="left")
     table.add_column("cell (benchmark / arch / treatment)", no_wrap=True)
@@ -343,6 +382,13 @@ def print_plan(spec: SweepSpec, trials, folder: SweepFolder) -> None:
     per_trial = (f"{spec.resources.cpu:g} CPU" + (f" + {spec.resources.gpu:g} GPU" if spec.resources.gpu else ""))
     print(f"{len(trials):,} trials, about {_hours(total_hours)} core-hours ({per_trial} per trial; "
           f"cost model in orchestrator/estimate.py, +-30%)")
+    for cpus, where in ((local, "the local CPUs"), *(((cluster_cpus, "a cluster"),) if cluster_cpus else ())):
+        slots = slots_for(spec.resources.cpu, 0, cpus, 0, spec.max_concurrent_trials)
+        wall = makespan([estimate.trial_core_seconds(t) for t in trials], slots)
+        print(f"wall clock on {where} ({cpus:g} cores, {slots:,} trial(s) at once): about {format_duration(wall)}"
+              + (" (GPUs not counted)" if spec.resources.gpu else ""))
+    if spec.trackers:
+        print(f"trackers: {', '.join(spec.trackers)}")
     plugins = [*spec.plugins, *(f"{value} (installed)" for value in load_entry_points())]
     if plugins:
         print(f"plugins: {', '.join(plugins)}")
@@ -356,5 +402,12 @@ def _hours(hours: float) -> str:
 # --- mtrl status ------------------------------------------------------------------------
 def status_main(args: argparse.Namespace) -> int:
     report = read_status(args.results)
-    make_console().print(render_status(report))
+    progress = sweep_progress(report)
+    if args.json:
+        print(json.dumps(progress_json(report, progress), indent=2, sort_keys=False))
+        return EXIT_OK
+    console = make_console()
+    console.print(render_status(report, steps=status_cells(progress), summary=status_line(progress)))
+    if args.trials:
+        console.print(render_trials(progress))
     return EXIT_OK

@@ -135,9 +135,14 @@ def prepare(folder: SweepFolder, spec: SweepSpec, trials: list[TrialConfig] | No
     return Claim(True, record_version(folder.root, _spec_text(spec)), growth)
 
 
+NOT_RECORDED = {"storage": "", "trackers": []}
+"""Settings of one run, not of the grid: a rerun may change them without a new version in the history
+(``--storage`` may name the same folder another way; ``--tracker`` picks this run's live curves)."""
+
+
 def _same(stored: SweepSpec, spec: SweepSpec) -> bool:
-    """The same spec, but for where it is stored (``--storage`` may name the same folder another way)."""
-    return stored.model_copy(update={"storage": ""}).resolved() == spec.model_copy(update={"storage": ""}).resolved()
+    """The same spec, but for :data:`NOT_RECORDED`."""
+    return stored.model_copy(update=NOT_RECORDED).resolved() == spec.model_copy(update=NOT_RECORDED).resolved()
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -73,18 +73,23 @@ def tally(trials, cell_order: Sequence[str] = (), done_before: dict[str, int] | 
     return {label: counts for label, counts in cells.items() if counts.total}
 
 
-def render_table(cells: dict[str, CellCounts], title: str) -> Table:
+def render_table(cells: dict[str, CellCounts], title: str,
+                 steps: Mapping[str, tuple[str, str]] | None = None) -> Table:
+    """The per-cell table; ``steps``: per cell label (and ``"all"``), the columns "steps" (done/total) and "steps/s"."""
     table = Table(title=title, title_justify="left")
     table.add_column("cell (benchmark / arch / treatment)", no_wrap=True)
-    for name in ("trials", *STATES, "retries"):
+    for name in ("trials", *STATES, "retries", *(("steps", "steps/s") if steps is not None else ())):
         table.add_column(name, justify="right")
     total = CellCounts()
     for label, counts in cells.items():
-        table.add_row(label, str(counts.total), *(str(counts.counts[s]) for s in STATES), str(counts.retries))
+        extra = steps.get(label, ("", "")) if steps is not None else ()
+        table.add_row(label, str(counts.total), *(str(counts.counts[s]) for s in STATES), str(counts.retries), *extra)
         total.counts.update(counts.counts)
         total.retries += counts.retries
     table.add_section()
-    table.add_row("all", str(total.total), *(str(total.counts[s]) for s in STATES), str(total.retries), style="bold")
+    extra = steps.get("all", ("", "")) if steps is not None else ()
+    table.add_row("all", str(total.total), *(str(total.counts[s]) for s in STATES), str(total.retries), *extra,
+                  style="bold")
     return table
 
 

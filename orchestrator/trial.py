@@ -43,6 +43,7 @@ from orchestrator import schema
 from orchestrator.checkpoint import Checkpointer
 from orchestrator.config import TrialConfig
 from orchestrator.sink import ParquetSink
+from orchestrator.trackers.base import NO_TRACKERS, TrackerSet
 
 CHECKPOINT_FORMAT = 1
 
@@ -231,12 +232,14 @@ class _Trial:
                 "step": self.step, "epoch": self.epoch, "axes": self.config.axis_label, **self.config.axis_values}
 
 
-def run_trial(config: TrialConfig, sink: ParquetSink, checkpointer: Checkpointer) -> TrialResult:
+def run_trial(config: TrialConfig, sink: ParquetSink, checkpointer: Checkpointer,
+              trackers: TrackerSet = NO_TRACKERS) -> TrialResult:
     """Train ``config`` to its budget, resuming from ``checkpointer`` when it holds a state.
 
     Rows go to ``sink`` in segments written right before each checkpoint; the checkpointer
     receives ``save(state, metrics)`` at checkpoint points and ``report(metrics)`` after
-    every other epoch.
+    every other epoch. ``trackers`` (``orchestrator.trackers``) are told where the trial starts,
+    get each epoch's train row and evaluation rows, and flush before each segment.
     """
     run_started, cpu_started = time.perf_counter(), time.thread_time()
     trial = _Trial(config)
@@ -247,8 +250,23 @@ def run_trial(config: TrialConfig, sink: ParquetSink, checkpointer: Checkpointer
     if state is not None:
         trial.load_state_dict(state)
         resumed_from = trial.step
-    else:
-        eval_rows.extend(trial.evaluate())
+    trackers.start(resumed_from)
+    finished = False
+    try:
+        if state is None:
+            eval_rows.extend(trial.evaluate())
+            trackers.log_epoch(0, None, eval_rows)
+        _train_epochs(trial, sink, checkpointer, trackers, eval_rows, train_rows, run_started, cpu_started)
+        finished = True
+    finally:
+        trackers.close(finished)
+    return TrialResult(config.run_key, trial.step, trial.epoch, resumed_from, trial.cpu_seconds)
+
+
+def _train_epochs(trial: _Trial, sink: ParquetSink, checkpointer: Checkpointer, trackers: TrackerSet,
+                  eval_rows: list[dict], train_rows: list[dict], run_started: float, cpu_started: float) -> None:
+    """The epochs from the trial's step to its budget (see :func:`run_trial`)."""
+    config = trial.config
     segment_start = trial.step
     run_started -= trial.wall_seconds  # wall clock adds up over resumed runs
     cpu_started -= trial.cpu_seconds
@@ -260,8 +278,10 @@ def run_trial(config: TrialConfig, sink: ParquetSink, checkpointer: Checkpointer
         losses = ppo_update(trial.agent, rollout, config, trial.update_rng, trial.treatment)
         trial.epoch += 1
         metrics: dict[str, float] = dict(losses)
+        new_evals: list[dict] = []
         if trial.step % config.eval_interval_steps == 0:
-            eval_rows.extend(trial.evaluate())
+            new_evals = trial.evaluate()
+            eval_rows.extend(new_evals)
             if config.measure_plasticity:
                 metrics.update(trial.plasticity())
         returns = [ret for _, ret, _ in finished]
@@ -280,11 +300,14 @@ def run_trial(config: TrialConfig, sink: ParquetSink, checkpointer: Checkpointer
         metrics["perf/env_seconds"] = trial.clock.seconds
         metrics["perf/env_fraction"] = trial.clock.seconds / trial.wall_seconds
         metrics["perf/steps_per_second"] = config.steps_per_epoch / (time.perf_counter() - epoch_started)
-        train_rows.append({**trial._identity(), **{c: metrics.get(c) for c in train_columns}})
+        train_row = {**trial._identity(), **{c: metrics.get(c) for c in train_columns}}
+        train_rows.append(train_row)
+        trackers.log_epoch(trial.step, train_row, new_evals)
 
         report = {"step": trial.step, "epoch": trial.epoch, "run_key": config.run_key,
                   "eval/normalised_return": _mean_normalised(eval_rows, trial.step), **metrics}
         if trial.step % config.checkpoint_interval_steps == 0 or trial.step == config.total_steps:
+            trackers.checkpoint(trial.step)  # what they hold up to here is never logged again
             sink.write_segment(eval_rows, train_rows, segment_start, trial.step)
             eval_rows, train_rows, segment_start = [], [], trial.step
             if trial.step == config.total_steps:
@@ -292,7 +315,6 @@ def run_trial(config: TrialConfig, sink: ParquetSink, checkpointer: Checkpointer
             checkpointer.save(trial.state_dict(), report)
         else:
             checkpointer.report(report)
-    return TrialResult(config.run_key, trial.step, trial.epoch, resumed_from, trial.cpu_seconds)
 
 
 def _mean_normalised(eval_rows: list[dict], step: int) -> float:

@@ -36,10 +36,12 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from mtrl_plasticity.plugins import load_entry_points, load_plugins
 from orchestrator.checkpoint import Checkpointer, DirectoryCheckpointer, Metrics
 from orchestrator.config import TrialConfig
+from orchestrator.progress import ProgressRecorder
 from orchestrator.resume_check import check_trial, trial_checkpoint_dir
 from orchestrator.sink import ParquetSink
 from orchestrator.spec import SweepSpec
 from orchestrator.sweep_folder import SweepFolder
+from orchestrator.trackers import TrackerRun, open_trackers
 from orchestrator.trial_hook import run_with_hook
 from orchestrator.trial_logs import append_to_log, last_line, read_failures, trial_log_path, utc_stamp, write_failures
 
@@ -100,7 +102,8 @@ class SweepCheckpointer(DirectoryCheckpointer):
 
 
 # --- the trainable ----------------------------------------------------------------------------
-def run_tune_trial(param: dict[str, Any], sweep_root: str, hook: str | None = None) -> None:
+def run_tune_trial(param: dict[str, Any], sweep_root: str, hook: str | None = None,
+                   trackers: Sequence[str] = ()) -> None:
     """Body of the Tune trainable: one trial, continued from its last good checkpoint in the sweep folder.
 
     The trial's files are checked first (a Tune retry may find what the driver's check did not),
@@ -119,7 +122,8 @@ def run_tune_trial(param: dict[str, Any], sweep_root: str, hook: str | None = No
     sink = ParquetSink.for_config(sweep_root, config)
     if not check.done:
         try:
-            run_with_hook(hook, config, sweep_root, checkpointer, sink, partial(_train, config))
+            run_with_hook(hook, config, sweep_root, checkpointer, sink,
+                          partial(_train, config, sweep_root, trackers, checkpointer.warn))
         except Exception:
             append_to_log(sweep_root, config.run_key, f"--- {utc_stamp()} traceback on the trial's worker\n"
                           f"{traceback.format_exc()}")
@@ -137,17 +141,23 @@ def run_tune_trial(param: dict[str, Any], sweep_root: str, hook: str | None = No
     tune.report(final)
 
 
-def _train(config: TrialConfig, checkpointer: Checkpointer, sink: ParquetSink) -> None:
+def _train(config: TrialConfig, sweep_root: str, trackers: Sequence[str], warn: Callable[[str], None],
+           checkpointer: Checkpointer, sink: ParquetSink) -> None:
     from orchestrator.trial import run_trial  # torch: on the trial's worker only, never in the driver
 
-    run_trial(config, sink, checkpointer)
+    # The trial's trackers and its progress record (orchestrator.progress) for `mtrl status`.
+    progress = ("progress", ProgressRecorder(sweep_root, config))
+    run_trial(config, sink, checkpointer,
+              open_trackers(trackers, TrackerRun(config, sweep_root), warn, extra=[progress]))
 
 
-def make_trainable(sweep_root: str, hook: str | None = None) -> Callable[[dict[str, Any]], None]:
-    """A function trainable bound to the sweep folder (a path or URI every node can reach)."""
+def make_trainable(sweep_root: str, hook: str | None = None,
+                   trackers: Sequence[str] = ()) -> Callable[[dict[str, Any]], None]:
+    """A function trainable bound to the sweep folder (a path or URI every node can reach) and the trackers."""
+    trackers = list(trackers)
 
     def mtrl_trial(param: dict[str, Any]) -> None:
-        run_tune_trial(param, sweep_root, hook)
+        run_tune_trial(param, sweep_root, hook, trackers)
 
     mtrl_trial.__name__ = mtrl_trial.__qualname__ = TRAINABLE_NAME
     return mtrl_trial
@@ -216,10 +226,11 @@ class FailureLog(Callback):
 def result_loggers() -> list:
     """Tune's per-trial loggers a sweep keeps: ``result.json`` and ``progress.csv``.
 
-    Not TensorBoard: Tune adds its TensorBoard logger to every run unless
-    ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS`` is 1 (``mtrl run`` sets it), and tensorboardX
-    imports torch, which nothing else in the driver needs. Every metric is in the Parquet;
-    ``RAY_TUNE_CALLBACKS=ray.tune.logger.TBXLoggerCallback`` brings the event files back.
+    Not Tune's TensorBoard logger: Tune adds it to every run unless
+    ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS`` is 1 (``mtrl run`` sets it); it would import torch
+    into the driver through tensorboardX and plot Tune's ``training_iteration``, which restarts in
+    every run. The trials write their own event files on the training-step axis
+    (``orchestrator.trackers``).
     """
     return [JsonLoggerCallback(), CSVLoggerCallback()]
 
@@ -230,13 +241,15 @@ def run_name() -> str:
 
 
 def build_tuner(spec: SweepSpec, trials: Sequence[TrialConfig], folder: SweepFolder,
-                callbacks: Sequence[Any] = (), hook: str | None = None) -> Any:
+                callbacks: Sequence[Any] = (), hook: str | None = None, trackers: Sequence[str] | None = None) -> Any:
     """A fresh Tuner over ``trials`` (the ones not complete), writing Tune's files to ``tune/run-<time>/``.
 
-    ``hook``: the trials' :data:`TRIAL_HOOK_VARIABLE` (tests and benchmarks only).
+    ``hook``: the trials' :data:`TRIAL_HOOK_VARIABLE` (tests and benchmarks only); ``trackers``:
+    what the trials write curves to (default: the spec's ``trackers``).
     """
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    trainable = tune.with_resources(make_trainable(folder.root, hook), resources)
+    chosen = spec.trackers if trackers is None else trackers
+    trainable = tune.with_resources(make_trainable(folder.root, hook, chosen), resources)
     return tune.Tuner(
         trainable,
         param_space=param_space(trials, spec.plugins),

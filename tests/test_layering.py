@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLOORS = {"mtrl_plasticity": 0, "agents": 1, "envs": 1, "orchestrator": 2, "analysis": 3}
-HEAVY = {"torch", "ray", "matplotlib", "rliable", "pandas", "scipy", "gymnasium", "minigrid"}
-"""Third-party packages whose import a command's start-up does without."""
+HEAVY = {"torch", "ray", "matplotlib", "rliable", "pandas", "scipy", "gymnasium", "minigrid",
+         "wandb", "mlflow"}
+"""Third-party packages whose import a command's start-up does without (W&B and MLflow: an optional extra)."""
 
 
 @dataclass(frozen=True)
