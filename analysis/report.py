@@ -25,9 +25,9 @@ from analysis.paper import arch_name
 from analysis.pipeline import SCORE_NAMES, Analysis, compute
 from analysis.plasticity import INTERVAL_LABEL
 from analysis.scores import ScoreMatrix
-from mtrl_plasticity.errors import AnalysisError
+from mtrl_plasticity.errors import AnalysisError, UserError
 from mtrl_plasticity.results import Cell
-from orchestrator.storage import file_type, is_uri
+from orchestrator.storage import file_type, is_uri, kind_of, read_marker
 
 
 @dataclass
@@ -213,12 +213,28 @@ def output_folder(results_dir: PathLike, out_dir: PathLike | None) -> Path:
     if found == pafs.FileType.File:
         raise AnalysisError(f"results folder {text} is a file, not a folder")
     if found == pafs.FileType.NotFound and not is_uri(text):
-        raise AnalysisError(f"results folder {text} does not exist")
+        raise AnalysisError(f"results folder {text} {_why_missing(text)}")
+    if found not in (pafs.FileType.Directory, pafs.FileType.NotFound):
+        raise AnalysisError(f"results folder {text} is {kind_of(os.stat(text).st_mode)}, not a folder")
+    try:
+        read_marker(text)  # the one rule for a marker; a folder without one (rows from elsewhere) is read
+    except UserError as exc:
+        raise AnalysisError(str(exc)) from None
     if out_dir is not None:
         return Path(out_dir)
     if is_uri(text):
         raise AnalysisError(f"give an output folder (--out) for the remote results folder {text}")
     return Path(text) / "analysis"
+
+
+def _why_missing(path: str) -> str:
+    """``"does not exist"``, or ``"lies under the file X, ..."`` when a part of ``path`` is a file."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent != os.path.dirname(parent) and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        return f"lies under the file {parent}, not in a folder"
+    return "does not exist"
 
 
 def analyze(results_dir: PathLike, out_dir: PathLike | None = None, reps: int = aggregate.DEFAULT_REPS,

@@ -128,7 +128,7 @@ def read_status(root: str) -> SweepStatus:
 
 def _apply_failures(root: str, trials: dict[str, TrialStatus]) -> None:
     fs, path = SweepFolder(root).filesystem()
-    for info in list_files(fs, posixpath.join(path, LOGS_DIR)):
+    for info in list_files(fs, posixpath.join(path, LOGS_DIR), special="skip"):
         run_key = info.base_name.removesuffix(FAILURES_SUFFIX)
         if info.base_name.endswith(FAILURES_SUFFIX) and run_key in trials:
             record = read_failures(root, run_key) or {}
@@ -141,7 +141,7 @@ def _apply_tune_state(fs: pafs.FileSystem, tune_dir: str, trials: dict[str, Tria
                   if e.type == pafs.FileType.Directory and e.base_name.startswith("run-"))
     if not runs:
         return None
-    states = [e for e in list_files(fs, runs[-1]) if e.base_name.startswith("experiment_state-")
+    states = [e for e in list_files(fs, runs[-1], special="skip") if e.base_name.startswith("experiment_state-")
               and e.base_name.endswith(".json")]
     if not states:
         return None

@@ -14,7 +14,14 @@ Guarantees:
   relative path and a unique suffix, so a user can inspect or restore it;
 * a folder is this tool's only if it carries the marker (:data:`~mtrl_plasticity.results.MARKER`)
   that :func:`claim` writes; a folder that holds files without one is foreign and is never
-  written into (:func:`refuse_foreign`); :func:`read_marker` is the one reader of the marker.
+  written into (:func:`refuse_foreign`); :func:`read_marker` is the one reader of the marker;
+* nothing is read but regular files (a FIFO, a device or a socket is one line naming it, and is
+  never opened for reading, so no read can hang), and nothing written, moved or deleted leaves
+  the folder through a symbolic link inside it: :func:`claim` refuses a folder holding one (or a
+  special file) before any work, :func:`refuse_links` checks a writer's own paths (a trial's
+  worker at its start, :func:`move_aside` before each move), and lock files are opened without
+  following links. The folder itself (or the storage above it) may be a link. Object stores have
+  neither links nor special files: there these checks do nothing.
 """
 
 from __future__ import annotations
@@ -23,8 +30,9 @@ import fcntl
 import json
 import os
 import posixpath
+import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -104,9 +112,16 @@ def write_table_atomically(fs: pafs.FileSystem, path: str, table: pa.Table) -> N
 
 # --- reading and listing ---------------------------------------------------------------------
 def read_bytes(fs: pafs.FileSystem, path: str, limit: int = -1) -> bytes | None:
-    """Contents of ``path`` (its first ``limit`` bytes when ``limit >= 0``), or ``None`` when no such file exists."""
-    if fs.get_file_info(path).type != pafs.FileType.File:
+    """Contents of ``path`` (its first ``limit`` bytes when ``limit >= 0``), or ``None`` when no such file exists.
+
+    :class:`~mtrl_plasticity.errors.ResultsDirError` when ``path`` is there but is not a regular
+    file (a folder, a FIFO, a device: it is never opened, so the read cannot hang or run forever).
+    """
+    found = fs.get_file_info(path).type
+    if found == pafs.FileType.NotFound:
         return None
+    if found != pafs.FileType.File:
+        raise ResultsDirError(f"{path} is {_kind_of(fs, path)}, not a regular file; move it out of the folder")
     with fs.open_input_stream(path) as stream:
         return stream.read() if limit < 0 else stream.read(limit)
 
@@ -127,10 +142,95 @@ def read_json(fs: pafs.FileSystem, path: str, limit: int) -> Any:
         raise ValueError(str(exc)) from None
 
 
-def list_files(fs: pafs.FileSystem, directory: str, recursive: bool = False) -> list[pafs.FileInfo]:
-    """The files (not folders) under ``directory``, sorted by path; none when it does not exist."""
+def list_files(fs: pafs.FileSystem, directory: str, recursive: bool = False,
+               special: str = "refuse") -> list[pafs.FileInfo]:
+    """The regular files under ``directory``, sorted by path; none when it does not exist.
+
+    Anything else but a folder (a FIFO, a device, a socket) is a one-line
+    :class:`~mtrl_plasticity.errors.ResultsDirError` naming it, or left out with ``special="skip"``
+    (for folders of logs).
+    """
     infos = fs.get_file_info(pafs.FileSelector(directory, recursive=recursive, allow_not_found=True))
+    if special != "skip":
+        odd = [i for i in infos if i.type not in (pafs.FileType.File, pafs.FileType.Directory)]
+        if odd:
+            raise ResultsDirError(f"{odd[0].path} is {_kind_of(fs, odd[0].path)}, not a regular file; move it out of "
+                                  f"the folder")
     return sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path)
+
+
+def _kind_of(fs: pafs.FileSystem, path: str) -> str:
+    """What a path that is not a regular file is, in words (``"a FIFO"``)."""
+    if not isinstance(fs, pafs.LocalFileSystem):
+        return "not a file"
+    try:
+        return kind_of(os.stat(path).st_mode)
+    except OSError:
+        return "unreadable"
+
+
+def kind_of(mode: int) -> str:
+    """A file type in words: ``"a regular file"``, ``"a folder"``, ``"a FIFO"``, ``"a symbolic link"``, ..."""
+    for test, words in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+                        (stat.S_ISLNK, "a symbolic link"), (stat.S_ISCHR, "a character device"),
+                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return words
+    return "a special file"
+
+
+# --- links and special files inside a results folder -------------------------------------------
+def _refuse_link(path: str) -> None:
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    raise ResultsDirError(f"{path} is a symbolic link (to {target}): nothing is written through a link inside a "
+                          f"results folder; make it a real folder or file (a link to the whole folder is fine)")
+
+
+def refuse_links(root: str, paths: Iterable[str]) -> None:
+    """Refuse (one line naming the link and its target) a symbolic link at any of ``paths`` or between
+    ``root`` and it; ``root`` itself and what lies above it may be links. A part that does not
+    exist yet ends the check of that path (it is created as a real folder). A no-op on object stores.
+    """
+    if is_uri(root):
+        return
+    base = os.path.abspath(root)
+    for path in paths:
+        relative = os.path.relpath(os.path.abspath(path), base)
+        if relative == "." or relative.startswith(".."):
+            continue
+        current = base
+        for part in relative.split(os.sep):
+            current = os.path.join(current, part)
+            try:
+                mode = os.lstat(current).st_mode
+            except FileNotFoundError:
+                break
+            if stat.S_ISLNK(mode):
+                _refuse_link(current)
+
+
+def refuse_odd_entries(root: str) -> None:
+    """Refuse (one line naming it) a folder holding, anywhere inside, a symbolic link or anything but
+    regular files and folders (a FIFO, a device, a socket). Read-only; a no-op on object stores."""
+    if is_uri(root):
+        return
+    pending = [os.path.abspath(root)]
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if entry.is_symlink():
+                _refuse_link(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+            elif not entry.is_file(follow_symlinks=False):
+                raise ResultsDirError(f"{entry.path} is {kind_of(entry.stat(follow_symlinks=False).st_mode)}, not a "
+                                      f"regular file; move it out of the folder")
 
 
 # --- damaged files ----------------------------------------------------------------------------
@@ -142,6 +242,8 @@ def move_aside(fs: pafs.FileSystem, root: str, path: str) -> str:
     relative = posixpath.relpath(path, root) if path.startswith(root.rstrip("/") + "/") else posixpath.basename(path)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{time.time_ns() % 1_000_000:06d}"
     target = posixpath.join(root, SET_ASIDE_DIR, f"{relative}.{stamp}")
+    if isinstance(fs, pafs.LocalFileSystem):  # a link on either side would move files outside the folder
+        refuse_links(root, (path, posixpath.dirname(target)))
     fs.create_dir(posixpath.dirname(target), recursive=True)
     fs.move(path, target)
     return target
@@ -152,11 +254,15 @@ def read_marker(root: str) -> dict[str, Any] | None:
     """The marker of the results folder ``root``, or ``None`` when it has none.
 
     :class:`~mtrl_plasticity.errors.ResultsDirError` for a marker this tool did not write
-    (unreadable, not its JSON, empty) or one of another schema version.
+    (unreadable, not a regular file, not its JSON, empty) or one of another schema version.
+    Every command applies this one rule: ``mtrl run`` (``--dry-run`` too), ``mtrl trial``,
+    ``mtrl status`` and ``mtrl analyze``.
     """
     fs, path = resolve_filesystem(root)
     try:
         marker = read_json(fs, posixpath.join(path, MARKER), MAX_MARKER_BYTES)
+    except ResultsDirError:
+        raise
     except ValueError as exc:
         raise ResultsDirError(f"{join(root, MARKER)} is unreadable ({exc}); is this a results folder of "
                               f"this tool?") from None
@@ -191,9 +297,11 @@ def claim(root: str, layout: str, ignore: tuple[str, ...] = ()) -> bool:
     """Make ``root`` a results folder of ``layout`` (``"sweep"`` or ``"trial"``), or refuse; True if it was one.
 
     Refuses a foreign folder (:func:`refuse_foreign`, with ``ignore``), a marker this tool did
-    not write, and a folder of the other layout. Only a new folder gets its marker written.
+    not write, a folder of the other layout, and one holding a symbolic link or a special file
+    anywhere inside (:func:`refuse_odd_entries`). Only a new folder gets its marker written.
     """
     marker = read_marker(root)
+    refuse_odd_entries(root)
     if marker is None:
         refuse_foreign(root, ignore)
         fs, path = resolve_filesystem(root)
@@ -227,7 +335,7 @@ def exclusive_lock(root: str, name: str, holder: str = "", patience_s: float = 0
         yield
         return
     os.makedirs(root, exist_ok=True)
-    with open(os.path.join(root, name), "a+") as handle:
+    with _open_lock_file(os.path.join(root, name), os.O_RDWR | os.O_CREAT) as handle:
         if not _try_lock(handle, fcntl.LOCK_EX, patience_s):
             handle.seek(0)
             raise LockHeld(handle.read().strip() or "another process")
@@ -250,13 +358,30 @@ def lock_holder(root: str, name: str) -> str | None:
     if is_uri(root):
         return None
     path = os.path.join(root, name)
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         return ""
-    with open(path) as handle:
+    with _open_lock_file(path, os.O_RDONLY) as handle:
         if _try_lock(handle, fcntl.LOCK_SH, patience_s=0.0):
             fcntl.flock(handle, fcntl.LOCK_UN)
             return ""
         return handle.read().strip() or "another process"
+
+
+def _open_lock_file(path: str, flags: int) -> IO[str]:
+    """``path`` opened as text, refused in one line when it is a link (writes would go where it points)
+    or not a regular file (a FIFO would block the open)."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if os.path.islink(path):
+            _refuse_link(path)
+        raise ResultsDirError(f"{path}: cannot open the lock file ({exc.strerror or exc})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ResultsDirError(f"{path} is {kind_of(mode)}, not a regular file; move it out of the folder")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "r+" if flags & os.O_RDWR else "r")
 
 
 def _try_lock(handle: IO[str], kind: int, patience_s: float) -> bool:

@@ -43,6 +43,7 @@ from orchestrator.storage import (
     join,
     lock_holder,
     read_bytes,
+    read_marker,
     refuse_foreign,
     resolve_filesystem,
 )
@@ -184,7 +185,9 @@ def driver_running(folder: SweepFolder) -> str | None:
 
 
 def inspect(folder: SweepFolder, spec: SweepSpec, trials: list[TrialConfig] | None = None) -> str:
-    """What ``mtrl run`` would do with ``folder`` (read-only; for ``--dry-run``)."""
+    """What ``mtrl run`` would do with ``folder`` (read-only; for ``--dry-run``); a marker ``mtrl run``
+    refuses is refused here too (:func:`orchestrator.storage.read_marker`)."""
+    read_marker(folder.root)
     try:
         stored = folder.stored_spec()
     except OSError as exc:  # an unreadable spec is refused (UserError) as `mtrl run` would

@@ -12,7 +12,7 @@ import json
 import time
 
 from mtrl_plasticity.results import LOGS_DIR
-from orchestrator.storage import join, read_bytes, resolve_filesystem, write_bytes_atomically
+from orchestrator.storage import join, read_bytes, refuse_links, resolve_filesystem, write_bytes_atomically
 
 FAILURES_SUFFIX = ".failures.json"
 
@@ -41,6 +41,7 @@ def append_to_log(root: str, run_key: str, text: str) -> None:
     Its writers take turns: the trial's worker before its attempt ends, the driver after.
     """
     fs, path = resolve_filesystem(trial_log_path(root, run_key))
+    refuse_links(root, [path])  # the driver writes here while the sweep runs, long after claiming the folder
     write_bytes_atomically(fs, path, (read_bytes(fs, path) or b"") + text.encode())
 
 
@@ -57,4 +58,5 @@ def read_failures(root: str, run_key: str) -> dict | None:
 
 def write_failures(root: str, run_key: str, record: dict) -> None:
     fs, path = resolve_filesystem(trial_failures_path(root, run_key))
+    refuse_links(root, [path])
     write_bytes_atomically(fs, path, json.dumps(record).encode())

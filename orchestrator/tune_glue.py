@@ -34,16 +34,27 @@ from ray.tune import Callback
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from mtrl_plasticity.plugins import load_entry_points, load_plugins
+from mtrl_plasticity.results import SET_ASIDE_DIR
 from orchestrator.checkpoint import Checkpointer, DirectoryCheckpointer, Metrics
 from orchestrator.config import TrialConfig
-from orchestrator.progress import ProgressRecorder
+from orchestrator.progress import ProgressRecorder, progress_path
 from orchestrator.resume_check import check_trial, trial_checkpoint_dir
 from orchestrator.sink import ParquetSink
 from orchestrator.spec import SweepSpec
+from orchestrator.storage import join, refuse_links
 from orchestrator.sweep_folder import SweepFolder
 from orchestrator.trackers import TrackerRun, open_trackers
+from orchestrator.trackers.tensorboard import event_dir
 from orchestrator.trial_hook import run_with_hook
-from orchestrator.trial_logs import append_to_log, last_line, read_failures, trial_log_path, utc_stamp, write_failures
+from orchestrator.trial_logs import (
+    append_to_log,
+    last_line,
+    read_failures,
+    trial_failures_path,
+    trial_log_path,
+    utc_stamp,
+    write_failures,
+)
 
 TRAINABLE_NAME = "mtrl_trial"
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
@@ -116,10 +127,13 @@ def run_tune_trial(param: dict[str, Any], sweep_root: str, hook: str | None = No
     config = TrialConfig.from_json(param["trial"]["config"])
     device = select_device(config.device, ray.get_gpu_ids())
     checkpointer = SweepCheckpointer(sweep_root, config.run_key, extra={"device": device})
+    sink = ParquetSink.for_config(sweep_root, config)
+    # The driver refused links in the folder when it claimed it; one made since would lead this
+    # trial's writes, moves and deletions out of the folder: refused before the first of them.
+    refuse_links(sweep_root, trial_paths(sweep_root, config, sink))
     check = check_trial(sweep_root, config)
     if check.problems:
         checkpointer.warn(check.line(sweep_root) or "")
-    sink = ParquetSink.for_config(sweep_root, config)
     if not check.done:
         try:
             run_with_hook(hook, config, sweep_root, checkpointer, sink,
@@ -139,6 +153,13 @@ def run_tune_trial(param: dict[str, Any], sweep_root: str, hook: str | None = No
     if checkpointer.warnings:
         final[WARNING_METRIC] = "\n".join(checkpointer.warnings)
     tune.report(final)
+
+
+def trial_paths(sweep_root: str, config: TrialConfig, sink: ParquetSink) -> list[str]:
+    """Every folder and file one trial writes, moves or deletes in the sweep folder."""
+    return [trial_checkpoint_dir(sweep_root, config.run_key), *sink.dirs.values(), join(sweep_root, SET_ASIDE_DIR),
+            trial_log_path(sweep_root, config.run_key), trial_failures_path(sweep_root, config.run_key),
+            event_dir(sweep_root, config.run_key), progress_path(sweep_root, config.run_key)]
 
 
 def _train(config: TrialConfig, sweep_root: str, trackers: Sequence[str], warn: Callable[[str], None],

@@ -114,14 +114,21 @@ def load_yaml(text: str, source: str) -> Any:
 
 
 def read_yaml_file(path: str, what: str = "YAML file") -> Any:
-    """The YAML value in the file ``path`` (UTF-8, at most :data:`MAX_FILE_BYTES`); :class:`UserError` if not."""
+    """The YAML value in the file ``path`` (UTF-8, at most :data:`MAX_FILE_BYTES`); :class:`UserError` if not.
+
+    Only a regular file is read: anything else (a FIFO, ``/dev/zero``, a socket) is refused
+    without waiting on it, since it is opened non-blocking and checked before any read.
+    """
     try:
-        info = os.stat(path)
-        if stat.S_ISDIR(info.st_mode):
-            raise UserError(f"{path}: is a folder, not a {what}")
-        if not (stat.S_ISREG(info.st_mode) or stat.S_ISFIFO(info.st_mode)):
-            raise UserError(f"{path}: is not a regular file, so not a {what}")
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            if stat.S_ISDIR(mode):
+                raise UserError(f"{path}: is a folder, not a {what}")
+            raise UserError(f"{path}: is not a regular file, so not a {what} (save it to a file first)")
+        os.set_blocking(fd, True)
+        with open(fd, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise UserError(f"{path}: no such {what}") from None
