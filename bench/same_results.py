@@ -95,17 +95,23 @@ def main() -> int:
     different = 0
     only: dict[str, set[str]] = {"base": set(), "this tree": set()}
     for label in base:
-        same = label in here
+        if label not in here:
+            different += 1
+            print(f"MISSING    {label} (not run under this tree)")
+            continue
+        differing = []
         for dataset in ("evals", "train"):
-            if not same:
-                break
             a, b = base[label][dataset], here[label][dataset]
             common = [c for c in a["columns"] if c in b["columns"]]
             only["base"] |= {f"{dataset}.{c}" for c in a["columns"] if c not in common}
             only["this tree"] |= {f"{dataset}.{c}" for c in b["columns"] if c not in common}
-            same = _project(a, common) == _project(b, common)
-        different += not same
-        print(f"{'identical' if same else 'DIFFERENT'}  {label}")
+            if len(a["rows"]) != len(b["rows"]):
+                differing.append(f"{dataset} rows {len(a['rows'])} != {len(b['rows'])}")
+                continue
+            differing += [f"{dataset}.{c}" for c in common if _project(a, [c]) != _project(b, [c])]
+        different += bool(differing)
+        verdict = f"DIFFERENT  {label}: {', '.join(differing)}" if differing else f"identical  {label}"
+        print(verdict)
     for side, columns in only.items():
         if columns:
             print(f"columns only {side} writes (not compared): {', '.join(sorted(columns))}")
