@@ -41,7 +41,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from mtrl_plasticity.errors import ResultsDirError
-from mtrl_plasticity.results import MARKER, MARKER_KIND, SET_ASIDE_DIR
+from mtrl_plasticity.results import MARKER, MARKER_KIND, SET_ASIDE_DIR, TUNE_DIR, WANDB_DIR
 from orchestrator.schema import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
 
 MAX_MARKER_BYTES = 4096
@@ -212,15 +212,23 @@ def refuse_links(root: str, paths: Iterable[str]) -> None:
                 _refuse_link(current)
 
 
+THIRD_PARTY_LOG_DIRS = (TUNE_DIR, WANDB_DIR)
+"""Folders that Ray Tune and W&B write themselves (W&B links ``latest-run`` and its logs there): the
+project only writes below them through those libraries and never reads, moves or deletes there."""
+
+
 def refuse_odd_entries(root: str) -> None:
     """Refuse (one line naming it) a folder holding, anywhere inside, a symbolic link or anything but
-    regular files and folders (a FIFO, a device, a socket). Read-only; a no-op on object stores."""
+    regular files and folders (a FIFO, a device, a socket). :data:`THIRD_PARTY_LOG_DIRS` are not
+    looked into. Read-only; a no-op on object stores."""
     if is_uri(root):
         return
-    pending = [os.path.abspath(root)]
+    top = os.path.abspath(root)
+    skipped = {os.path.join(top, name) for name in THIRD_PARTY_LOG_DIRS}
+    pending = [top]
     while pending:
         try:
-            entries = list(os.scandir(pending.pop()))
+            entries = [e for e in os.scandir(pending.pop()) if e.path not in skipped or e.is_symlink()]
         except (FileNotFoundError, NotADirectoryError):
             continue
         for entry in entries:

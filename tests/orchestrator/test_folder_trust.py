@@ -174,6 +174,21 @@ def test_the_folder_itself_may_be_a_link_and_object_stores_are_not_scanned(tmp_p
     refuse_links("s3://no-such-bucket/results/tiny", ["s3://no-such-bucket/results/tiny/set-aside"])
 
 
+def test_the_links_wandb_and_tune_make_in_their_own_folders_are_not_refused(tmp_path):
+    # W&B offline links wandb/latest-run and its debug logs; the project never writes through them.
+    path, _ = sweep_folder(tmp_path)
+    root = str(path)
+    run = os.path.join(root, "wandb", "offline-run-1")
+    os.makedirs(run)
+    os.symlink("offline-run-1", os.path.join(root, "wandb", "latest-run"))
+    os.makedirs(os.path.join(root, "tune", "run-1"))
+    os.symlink(run, os.path.join(root, "tune", "run-1", "elsewhere"))
+    refuse_odd_entries(root)
+    os.symlink(run, os.path.join(root, "logs-link"))
+    with pytest.raises(ResultsDirError, match="logs-link is a symbolic link"):
+        refuse_odd_entries(root)
+
+
 # --- item 6: special files ---------------------------------------------------------------------------------
 def test_a_fifo_as_the_sweep_file_is_one_line(tmp_path):
     os.mkfifo(tmp_path / "sweep.yaml")
