@@ -78,7 +78,7 @@ class TuneRunMetadata(LogModel):
 class TuneState(LogModel):
     """Tune's ``experiment_state-*.json``: per trial, the trial and its run metadata, each as JSON text."""
 
-    trial_data: list[Annotated[tuple[Json[TuneTrial], Json[TuneRunMetadata]], Field(strict=False)]] = []
+    trial_data: list[Annotated[tuple[Json[TuneTrial], Json[TuneRunMetadata]], Field(strict=False)]]
 
 
 @dataclass
