@@ -257,3 +257,26 @@ def test_a_line_of_a_failed_trial_is_printable_and_bounded():
 
 def test_each_case_took_little_time(outcomes):
     assert max(o["seconds"] for o in outcomes.values()) < 30
+
+
+@pytest.mark.parametrize("shape", ["failures: a string", "failures: NaN", "failures: 10^400", "a list",
+                                   "nested 5,000 deep"])
+def test_mtrl_run_records_a_failed_attempt_over_an_odd_failures_file(tmp_path, capsys, shape):
+    """The driver's record of a failed attempt (``mtrl run``'s ``FailureLog``): the odd file is skipped with
+    one line and replaced, counting from this attempt; the attempt's line is printable and bounded."""
+    from orchestrator.trial_logs import read_failures
+    from orchestrator.tune_glue import FailureLog  # imports Ray (no Ray is started)
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / FAILURES).write_text(FAILURES_SHAPES[shape])
+    error_file = tmp_path / "error.txt"
+    error_file.write_text("Failure # 1 (occurred at 2026-01-01)\nTraceback ...\nValueError: " + ERROR.replace("\r", ""))
+    trial = type("Trial", (), {"config": {"trial": {"run_key": K1}}, "error_file": str(error_file),
+                               "num_failures": 1})()
+    FailureLog(str(tmp_path), max_failures=2).on_trial_recover(0, [], trial)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[0].startswith("mtrl: warning: skipped the log ") and FAILURES in err[0], err
+    assert err[1].startswith(f"{K1}: attempt 1 of 3 failed: ValueError: ###") and not CONTROL.findall(err[1])
+    assert len(err[1]) < FOLDER_TEXT_LIMIT + len(str(tmp_path)) + 200  # not its 5,000 characters
+    recorded = read_failures(str(tmp_path), K1)
+    assert recorded is not None and recorded.failures == 1 and not CONTROL.findall(recorded.last_error or "")
