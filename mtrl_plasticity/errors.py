@@ -140,7 +140,7 @@ def validation_message(exc: ValidationError, *, limit: int = 3, show_input: bool
     """
     parts = []
     for err in exc.errors():
-        location = [clip(str(p)) for p in err["loc"]]
+        location = [clip(str(p), keep_controls=True) for p in err["loc"]]  # a describe() may show them escaped
         special = describe(err, location) if describe is not None else None
         if special is not None:
             parts.append(special)

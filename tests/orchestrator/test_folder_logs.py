@@ -213,6 +213,7 @@ CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 ERROR = ("\x1b[2J\x1b[H\x1b]0;pwned\x07" + "#" * 2_500 + "\x9b31m\r\x00\x08\x1bc\ttab\u202e" + "#" * 2_500 +
          "\x1b[0m")
 ERROR_LENGTH = f"({len(ERROR):,} characters)"
+ANALYZE = ["analyze", "store/tiny", "--quiet", "--out", "analysis"]
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +223,8 @@ def loud(base, tmp_path_factory) -> dict[str, dict]:
     files = {FAILURES: json.dumps({"failures": 3, "last_error": ERROR, "time": "2026-01-01T00:00:00Z"}),
              TUNE_STATE: tune_state(status="ERROR"),
              f"metrics/evals/benchmark=Empty-5x5-v0/arch=single/treatment=x\x1b[2J\x07/{K1}.parquet": b"not parquet"}
-    return run_cases(base, tmp_path_factory, {" ".join(argv): (files, argv, False) for argv in (STATUS, TRIALS, JSON)})
+    return run_cases(base, tmp_path_factory, {" ".join(argv): (files, argv, False)
+                                              for argv in (STATUS, TRIALS, JSON, ANALYZE)})
 
 
 @pytest.mark.parametrize("argv", [STATUS, TRIALS], ids=" ".join)
@@ -244,6 +246,15 @@ def test_json_keeps_the_characters_escaped_and_bounds_the_length(loud):
     error = next(t["last_error"] for t in json.loads(out["stdout"])["trial_states"] if t["run_key"] == K1)
     assert error.startswith("\x1b[2J\x1b[H\x1b]0;pwned\x07###") and error.endswith(f"... {ERROR_LENGTH}")
     assert len(error) <= FOLDER_TEXT_LIMIT + 30
+
+
+def test_an_error_line_naming_a_file_of_the_folder_is_printable(loud):
+    """``mtrl analyze`` refuses the damaged Parquet file in one line, without the escape sequence in its path."""
+    out = loud[" ".join(ANALYZE)]
+    lines = out["stderr"].splitlines()
+    assert out["returncode"] == 2 and len(lines) == 1, out["stdout"] + out["stderr"]
+    assert lines[0].startswith("mtrl analyze: error: cannot read Parquet file ") and f"treatment=x/{K1}" in lines[0]
+    assert not CONTROL.findall(lines[0])
 
 
 def test_a_line_of_a_failed_trial_is_printable_and_bounded():
