@@ -291,3 +291,27 @@ def test_mtrl_run_records_a_failed_attempt_over_an_odd_failures_file(tmp_path, c
     assert len(err[1]) < FOLDER_TEXT_LIMIT + len(str(tmp_path)) + 200  # not its 5,000 characters
     recorded = read_failures(str(tmp_path), K1)
     assert recorded is not None and recorded.failures == 1 and not CONTROL.findall(recorded.last_error or "")
+
+
+def test_mtrl_run_names_a_damaged_file_printably(tmp_path_factory):
+    """The resume check's line about a junk file named like a segment, with an escape sequence in its name."""
+    import yaml
+
+    root = tmp_path_factory.mktemp("run")
+    data = tiny_spec_data(seeds=1)
+    (root / "sweep.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    spec = validate_spec(data, "sweep.yaml")
+    folder = SweepFolder.for_spec(spec, str(root / "store"))
+    prepare(folder, spec)
+    trial = expand(spec)[0]
+    run_trial(trial, ParquetSink.for_config(folder.root, trial),
+              DirectoryCheckpointer(os.path.join(folder.root, "checkpoints", trial.run_key)))
+    junk = f"{K0}__\x1b]0;pwned\x07\x1b[2J.parquet"
+    (root / "store" / "tiny" / "metrics" / "evals" / "benchmark=Empty-5x5-v0" / "arch=single" / "treatment=dense" /
+     junk).write_bytes(b"junk")
+    out = run_forked([{"cwd": str(root), "argv": ["run", "sweep.yaml", "--storage", "store"]}],
+                     HOME=str(root))[0]
+    assert out["returncode"] == 0 and "all 1 trials done" in out["stdout"], out["stdout"] + out["stderr"]
+    lines = out["stderr"].splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{K0}: evals file {K0}__.parquet "), lines
+    assert not CONTROL.findall(out["stdout"] + out["stderr"])
