@@ -107,6 +107,13 @@ DRIVER_SHAPES = {
         "10^12": "1" + "0" * 12, "10^400": "1" + "0" * 400, "a string": '"4"', "-3": "-3", "0": "0", "1.5": "1.5",
         "true": "true", "null": "null", "NaN": "NaN"}.items()},
 }
+HISTORY = "history/0002-20260101T000000Z.yaml"
+HISTORY_SHAPES = {  # an earlier version of the grid that no longer reads: skipped (its trials are not listed)
+    "a list": "[]", "null": "null", "a number": "5", "name: a list": "name: [1]", "a key twice": "name: a\nname: b\n",
+    "nested 60 deep": "[" * 60 + "]" * 60, "seeds: 1e400": "name: tiny\nseeds: 1e400\nbenchmarks: [Empty-5x5-v0]\n"
+    "archs: [single]\ntreatments: [dense]\n", "binary": "!!binary aGVsbG8=", "an escape sequence": '"\\e[2J"',
+    "not UTF-8": b"name: \xff\n",
+}
 STATUS = ["status", "store/tiny"]
 TRIALS, JSON = [*STATUS, "--trials"], [*STATUS, "--json"]
 # kind: (its file, its shapes, the commands, whether K1 runs (a driver lock, Tune says so), good files);
@@ -116,6 +123,7 @@ KINDS = {
     "tune state": (TUNE_STATE, TUNE_SHAPES, (TRIALS,), False, {}),
     "progress": (PROGRESS, PROGRESS_SHAPES, (TRIALS, JSON), True, {TUNE_STATE: tune_state()}),
     "driver": (DRIVER, DRIVER_SHAPES, (TRIALS,), True, {TUNE_STATE: tune_state(), PROGRESS: record()}),
+    "history": (HISTORY, HISTORY_SHAPES, (TRIALS,), False, {}),
 }
 CASES = {f"{kind}: {shape}, {' '.join(argv[2:]) or 'status'}": (kind, shape, argv)
          for kind, (_, shapes, commands, _, _) in KINDS.items() for shape in shapes for argv in commands}
