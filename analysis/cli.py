@@ -26,8 +26,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from analysis.aggregate import DEFAULT_BAND_REPS, DEFAULT_REPS
-from mtrl_plasticity.errors import AnalysisError, UserError
-from orchestrator.cli import COMMANDS, OneLineArgumentParser
+from mtrl_plasticity.errors import AnalysisError, UserError, clip
+from orchestrator.cli import COMMANDS, MAX_MESSAGE, OneLineArgumentParser
 from orchestrator.cli import main as cli_main
 from orchestrator.storage import is_uri
 
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
                 stage("writing tables" + (" and figures" if args.figures else ""))
             written = write_outputs(result, out_dir, figures=args.figures)
     except UserError as exc:
-        print(f"mtrl analyze: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"mtrl analyze: error: {clip(' '.join(str(exc).split()), MAX_MESSAGE)}", file=sys.stderr)
         return 2
     if console is not None:
         print_summary(result, written, console)

@@ -9,7 +9,9 @@ write (disk full, file too large, quota, permission lost) is reported in one lin
 
 Messages quote user input through :func:`brief` and :func:`clip`, so a huge or deeply nested
 value never makes a long line, and pydantic's multi-line reports become one line through
-:func:`validation_message`.
+:func:`validation_message`. Text read from a results folder (a trial's last error, file names)
+is shown through :func:`clip` too, bounded by :data:`FOLDER_TEXT_LIMIT`: it can hold anything,
+including escape sequences a terminal would obey.
 """
 
 from __future__ import annotations
@@ -98,9 +100,33 @@ def brief(value: object) -> str:
     return shown
 
 
-def clip(text: str, limit: int = 60) -> str:
-    """``text`` itself when short, else its start and its length (for names quoted in messages)."""
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+FOLDER_TEXT_LIMIT = 200
+"""Most characters of one piece of text from a results folder that a command prints (then ``...`` and
+the original length)."""
+_ESCAPE_SEQUENCE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]"      # CSI: colours, cursor moves, clearing the screen
+                              r"|\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC, DCS, ...: titles, links
+                              r"|\x1b[ -/]*[0-~]?"              # any other escape
+                              r"|\x9b[0-?]*[ -/]*[@-~]")        # the one-byte (C1) CSI
+
+
+def printable(text: str) -> str:
+    """``text`` with every escape sequence and control character removed (line breaks and tabs become
+    spaces), so that printing it cannot move the cursor, clear the screen or retitle the terminal."""
+    text = _ESCAPE_SEQUENCE.sub("", text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else " " if c.isspace() else "" for c in text)
+
+
+def clip(text: str, limit: int = 60, *, keep_controls: bool = False) -> str:
+    """``text`` itself when short, else its start and its original length (for names quoted in messages,
+    and text from a results folder with ``limit=FOLDER_TEXT_LIMIT``).
+
+    Control characters and escape sequences are removed (:func:`printable`) unless ``keep_controls``
+    (for JSON, which escapes them itself).
+    """
+    shown = text if keep_controls else printable(text)
+    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(text):,} characters)"
 
 
 def validation_message(exc: ValidationError, *, limit: int = 3, show_input: bool = False,
@@ -114,7 +140,7 @@ def validation_message(exc: ValidationError, *, limit: int = 3, show_input: bool
     """
     parts = []
     for err in exc.errors():
-        location = [clip(str(p)) for p in err["loc"]]
+        location = [clip(str(p), keep_controls=True) for p in err["loc"]]  # a describe() may show them escaped
         special = describe(err, location) if describe is not None else None
         if special is not None:
             parts.append(special)

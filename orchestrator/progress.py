@@ -25,15 +25,19 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
+from pydantic import Field
 from rich.table import Table
+from rich.text import Text
 
+from mtrl_plasticity.errors import FOLDER_TEXT_LIMIT, clip
 from mtrl_plasticity.results import PROGRESS_DIR, Cell
 from orchestrator import estimate
 from orchestrator.config import TrialConfig
+from orchestrator.folder_logs import Count, LogModel, read_log
 from orchestrator.status import SweepStatus, TrialStatus
-from orchestrator.storage import join, read_json, resolve_filesystem, write_bytes_atomically
+from orchestrator.storage import join, resolve_filesystem, write_bytes_atomically
 from orchestrator.trackers.base import EVAL_TAG
 
 THROUGHPUT_WINDOW_S = 300.0
@@ -42,6 +46,8 @@ DRIVER_RECORD = "driver"
 """``progress/driver.json``: the driver's record (a run_key always ends in ``-s<seed>``)."""
 MAX_RECORD_BYTES = 64 << 10
 """Largest progress record read (the tool writes a few hundred bytes)."""
+MAX_SLOTS = 100_000
+"""Most slots a driver record may claim (``max_concurrent_trials``' bound); more is a damaged record."""
 JSON_FORMAT = 1
 """Version of ``mtrl status --json``'s layout (docs/orchestration.md lists its fields)."""
 
@@ -121,14 +127,35 @@ def _json_bytes(data: Any) -> bytes:
     return json.dumps(data, sort_keys=True).encode()
 
 
-def read_record(root: str, name: str) -> dict[str, Any] | None:
-    """The record ``progress/<name>.json`` (a run_key, or ``driver``), or ``None`` if absent or unreadable."""
+class ProgressRecord(LogModel):
+    """What ``mtrl status`` reads of ``progress/<run_key>.json`` (:class:`ProgressRecorder` writes it)."""
+
+    run_key: str
+    state: str | None = None
+    step: Count = 0
+    total_steps: Count | None = None
+    resumed_from: Count | None = None
+    steps_per_second: Annotated[float, Field(ge=0)] | None = None
+    eval_step: Count | None = None
+    normalised_return: float | None = None
+    time: Annotated[float, Field(ge=0)] | None = None
+
+
+class DriverRecord(LogModel):
+    """What ``mtrl status`` reads of ``progress/driver.json`` (:func:`write_driver_record` writes it)."""
+
+    slots: Annotated[int, Field(ge=1, le=MAX_SLOTS)]
+
+
+R = TypeVar("R", ProgressRecord, DriverRecord)
+
+
+def read_record(root: str, name: str, model: type[R]) -> R | None:
+    """The record ``progress/<name>.json`` (a run_key, or ``driver``) as ``model``, or ``None`` if absent
+    or damaged (a log, never trusted for more than display: one warning line,
+    :func:`~orchestrator.folder_logs.read_log`)."""
     fs, path = resolve_filesystem(join(root, PROGRESS_DIR, f"{name}.json"))
-    try:
-        data = read_json(fs, path, MAX_RECORD_BYTES)
-    except (OSError, ValueError):  # being replaced, or damaged: a log, never trusted for more than display
-        return None
-    return data if isinstance(data, dict) else None
+    return read_log(fs, path, model, MAX_RECORD_BYTES)
 
 
 # --- the driver's record: slots -------------------------------------------------------------
@@ -277,7 +304,7 @@ class SweepProgress:
     work: list[TrialWork] = field(default_factory=list, repr=False)
 
 
-def trial_progress(trial: TrialStatus, record: Mapping[str, Any] | None) -> TrialProgress:
+def trial_progress(trial: TrialStatus, record: ProgressRecord | None) -> TrialProgress:
     """Where one trial stands: done trials at their total, running ones at their record's step, others
     at their last Parquet row."""
     config = trial.config
@@ -285,13 +312,11 @@ def trial_progress(trial: TrialStatus, record: Mapping[str, Any] | None) -> Tria
                         config.total_steps, retries=trial.retries, last_error=trial.last_error)
     if trial.state == "done":
         out.step = config.total_steps
-    if record is not None and record.get("run_key") == config.run_key:
-        out.eval_step, out.normalised_return = record.get("eval_step"), record.get("normalised_return")
-        out.updated = record.get("time")
+    if record is not None and record.run_key == config.run_key:
+        out.eval_step, out.normalised_return, out.updated = record.eval_step, record.normalised_return, record.time
         if trial.state == "running":
-            out.step = int(record.get("step") or 0)
-            rate = record.get("steps_per_second")
-            out.steps_per_second = float(rate) if isinstance(rate, (int, float)) else None
+            out.step = min(record.step, config.total_steps)
+            out.steps_per_second = record.steps_per_second
     return out
 
 
@@ -300,7 +325,7 @@ def sweep_progress(status: SweepStatus) -> SweepProgress:
     (read for the running trials only)."""
     trials, work = [], []
     for trial in status.trials:
-        record = read_record(status.root, trial.config.run_key) if trial.state == "running" else None
+        record = read_record(status.root, trial.config.run_key, ProgressRecord) if trial.state == "running" else None
         progress = trial_progress(trial, record)
         trials.append(progress)
         work.append(TrialWork(progress.run_key, progress.cell, progress.total_steps, progress.step,
@@ -315,8 +340,8 @@ def sweep_progress(status: SweepStatus) -> SweepProgress:
         if p.steps_per_second is not None:
             cell.steps_per_second = (cell.steps_per_second or 0.0) + p.steps_per_second
     running = sum(w.running for w in work)
-    driver = read_record(status.root, DRIVER_RECORD) if status.driver != "" else None
-    slots = max(running, int(driver["slots"]) if driver and isinstance(driver.get("slots"), int) else running, 1)
+    driver = read_record(status.root, DRIVER_RECORD, DriverRecord) if status.driver != "" else None
+    slots = max(running, driver.slots if driver is not None else running, 1)
     rates = [p.steps_per_second for p in trials if p.steps_per_second is not None]
     eta: float | None
     note = ""
@@ -349,9 +374,17 @@ def progress_json(status: SweepStatus, progress: SweepProgress) -> dict[str, Any
         "eta_seconds": progress.eta_seconds,
         "eta_note": progress.eta_note or None,
         "cells": [asdict(c) for c in progress.cells],
-        "running": [asdict(t) for t in progress.trials if t.state == "running"],
-        "trial_states": [asdict(t) for t in progress.trials],
+        "running": [_trial_json(t) for t in progress.trials if t.state == "running"],
+        "trial_states": [_trial_json(t) for t in progress.trials],
     }
+
+
+def _trial_json(trial: TrialProgress) -> dict[str, Any]:
+    """One trial for ``--json``: its last error bounded as on the terminal, its characters left to JSON's escapes."""
+    data = asdict(trial)
+    if trial.last_error is not None:
+        data["last_error"] = clip(trial.last_error, FOLDER_TEXT_LIMIT, keep_controls=True)
+    return data
 
 
 def render_trials(progress: SweepProgress, now: float | None = None) -> Table:
@@ -364,10 +397,12 @@ def render_trials(progress: SweepProgress, now: float | None = None) -> Table:
     for t in progress.trials:
         if t.state != "running" and not t.last_error:
             continue
-        ret = "-" if t.normalised_return is None else f"{t.normalised_return:.3f} ({t.eval_step:,})"
+        ret = "-" if t.normalised_return is None or t.eval_step is None else \
+            f"{t.normalised_return:.3f} ({t.eval_step:,})"
         age = "-" if t.updated is None else f"{format_duration(max(0.0, now - t.updated))} ago"
-        table.add_row(t.run_key, t.state, f"{t.step:,}/{t.total_steps:,}", format_rate(t.steps_per_second), ret, age,
-                      t.last_error or "")
+        # Text, not str: rich would read markup ("[/x]") in a string from the folder.
+        table.add_row(Text(t.run_key), t.state, f"{t.step:,}/{t.total_steps:,}", format_rate(t.steps_per_second), ret,
+                      age, Text(clip(t.last_error or "", FOLDER_TEXT_LIMIT)))
     return table
 
 

@@ -11,25 +11,30 @@ Three sources, all read-only and safe while a sweep runs:
   few seconds while the driver lives; after a driver crash, "running" means "was running
   when the driver died");
 * ``logs/<run_key>.failures.json``: failed attempts over all runs and the last error line.
+
+The last two are logs: one of another shape is skipped with a warning line
+(:mod:`orchestrator.folder_logs`). Text from the folder is printed through
+:func:`~mtrl_plasticity.errors.clip`: printable and bounded.
 """
 
 from __future__ import annotations
 
-import json
 import posixpath
 import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from pydantic import Field, Json
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from mtrl_plasticity.errors import ResultsDirError
+from mtrl_plasticity.errors import FOLDER_TEXT_LIMIT, ResultsDirError, clip
 from mtrl_plasticity.results import (
     EVALS,
     LOGS_DIR,
@@ -44,8 +49,9 @@ from mtrl_plasticity.results import (
 )
 from orchestrator import estimate, schema
 from orchestrator.config import TrialConfig
+from orchestrator.folder_logs import Count, LogModel, read_log
 from orchestrator.spec import SweepSpec, cells, expand
-from orchestrator.storage import canonical_root, list_files, read_json, read_marker
+from orchestrator.storage import canonical_root, list_files, read_marker
 from orchestrator.sweep_folder import SweepFolder, driver_running
 from orchestrator.sweep_history import known_trials
 from orchestrator.trial_logs import FAILURES_SUFFIX, read_failures
@@ -55,6 +61,24 @@ MAX_TUNE_STATE_BYTES = 256 << 20
 """Largest Tune experiment state read (a 2,100-trial sweep's is a few megabytes)."""
 _FROM_TUNE = {"TERMINATED": "done", "RUNNING": "running", "ERROR": "failed", "PENDING": "pending",
               "PAUSED": "pending"}
+
+
+class TuneTrial(LogModel):
+    """What status reads of one trial in Tune's experiment state (Tune writes many more fields)."""
+
+    custom_trial_name: str | None = None
+    custom_dirname: str | None = None
+    status: str | None = None
+
+
+class TuneRunMetadata(LogModel):
+    num_failures: Count = 0
+
+
+class TuneState(LogModel):
+    """Tune's ``experiment_state-*.json``: per trial, the trial and its run metadata, each as JSON text."""
+
+    trial_data: list[Annotated[tuple[Json[TuneTrial], Json[TuneRunMetadata]], Field(strict=False)]]
 
 
 @dataclass
@@ -131,9 +155,10 @@ def _apply_failures(root: str, trials: dict[str, TrialStatus]) -> None:
     for info in list_files(fs, posixpath.join(path, LOGS_DIR), special="skip"):
         run_key = info.base_name.removesuffix(FAILURES_SUFFIX)
         if info.base_name.endswith(FAILURES_SUFFIX) and run_key in trials:
-            record = read_failures(root, run_key) or {}
-            trials[run_key].retries = max(trials[run_key].retries, int(record.get("failures") or 0))
-            trials[run_key].last_error = record.get("last_error")
+            record = read_failures(root, run_key)
+            if record is not None:
+                trials[run_key].retries = max(trials[run_key].retries, record.failures)
+                trials[run_key].last_error = record.last_error
 
 
 def _apply_tune_state(fs: pafs.FileSystem, tune_dir: str, trials: dict[str, TrialStatus]) -> float | None:
@@ -146,17 +171,16 @@ def _apply_tune_state(fs: pafs.FileSystem, tune_dir: str, trials: dict[str, Tria
     if not states:
         return None
     newest = states[-1]
-    try:
-        data = read_json(fs, newest.path, MAX_TUNE_STATE_BYTES)
-    except (OSError, ValueError):
-        return None  # being rewritten; the Parquet still tells done trials
-    for trial_json, metadata_json in data.get("trial_data", []):
-        trial = json.loads(trial_json)
-        metadata = json.loads(metadata_json)
-        run_key = trial.get("custom_trial_name") or trial.get("custom_dirname")
+    # Tune replaces the file whole (write and rename); a damaged one is skipped, and the Parquet
+    # still tells done trials.
+    state = read_log(fs, newest.path, TuneState, MAX_TUNE_STATE_BYTES)
+    if state is None:
+        return None
+    for trial, metadata in state.trial_data:
+        run_key = trial.custom_trial_name or trial.custom_dirname
         if run_key in trials:
-            trials[run_key].state = _FROM_TUNE.get(trial.get("status"), "pending")
-            trials[run_key].retries = int(metadata.get("num_failures") or 0)
+            trials[run_key].state = _FROM_TUNE.get(trial.status or "", "pending")
+            trials[run_key].retries = metadata.num_failures
     return newest.mtime.timestamp() if newest.mtime else None
 
 
@@ -284,12 +308,14 @@ def render_status(status: SweepStatus, steps: Mapping[str, tuple[str, str]] | No
                   f"{counts['done']}/{len(status.trials)} trials done; {tune_note}{driver_note}")
     parts: list = [header, *((Text(summary),) if summary else ()), table]
     if status.damaged_files:
-        parts.append(Text(f"{len(status.damaged_files)} unreadable Parquet file(s), e.g. {status.damaged_files[0]}; "
+        shown = clip(status.damaged_files[0], FOLDER_TEXT_LIMIT)
+        parts.append(Text(f"{len(status.damaged_files)} unreadable Parquet file(s), e.g. {shown}; "
                           f"the next `mtrl run` sets them aside and trains their trials again", style="red"))
     troubled = [t for t in status.trials if t.last_error]
     for trial in troubled[:20]:
-        parts.append(Text(f"{trial.config.run_key} ({trial.state}, {trial.retries} failed attempt(s)): "
-                          f"{trial.last_error}", style="red" if trial.state == "failed" else "yellow"))
+        error = clip(trial.last_error or "", FOLDER_TEXT_LIMIT)
+        parts.append(Text(f"{trial.config.run_key} ({trial.state}, {trial.retries} failed attempt(s)): {error}",
+                          style="red" if trial.state == "failed" else "yellow"))
     if len(troubled) > 20:
         parts.append(Text(f"... and {len(troubled) - 20} more trials with errors (logs/<run_key>.log)"))
     if status.outside_grid:
@@ -298,5 +324,5 @@ def render_status(status: SweepStatus, steps: Mapping[str, tuple[str, str]] | No
                           style="dim"))
     if status.unknown_run_keys:
         parts.append(Text(f"rows of {len(status.unknown_run_keys)} run(s) no version of the grid lists, e.g. "
-                          f"{status.unknown_run_keys[0]}", style="yellow"))
+                          f"{clip(status.unknown_run_keys[0], FOLDER_TEXT_LIMIT)}", style="yellow"))
     return Group(*parts)

@@ -28,7 +28,7 @@ from typing import Any
 
 from rich.table import Table
 
-from mtrl_plasticity.errors import SpecError, UserError, brief, write_failure_in
+from mtrl_plasticity.errors import SpecError, UserError, brief, printable, write_failure_in
 from mtrl_plasticity.plugins import load_entry_points, runtime_env_for
 from mtrl_plasticity.results import HISTORY_DIR, Cell
 from orchestrator import estimate
@@ -216,7 +216,7 @@ def remaining_trials(trials: list[TrialConfig], folder: SweepFolder) -> tuple[li
     checks = check_sweep(folder.root, trials)
     for check in checks:
         if check.problems:
-            print(check.line(folder.root), file=sys.stderr, flush=True)
+            print(printable(check.line(folder.root) or ""), file=sys.stderr, flush=True)  # it names files
     remaining = [t for t, check in zip(trials, checks, strict=True) if not check.done]
     return remaining, {check.run_key: check.resume_step or 0 for check in checks if not check.done}
 

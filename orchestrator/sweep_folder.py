@@ -185,10 +185,10 @@ def driver_running(folder: SweepFolder) -> str | None:
 
 
 def inspect(folder: SweepFolder, spec: SweepSpec, trials: list[TrialConfig] | None = None) -> str:
-    """What ``mtrl run`` would do with ``folder`` (read-only; for ``--dry-run``); a marker ``mtrl run``
-    refuses is refused here too (:func:`orchestrator.storage.read_marker`)."""
-    read_marker(folder.root)
+    """What ``mtrl run`` would do with ``folder`` (read-only; for ``--dry-run``). A marker or ``sweep.yaml``
+    that ``mtrl run`` would refuse is refused here too (:class:`~mtrl_plasticity.errors.UserError`)."""
     try:
+        read_marker(folder.root)
         stored = folder.stored_spec()
     except OSError as exc:  # an unreadable spec is refused (UserError) as `mtrl run` would
         return f"cannot read {folder.root}: {exc}"

@@ -8,13 +8,25 @@ whole (object stores cannot append) and are read as text and JSON only. Ray-free
 
 from __future__ import annotations
 
-import json
 import time
 
+from mtrl_plasticity.errors import FOLDER_TEXT_LIMIT, clip
 from mtrl_plasticity.results import LOGS_DIR
+from orchestrator.folder_logs import Count, LogModel, read_log
 from orchestrator.storage import join, read_bytes, refuse_links, resolve_filesystem, write_bytes_atomically
 
 FAILURES_SUFFIX = ".failures.json"
+MAX_FAILURES_BYTES = 64 << 10
+"""Largest ``logs/<run_key>.failures.json`` read (the tool writes a few hundred bytes)."""
+
+
+class FailuresRecord(LogModel):
+    """``logs/<run_key>.failures.json``: failed attempts of a trial over all runs, its last error line
+    and when (UTC)."""
+
+    failures: Count = 0
+    last_error: str | None = None
+    time: str | None = None
 
 
 def trial_log_path(root: str, run_key: str) -> str:
@@ -26,9 +38,11 @@ def trial_failures_path(root: str, run_key: str) -> str:
 
 
 def last_line(text: str) -> str:
-    """The last non-blank line of an error's text (at most 200 characters): how a failure is named in one line."""
+    """The last non-blank line of an error's text, printable and at most
+    :data:`~mtrl_plasticity.errors.FOLDER_TEXT_LIMIT` characters (then its length): how a failure is
+    named in one line."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else "unknown error")[:200]
+    return clip(lines[-1] if lines else "unknown error", FOLDER_TEXT_LIMIT)
 
 
 def utc_stamp() -> str:
@@ -45,18 +59,14 @@ def append_to_log(root: str, run_key: str, text: str) -> None:
     write_bytes_atomically(fs, path, (read_bytes(fs, path) or b"") + text.encode())
 
 
-def read_failures(root: str, run_key: str) -> dict | None:
-    """``{"failures": n, "last_error": line, "time": iso}`` of a trial that failed, else ``None`` (JSON only)."""
+def read_failures(root: str, run_key: str) -> FailuresRecord | None:
+    """The failures record of a trial that failed, else ``None`` (also for a damaged one, with one warning
+    line: :func:`orchestrator.folder_logs.read_log`)."""
     fs, path = resolve_filesystem(trial_failures_path(root, run_key))
-    try:
-        data = read_bytes(fs, path)
-        record = None if data is None else json.loads(data.decode())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
+    return read_log(fs, path, FailuresRecord, MAX_FAILURES_BYTES)
 
 
-def write_failures(root: str, run_key: str, record: dict) -> None:
+def write_failures(root: str, run_key: str, record: FailuresRecord) -> None:
     fs, path = resolve_filesystem(trial_failures_path(root, run_key))
     refuse_links(root, [path])
-    write_bytes_atomically(fs, path, json.dumps(record).encode())
+    write_bytes_atomically(fs, path, record.model_dump_json().encode())

@@ -33,10 +33,12 @@ from ray import tune
 from ray.tune import Callback
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+from mtrl_plasticity.errors import printable
 from mtrl_plasticity.plugins import load_entry_points, load_plugins
 from mtrl_plasticity.results import SET_ASIDE_DIR
 from orchestrator.checkpoint import Checkpointer, DirectoryCheckpointer, Metrics
 from orchestrator.config import TrialConfig
+from orchestrator.folder_logs import MAX_COUNT
 from orchestrator.progress import ProgressRecorder, progress_path
 from orchestrator.resume_check import check_trial, trial_checkpoint_dir
 from orchestrator.sink import ParquetSink
@@ -47,6 +49,7 @@ from orchestrator.trackers import TrackerRun, open_trackers
 from orchestrator.trackers.tensorboard import event_dir
 from orchestrator.trial_hook import run_with_hook
 from orchestrator.trial_logs import (
+    FailuresRecord,
     append_to_log,
     last_line,
     read_failures,
@@ -218,7 +221,7 @@ class FailureLog(Callback):
 
     def on_trial_result(self, iteration: int, trials, trial, result: dict, **info) -> None:
         for line in str(result.get(WARNING_METRIC) or "").splitlines():
-            print(line, file=sys.stderr, flush=True)
+            print(printable(line), file=sys.stderr, flush=True)
 
     def on_trial_recover(self, iteration: int, trials, trial, **info) -> None:
         self._record(trial, retrying=True)
@@ -234,9 +237,9 @@ class FailureLog(Callback):
         attempt = trial.num_failures
         append_to_log(self.sweep_root, run_key, f"--- {stamp} attempt {attempt} of {self.max_failures + 1} failed "
                                                 f"(as Tune saw it)\n{text}\n")
-        before = read_failures(self.sweep_root, run_key) or {}
+        before = read_failures(self.sweep_root, run_key) or FailuresRecord()
         write_failures(self.sweep_root, run_key,
-                       {"failures": int(before.get("failures", 0)) + 1, "last_error": line, "time": stamp})
+                       FailuresRecord(failures=min(before.failures + 1, MAX_COUNT), last_error=line, time=stamp))
         then = "retrying from its last checkpoint" if retrying else "giving up in this run"
         shown = trial_log_path(self.sweep_root, run_key)
         print(f"{run_key}: attempt {attempt} of {self.max_failures + 1} failed: {line} ({then}; log: {shown})",

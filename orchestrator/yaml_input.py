@@ -4,7 +4,8 @@
 It is PyYAML's safe loader with YAML 1.2 floats (``1e-6`` is a number, not a string) and
 limits that keep a small hostile file from taking time or memory: the file's size, the
 nesting depth, and the number of nodes after aliases are expanded (an 800-byte "billion
-laughs" file expands to 10^9). Every failure is a :class:`UserError` of one line that names
+laughs" file expands to 10^9). A key given twice in one mapping is refused (PyYAML would keep
+the last one silently). Every failure is a :class:`UserError` of one line that names
 its source (the file, or ``--set key=...``).
 """
 
@@ -49,6 +50,22 @@ class _Loader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """PyYAML's mapping, refusing a key given twice (PyYAML keeps the last one without a word)."""
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: its keys may be overridden
+                continue
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _Duplicate(f"the key {brief(key)} appears twice, on lines {seen[key]} and {line}; "
+                                     f"keep one")
+                seen[key] = line
+            except TypeError:  # an unhashable key: PyYAML's own error names it
+                continue
+        return super().construct_mapping(node, deep=deep)
+
 
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
@@ -62,6 +79,10 @@ _Loader.add_implicit_resolver(
 
 class _TooBig(Exception):
     """A limit was hit while composing (turned into a :class:`UserError` by :func:`load_yaml`)."""
+
+
+class _Duplicate(Exception):
+    """A mapping gives a key twice (turned into a :class:`UserError` by :func:`load_yaml`)."""
 
 
 def _expanded_size(node: Node, memo: dict[int, int | None]) -> int:
@@ -95,12 +116,14 @@ def load_yaml(text: str, source: str) -> Any:
             raise _TooBig(f"more than {MAX_NODES:,} values once its aliases are expanded")
         try:
             return loader.construct_document(node)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, _Duplicate):
             raise
         except Exception as exc:  # noqa: BLE001 - PyYAML's constructors fail on e.g. `!!timestamp x` with
             # AttributeError or ValueError: a malformed value either way
             raise UserError(f"{source}: malformed YAML: cannot read a value ({clip(str(exc)) or type(exc).__name__})"
                             ) from None
+    except _Duplicate as exc:
+        raise UserError(f"{source}: {exc}") from None
     except _TooBig as exc:
         raise UserError(f"{source}: refused: {exc} (limits of YAML input: {MAX_DEPTH} levels, "
                         f"{MAX_NODES:,} values)") from None

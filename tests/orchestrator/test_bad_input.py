@@ -10,7 +10,6 @@ Disk full and the traceback of a bug run ``python -m orchestrator.cli`` itself.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import subprocess
@@ -20,10 +19,8 @@ from dataclasses import dataclass, field
 import pytest
 import yaml
 
+from testkit.forked import MEMORY_CAP, TIMEOUT_S, run_forked
 from testkit.sweep import REPO, tiny_spec_data
-
-MEMORY_CAP = 4 << 30
-TIMEOUT_S = 60
 
 # "Billion laughs": 9 levels of 9 aliases, 9^9 strings once expanded, under 800 bytes.
 BOMB = "bomb: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
@@ -59,6 +56,18 @@ CORRUPT_SPECS = {
     "malformed": ("name: tiny\nbenchmarks: [Empty-5x5-v0\n", "malformed YAML (line 3"),
     "bomb": (BOMB + sweep_text().replace("name: tiny", "name: *a8"), "refused: more than 100,000 values"),
     "latin1": (b"name: caf\xe9\n", "not UTF-8 text (byte 9 is 0xe9)"),
+    "duplicate key": (sweep_text() + "name: tiny\n", "the key 'name' appears twice, on lines 1 and 21; keep one"),
+}
+MARKER_ERROR = "{dir}/store/tiny"
+ODD_MARKERS = {  # valid JSON of other shapes than the marker's
+    "a list": ("[]", "/mtrl-results.json was not written by this tool"),
+    "a list for kind": ('{"kind": ["mtrl-results"], "layout": "sweep", "schema_version": 2}',
+                        "/mtrl-results.json was not written by this tool"),
+    "a mapping for layout": ('{"kind": "mtrl-results", "layout": {"sweep": 1}, "schema_version": 2}',
+                             "/mtrl-results.json was not written by this tool"),
+    "nested 2,000 deep": ("[" * 2000 + "]" * 2000, "/mtrl-results.json is unreadable (nested too deeply)"),
+    "an infinite version": ('{"kind": "mtrl-results", "layout": "sweep", "schema_version": 1e400}',
+                            " holds results of schema version inf, this tool reads versions 1, 2"),
 }
 
 CASES: dict[str, Case] = {
@@ -119,6 +128,21 @@ CASES: dict[str, Case] = {
         sweep_folder=True, absent=())
        for kind, (content, expected) in CORRUPT_SPECS.items()
        for argv in (["status", "store/tiny"], RUN, RUN + ["--dry-run"])},
+    # --- a key given twice (PyYAML keeps the last one) ---
+    "duplicate key": Case(RUN, "error: sweep.yaml: the key 'seeds' appears twice, on lines 8 and 21; keep one",
+                          {"sweep.yaml": sweep_text() + "seeds: 3\n"}),
+    "duplicate key in defaults, --dry-run": Case(
+        RUN + ["--dry-run"], "error: sweep.yaml: the key 'total_steps' appears twice, on lines 10 and 11; keep one",
+        {"sweep.yaml": sweep_text().replace("  total_steps: 400\n", "  total_steps: 400\n  total_steps: 800\n")}),
+    "--set duplicate key": Case(RUN + ["--set", "resources={cpu: 1, cpu: 2}"],
+                                "error: --set resources=...: the key 'cpu' appears twice, on lines 1 and 1; keep one",
+                                TINY),
+    # --- a results folder's marker of another shape, for status, run and --dry-run ---
+    **{f"marker: {kind}, {' '.join(argv[:1] + argv[4:])}": Case(
+        argv, MARKER_ERROR + expected, {**TINY, "store/tiny/mtrl-results.json": content}, sweep_folder=True,
+        absent=())
+       for kind, (content, expected) in ODD_MARKERS.items()
+       for argv in (["status", "store/tiny"], RUN, RUN + ["--dry-run"])},
     # --- mtrl trial ---
     "--seed 2^31": Case(TRIAL + ["--seed", str(2**31)], "seed must be in 0..2147483647"),
     "trial --set gamma=.nan": Case(TRIAL + ["--set", "gamma=.nan"], "gamma: Input should be a finite number"),
@@ -145,37 +169,6 @@ CASES: dict[str, Case] = {
                                        {"results/sweep.yaml": BOMB + "name: *a8\n"}),
 }
 
-DRIVER = r"""
-import json, os, resource, signal, sys, time, traceback
-from analysis import cli
-# Imported once here rather than in every child:
-import analysis.pipeline, analysis.report, orchestrator.spec, orchestrator.status, orchestrator.sweep_folder  # noqa
-cases = json.load(sys.stdin)
-for case in cases:
-    start = time.monotonic()
-    pid = os.fork()
-    if pid == 0:  # the child: the case's folder, its own output files, the caps; then mtrl
-        code = 1
-        try:
-            os.chdir(case["cwd"])
-            for stream, name in ((1, "stdout"), (2, "stderr")):
-                os.dup2(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), stream)
-            resource.setrlimit(resource.RLIMIT_AS, (case["memory"], case["memory"]))
-            signal.alarm(case["timeout"])
-            code = cli.mtrl(case["argv"])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    print(json.dumps({"status": status, "seconds": time.monotonic() - start}), flush=True)
-"""
-
-
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory) -> dict[str, dict]:
     """Run every case once; ``{case: {"returncode", "stdout", "stderr", "seconds", "cwd"}}``."""
@@ -198,18 +191,8 @@ def outcomes(tmp_path_factory) -> dict[str, dict]:
             target.write_bytes(content if isinstance(content, bytes) else content.encode())
         jobs.append({"cwd": str(cwd), "argv": [a.replace("{dir}", str(cwd)) for a in case.argv],
                      "memory": MEMORY_CAP, "timeout": TIMEOUT_S})
-    env = {**os.environ, "PYTHONPATH": REPO, "HOME": str(tmp_path_factory.mktemp("home"))}
-    done = subprocess.run([sys.executable, "-c", DRIVER], input=json.dumps(jobs), env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=TIMEOUT_S * len(jobs), check=True)
-    reports = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(reports) == len(jobs), done.stderr[-3000:]
-    out = {}
-    for name, job, report in zip(CASES, jobs, reports, strict=True):
-        status = report["status"]
-        out[name] = {"returncode": os.waitstatus_to_exitcode(status), "seconds": report["seconds"],
-                     "stdout": open(os.path.join(job["cwd"], "stdout")).read(),
-                     "stderr": open(os.path.join(job["cwd"], "stderr")).read(), "cwd": job["cwd"]}
-    return out
+    reports = run_forked(jobs, HOME=str(tmp_path_factory.mktemp("home")))
+    return {name: {**report, "cwd": job["cwd"]} for name, job, report in zip(CASES, jobs, reports, strict=True)}
 
 
 def nothing_started(root: str) -> None:

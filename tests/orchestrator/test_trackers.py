@@ -18,6 +18,7 @@ from orchestrator.checkpoint import DirectoryCheckpointer
 from orchestrator.cli import main as cli_main
 from orchestrator.config import TrialConfig
 from orchestrator.progress import (
+    ProgressRecord,
     ProgressRecorder,
     TrialWork,
     makespan,
@@ -205,10 +206,10 @@ def test_the_progress_record_holds_step_rate_and_last_evaluation(tmp_path):
     recorder.start(200)
     recorder.log(300, {"losses/policy_loss": 0.1})
     recorder.log(400, {"eval/normalised_return": 0.5})
-    record = read_record(str(tmp_path), config.run_key)
-    assert (record["step"], record["steps_per_second"], record["eval_step"], record["normalised_return"]) == \
-        (400, 10.0, 400, 0.5)
-    assert (record["resumed_from"], record["state"], record["time"]) == (200, "running", 120.0)
+    record = read_record(str(tmp_path), config.run_key, ProgressRecord)
+    assert record is not None
+    assert (record.step, record.steps_per_second, record.eval_step, record.normalised_return) == (400, 10.0, 400, 0.5)
+    assert (record.resumed_from, record.state, record.time) == (200, "running", 120.0)
     recorder.close(True)
     assert json.loads(open(progress_path(str(tmp_path), config.run_key)).read())["state"] == "finished"
 

@@ -10,6 +10,7 @@ subprocess that needs a helper puts ``tests/`` on ``PYTHONPATH`` (see :mod:`test
 * :mod:`.plugins` -- the example plugin package under ``tests/plugins/``;
 * :mod:`.slurm` -- a real single-node SLURM in a temporary folder;
 * :mod:`.faults` -- fault injection through the trial hook;
+* :mod:`.forked` -- the real ``mtrl`` command run once per case in forked children (one import);
 * :mod:`.synthetic` -- synthetic results folders in the trials' exact Parquet layout;
 * :mod:`.fast_obs_check` -- the fast observation path compared with MiniGrid's, step by step.
 """
