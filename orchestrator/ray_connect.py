@@ -8,7 +8,9 @@ where no Python signal handler runs, printing only Ray's repeating warnings. So
   ``ray://host:port``: Ray's client server), so a closed port or an unknown host is one line at
   once;
 * runs the probe and ``ray.init`` on a helper thread while the main thread waits in short
-  steps, so Ctrl-C and SIGTERM (made a Ctrl-C by ``mtrl run``) interrupt it at any point;
+  steps, so Ctrl-C and SIGTERM (made a Ctrl-C by ``mtrl run``) interrupt it at any point (the
+  thread then lives until Ray is shut down: a local instance's processes die with the thread
+  that started them);
 * gives a cluster at most :data:`CONNECT_TIMEOUT_S` seconds, probe and ``ray.init`` together;
   ``auto`` and ``RAY_ADDRESS`` keep Ray's own resolution under the same bound.
 
@@ -101,6 +103,7 @@ def ray_connected(address: str | None, num_cpus: int | None = None, runtime_env:
         kwargs.update(address=address)
     target = probe_target(address) if address is not None else None
     outcome: dict[str, BaseException] = {}
+    connected, finished = threading.Event(), threading.Event()
 
     def connect() -> None:
         try:
@@ -109,28 +112,36 @@ def ray_connected(address: str | None, num_cpus: int | None = None, runtime_env:
             ray.init(**kwargs)
         except BaseException as exc:  # handed to the main thread
             outcome["error"] = exc
+            return
+        finally:
+            connected.set()
+        # The thread lives as long as the session: Ray starts a local instance's processes bound to
+        # the thread that starts them (Linux's parent-death signal fires when that thread ends).
+        finished.wait()
 
     # A daemon thread: an interrupted or timed-out ray.init must not keep the process alive.
-    helper = threading.Thread(target=connect, name="mtrl-ray-connect", daemon=True)
+    helper = threading.Thread(target=connect, name="mtrl-ray-session", daemon=True)
     deadline = None if address is None else time.monotonic() + timeout
     helper.start()
-    while helper.is_alive():
-        helper.join(WAIT_STEP_S)
-        if deadline is not None and helper.is_alive() and time.monotonic() > deadline:
-            raise ClusterError(f"no answer from the Ray cluster at {brief(address)} within {timeout:g} s; "
-                               f"{what_to_check(str(address))}")
-    logging.getLogger("ray").setLevel(logging.WARNING)
-    error = outcome.get("error")
-    if error is not None:
-        if address is None or isinstance(error, KeyboardInterrupt):
-            raise error
-        reason = " ".join((str(error).strip().splitlines() or [type(error).__name__])[0].split())
-        raise ClusterError(f"cannot reach the Ray cluster at {brief(address)} ({clip(reason, 160)}); "
-                           f"{what_to_check(address)}") from None
     try:
-        yield
+        while not connected.wait(WAIT_STEP_S):
+            if deadline is not None and time.monotonic() > deadline:
+                raise ClusterError(f"no answer from the Ray cluster at {brief(address)} within {timeout:g} s; "
+                                   f"{what_to_check(str(address))}")
+        logging.getLogger("ray").setLevel(logging.WARNING)
+        error = outcome.get("error")
+        if error is not None:
+            if address is None or isinstance(error, KeyboardInterrupt):
+                raise error
+            reason = " ".join((str(error).strip().splitlines() or [type(error).__name__])[0].split())
+            raise ClusterError(f"cannot reach the Ray cluster at {brief(address)} ({clip(reason, 160)}); "
+                               f"{what_to_check(address)}") from None
+        try:
+            yield
+        finally:
+            ray.shutdown()
     finally:
-        ray.shutdown()
+        finished.set()
 
 
 def quiet_local_ray(environ) -> None:

@@ -37,9 +37,10 @@ from mtrl_plasticity.plugins import load_entry_points, load_plugins
 from orchestrator.checkpoint import Checkpointer, DirectoryCheckpointer, Metrics
 from orchestrator.config import TrialConfig
 from orchestrator.progress import ProgressRecorder
-from orchestrator.resume_check import check_trial, trial_checkpoint_dir
+from orchestrator.resume_check import TRIAL_LOCK_WAIT_S, check_trial, trial_checkpoint_dir, trial_lock
 from orchestrator.sink import ParquetSink
 from orchestrator.spec import SweepSpec
+from orchestrator.storage import LockHeld
 from orchestrator.sweep_folder import SweepFolder
 from orchestrator.trackers import TrackerRun, open_trackers
 from orchestrator.trial_hook import run_with_hook
@@ -116,6 +117,19 @@ def run_tune_trial(param: dict[str, Any], sweep_root: str, hook: str | None = No
     config = TrialConfig.from_json(param["trial"]["config"])
     device = select_device(config.device, ray.get_gpu_ids())
     checkpointer = SweepCheckpointer(sweep_root, config.run_key, extra={"device": device})
+    try:
+        # The trial's files are this worker's alone from its first check to its last report: an
+        # earlier attempt or a worker of a killed driver's run still writing them is waited for.
+        with trial_lock(sweep_root, config.run_key):
+            _run_locked(config, sweep_root, hook, trackers, checkpointer, device)
+    except LockHeld as held:
+        raise RuntimeError(f"its files are still being written by {held.holder} after {TRIAL_LOCK_WAIT_S:g} s (an "
+                           f"earlier attempt that has not stopped?); it continues from its last good "
+                           f"checkpoint") from None
+
+
+def _run_locked(config: TrialConfig, sweep_root: str, hook: str | None, trackers: Sequence[str],
+                checkpointer: SweepCheckpointer, device: str) -> None:
     check = check_trial(sweep_root, config)
     if check.problems:
         checkpointer.warn(check.line(sweep_root) or "")
