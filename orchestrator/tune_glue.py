@@ -108,7 +108,8 @@ def run_tune_trial(param: dict[str, Any], sweep_root: str, hook: str | None = No
     """Body of the Tune trainable: one trial, continued from its last good checkpoint in the sweep folder.
 
     The trial's files are checked first (a Tune retry may find what the driver's check did not),
-    what is missing is trained, and the result is checked again before the final report.
+    what is missing is trained, and the result is checked again before the final report, all under
+    the trial's lock (:func:`orchestrator.resume_check.trial_lock`).
     """
     # The sweep's plugins register the names its configs use: imported before the config is read
     # (on a cluster the modules came with the runtime_env that `mtrl run` gave Ray).
