@@ -72,6 +72,10 @@ class NotWritableError(UserError, PermissionError):
     """A folder the user named (``--storage``) cannot be written: found by a probe before any work."""
 
 
+class ClusterError(UserError):
+    """A Ray cluster (``--address``, ``RAY_ADDRESS``) that cannot be reached: found before anything is written."""
+
+
 class AnalysisError(UserError):
     """Input the analysis cannot use: an unreadable file, an unknown schema version, a bad option value."""
 

@@ -15,6 +15,7 @@ console script): the analysis stands on the orchestrator, so its command is adde
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import sys
 import warnings
@@ -77,6 +78,21 @@ def one_line_error(exc: BaseException, command: str) -> str | None:
 
 def main(argv: list[str] | None = None, commands: Sequence[Register] = COMMANDS) -> int:
     """Run one ``mtrl`` command line; returns its exit code (0 done, 2 bad input, 130 interrupted)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv else ""
+    # `mtrl run` stops on SIGTERM as on Ctrl-C from its first statement (SLURM's time limit, docker
+    # stop), so a signal during start-up also ends in the rerun line and 130.
+    stops = sweep_cli.sigterm_as_ctrl_c() if command == "run" else contextlib.nullcontext()
+    try:
+        with stops:
+            return _main(argv, commands)
+    except KeyboardInterrupt:
+        rerun = f"; {RERUN[command]} to resume" if command in RERUN else ""
+        print(f"mtrl {command}: interrupted{rerun}", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str], commands: Sequence[Register]) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:  # before the parser: the plugins' names are among its choices
         load_entry_points()
@@ -87,9 +103,6 @@ def main(argv: list[str] | None = None, commands: Sequence[Register] = COMMANDS)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print(f"mtrl {args.command}: interrupted", file=sys.stderr)
-        return 130
     except Exception as exc:
         message = one_line_error(exc, args.command)
         if message is None:

@@ -16,11 +16,22 @@ A damaged file (and a checkpoint past the damage) is moved to ``<sweep>/set-asid
 deleted, and the trial gets one line saying what happened. Segment names are step ranges
 fixed by the config, so a trial sent back to checkpoint ``S`` rewrites exactly the names
 after ``S``.
+
+One process at a time reads, repairs or writes a trial's files: :func:`trial_lock` (a ``flock`` on
+``checkpoints/<run_key>/.lock``, the one ``mtrl trial`` takes too) is held by the trial's worker for
+its whole run, from its own check through training and compaction to its last check, and by the
+driver's :func:`check_sweep` around each trial's check. A worker of a killed driver's run that
+still writes for a moment holds it, so a rerun's check and the rerun's trial wait for it (at most
+:data:`TRIAL_LOCK_WAIT_S`) and see its files only as it left them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import posixpath
+import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pyarrow.compute as pc
@@ -28,6 +39,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from mtrl_plasticity.benchmarks import get_benchmark
+from mtrl_plasticity.errors import ResultsDirError
 from mtrl_plasticity.results import (
     CHECKPOINTS_DIR,
     DATASETS,
@@ -38,10 +50,14 @@ from mtrl_plasticity.results import (
     segment_range,
 )
 from orchestrator import schema
-from orchestrator.checkpoint import DirectoryCheckpointer, checkpoint_intact
+from orchestrator.checkpoint import LOCK_FILE, DirectoryCheckpointer, checkpoint_intact
 from orchestrator.config import TrialConfig
 from orchestrator.sink import ParquetSink
-from orchestrator.storage import join, move_aside, read_bytes, resolve_filesystem
+from orchestrator.storage import LockHeld, exclusive_lock, join, move_aside, read_bytes, resolve_filesystem
+
+TRIAL_LOCK_WAIT_S = 60.0
+"""Longest wait for another process's hold on a trial's files (:func:`trial_lock`). A worker of a
+killed driver's run goes on writing for a second or two before Ray stops it."""
 
 StepKeys = set[tuple]
 """A dataset's keys without the run_key: ``(step, task)`` (evals) or ``(step,)`` (train)."""
@@ -164,6 +180,32 @@ def check_trial(root: str, config: TrialConfig) -> TrialCheck:
     return TrialCheck(run_key, done=False, resume_step=resume_step, problems=problems)
 
 
-def check_sweep(root: str, trials: list[TrialConfig]) -> list[TrialCheck]:
-    """:func:`check_trial` for every trial, in order."""
-    return [check_trial(root, config) for config in trials]
+@contextlib.contextmanager
+def trial_lock(root: str, run_key: str, wait_s: float = TRIAL_LOCK_WAIT_S) -> Iterator[None]:
+    """Hold the lock on the trial ``run_key``'s files in the sweep folder ``root`` for the block.
+
+    A ``flock`` on ``checkpoints/<run_key>/.lock`` (local and NFS paths; released by the kernel
+    when its process dies), waited for at most ``wait_s`` seconds, then :class:`LockHeld` naming
+    the holder. Object stores have no locks: there the block runs unlocked.
+    """
+    holder = f"pid {os.getpid()} on {socket.gethostname()}"
+    with exclusive_lock(trial_checkpoint_dir(root, run_key), LOCK_FILE, holder=holder, patience_s=wait_s):
+        yield
+
+
+def check_sweep(root: str, trials: list[TrialConfig], wait_s: float = TRIAL_LOCK_WAIT_S) -> list[TrialCheck]:
+    """:func:`check_trial` for every trial, in order, each under its :func:`trial_lock`.
+
+    Raises :class:`~mtrl_plasticity.errors.ResultsDirError` (one line) when another process still
+    holds a trial's files after ``wait_s`` seconds.
+    """
+    checks = []
+    for config in trials:
+        try:
+            with trial_lock(root, config.run_key, wait_s):
+                checks.append(check_trial(root, config))
+        except LockHeld as held:
+            raise ResultsDirError(f"trial {config.run_key} in {root} is still being written by {held.holder} (a "
+                                  f"worker of an earlier run that has not stopped?); wait for it to end, then rerun "
+                                  f"the same command") from None
+    return checks

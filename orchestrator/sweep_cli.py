@@ -1,15 +1,16 @@
 """`mtrl run` (a sweep on Ray Tune, resumable) and `mtrl status` (progress of a sweep folder).
 
-``mtrl run SWEEP.yaml`` validates the whole grid, checks the storage, claims the sweep
-folder ``<storage>/<name>``, then starts a local Ray instance (or joins the cluster named by
-``--address`` / ``RAY_ADDRESS``) and runs every trial under Tune. Running the same command
+``mtrl run SWEEP.yaml`` validates the whole grid, joins the cluster named by ``--address`` /
+``RAY_ADDRESS`` if any (``orchestrator.ray_connect``: bounded in time, before anything is written),
+checks the storage, claims the sweep folder ``<storage>/<name>``, then starts a local Ray
+instance if it joined no cluster and runs every trial under Tune. Running the same command
 again resumes: the sweep folder (its Parquet rows and checkpoints, checked first) decides
 which trials are complete; a fresh Tuner runs the others, each from its last good
 checkpoint, so a rerun may use other resources or another cluster. A sweep file with a
 larger grid grows the folder: only the new trials run (``orchestrator.sweep_history``). Exit codes: 0 all trials
 done, 1 some trials failed (rerun to retry them), 2 bad input (nothing started), 130
 interrupted (rerun to resume). SIGTERM (SLURM's preemption and time-limit signal,
-``scancel``, ``docker stop``) stops the sweep as Ctrl-C does.
+``scancel``, ``docker stop``) stops the sweep as Ctrl-C does, from the start of the command.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import signal
 import sys
 import threading
@@ -46,6 +46,7 @@ from orchestrator.progress import (
     status_line,
     sweep_progress,
 )
+from orchestrator.ray_connect import ray_connected
 from orchestrator.resume_check import check_sweep
 from orchestrator.sink import ParquetSink
 from orchestrator.spec import SweepSpec, cells, expand, labels_of, load_spec, parse_assignments, trials_by_cell
@@ -140,26 +141,27 @@ def run_main(args: argparse.Namespace) -> int:
     if address is not None and not is_uri(storage) and not os.path.isabs(storage):
         raise SpecError(f"storage {brief(storage)} is relative: on a cluster give --storage as an absolute path on "
                         f"storage every node mounts (NFS) or an s3:// URI")
-    check_writable(storage)
-    with claimed(folder, spec, trials) as claim:
+    runtime_env = plugin_runtime_env(spec)
+    with contextlib.ExitStack() as stack:
+        if address is not None:  # a cluster is reached (or refused in one line) before the storage is written
+            stack.enter_context(ray_connected(address, args.num_cpus, runtime_env))
+        check_writable(storage)
+        claim = stack.enter_context(claimed(folder, spec, trials))
         if claim.growth is not None and (claim.growth.added or claim.growth.outside):
             print(growth_line(spec, claim.growth, claim.version), flush=True)
         remaining, starts = remaining_trials(trials, folder)
         if not remaining:
             print(f"sweep {spec.name}: all {len(trials)} trials done; rows in {folder.root}/metrics")
             return EXIT_OK
-        started_ray = connect_ray(address, args.num_cpus, plugin_runtime_env(spec))
-        import ray  # imported by connect_ray, after the settings it reads once; never for bad input
+        if address is None:  # a local instance only when there is work: shut down before the lock is released
+            stack.enter_context(ray_connected(None, args.num_cpus, runtime_env))
+        import ray  # imported by ray_connected, after the settings it reads once; never for bad input
 
-        try:
-            if address is None:  # what Ray itself found (a container may have fewer CPUs than the host)
-                found = ray.cluster_resources()
-                check_local_resources(spec, found.get("CPU", 0), found.get("GPU", 0))
-            with sigterm_as_ctrl_c():  # after ray.init, whose driver would abort on SIGTERM
-                return run_tune(spec, trials, remaining, folder, hook, resuming=claim.existed, starts=starts)
-        finally:
-            if started_ray:
-                ray.shutdown()
+        if address is None:  # what Ray itself found (a container may have fewer CPUs than the host)
+            found = ray.cluster_resources()
+            check_local_resources(spec, found.get("CPU", 0), found.get("GPU", 0))
+        with sigterm_as_ctrl_c():  # (`mtrl` installs it first thing; here for callers of run_main)
+            return run_tune(spec, trials, remaining, folder, hook, resuming=claim.existed, starts=starts)
 
 
 def growth_line(spec: SweepSpec, growth: Growth, version: str | None) -> str:
@@ -227,16 +229,19 @@ def sigterm_as_ctrl_c():
     `mtrl run` exits 130. The previous handler (the default if it was not Python's) comes back after.
 
     Only the first SIGTERM counts: SLURM signals every process of a job and the batch script
-    forwards the signal too, and a second SIGINT would make Tune quit without saving.
+    forwards the signal too, and a second SIGINT would make Tune quit without saving. Nested
+    blocks share that one SIGTERM: an inner block leaves the outer one's handler in place.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers belong to the main thread
+    current = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or getattr(current, "ctrl_c", False):
+        yield  # signal handlers belong to the main thread; or an outer block already handles SIGTERM
         return
 
     def interrupt(signum, frame) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.raise_signal(signal.SIGINT)
 
+    interrupt.ctrl_c = True  # type: ignore[attr-defined]
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
@@ -247,54 +252,6 @@ def sigterm_as_ctrl_c():
 def plugin_runtime_env(spec: SweepSpec) -> dict | None:
     """The Ray ``runtime_env`` that brings the sweep's plugins to every worker (None: nothing to bring)."""
     return runtime_env_for(spec.plugins)
-
-
-def connect_ray(address: str | None, num_cpus: int | None, runtime_env: dict | None = None) -> bool:
-    """Join the cluster at ``address`` or, if None, start a local instance; True if this call started Ray.
-
-    ``runtime_env`` (the plugins' modules) applies to every task and actor of this driver.
-    """
-    if address is None and "ray" not in sys.modules:
-        quiet_local_ray(os.environ)  # before Ray is imported: it reads its settings once
-    import ray  # here, after those settings: Ray reads them at import
-
-    if ray.is_initialized():
-        return False
-    # Nothing of the workers' output reaches the console (Ray's own notices about them included):
-    # a trial's warnings come with its reports and a failed attempt is one line, both printed
-    # by tune_glue.FailureLog; the full text is in <sweep>/logs/<run_key>.log.
-    kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": False}
-    if runtime_env:
-        kwargs["runtime_env"] = runtime_env
-    if address is None:
-        kwargs.update(address="local", num_cpus=num_cpus, include_dashboard=False)
-    else:
-        kwargs.update(address=address)
-    ray.init(**kwargs)
-    return True
-
-
-def quiet_local_ray(environ) -> None:
-    """Settings of the embedded local Ray, through environment variables Ray reads (no private API).
-
-    * ``RAY_AUTH_MODE=token``: the token authentication Ray 2.60 turns on for a local
-      instance anyway, said explicitly, so Ray does not print its warning on every run. With
-      no token of the user's (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``)
-      the instance gets a random one in ``RAY_AUTH_TOKEN``, which its processes inherit;
-    * ``RAY_prestart_worker_first_driver=0``: Tune's trial actors never take the idle workers
-      Ray prestarts for a new driver (one per CPU, each importing Ray for nothing;
-      ``bench/bench_sweep.py`` measures the driver's CPU). Ray reads every setting of its config
-      as ``RAY_<name>``; a Ray without this one ignores it.
-
-    A value the user set wins. Only before this process imports Ray (Ray reads them once).
-    """
-    if "RAY_AUTH_MODE" not in environ:
-        environ["RAY_AUTH_MODE"] = "token"
-        has_token = ("RAY_AUTH_TOKEN" in environ or "RAY_AUTH_TOKEN_PATH" in environ
-                     or os.path.exists(os.path.expanduser("~/.ray/auth_token")))
-        if not has_token:
-            environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
-    environ.setdefault("RAY_prestart_worker_first_driver", "0")
 
 
 def run_tune(spec: SweepSpec, trials: list[TrialConfig], remaining: list[TrialConfig], folder: SweepFolder,

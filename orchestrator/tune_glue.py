@@ -40,10 +40,10 @@ from orchestrator.checkpoint import Checkpointer, DirectoryCheckpointer, Metrics
 from orchestrator.config import TrialConfig
 from orchestrator.folder_logs import MAX_COUNT
 from orchestrator.progress import ProgressRecorder, progress_path
-from orchestrator.resume_check import check_trial, trial_checkpoint_dir
+from orchestrator.resume_check import TRIAL_LOCK_WAIT_S, check_trial, trial_checkpoint_dir, trial_lock
 from orchestrator.sink import ParquetSink
 from orchestrator.spec import SweepSpec
-from orchestrator.storage import join, refuse_links
+from orchestrator.storage import LockHeld, join, refuse_links
 from orchestrator.sweep_folder import SweepFolder
 from orchestrator.trackers import TrackerRun, open_trackers
 from orchestrator.trackers.tensorboard import event_dir
@@ -121,7 +121,8 @@ def run_tune_trial(param: dict[str, Any], sweep_root: str, hook: str | None = No
     """Body of the Tune trainable: one trial, continued from its last good checkpoint in the sweep folder.
 
     The trial's files are checked first (a Tune retry may find what the driver's check did not),
-    what is missing is trained, and the result is checked again before the final report.
+    what is missing is trained, and the result is checked again before the final report, all under
+    the trial's lock (:func:`orchestrator.resume_check.trial_lock`).
     """
     # The sweep's plugins register the names its configs use: imported before the config is read
     # (on a cluster the modules came with the runtime_env that `mtrl run` gave Ray).
@@ -134,6 +135,19 @@ def run_tune_trial(param: dict[str, Any], sweep_root: str, hook: str | None = No
     # The driver refused links in the folder when it claimed it; one made since would lead this
     # trial's writes, moves and deletions out of the folder: refused before the first of them.
     refuse_links(sweep_root, trial_paths(sweep_root, config, sink))
+    try:
+        # The trial's files are this worker's alone from its first check to its last report: an
+        # earlier attempt or a worker of a killed driver's run still writing them is waited for.
+        with trial_lock(sweep_root, config.run_key):
+            _run_locked(config, sweep_root, hook, trackers, checkpointer, sink, device)
+    except LockHeld as held:
+        raise RuntimeError(f"its files are still being written by {held.holder} after {TRIAL_LOCK_WAIT_S:g} s (an "
+                           f"earlier attempt that has not stopped?); it continues from its last good "
+                           f"checkpoint") from None
+
+
+def _run_locked(config: TrialConfig, sweep_root: str, hook: str | None, trackers: Sequence[str],
+                checkpointer: SweepCheckpointer, sink: ParquetSink, device: str) -> None:
     check = check_trial(sweep_root, config)
     if check.problems:
         checkpointer.warn(check.line(sweep_root) or "")

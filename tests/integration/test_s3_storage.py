@@ -55,7 +55,7 @@ def local_ray(s3_endpoint):
     import ray
 
     # Started after the endpoint is in the environment: the trial workers inherit it.
-    # log_to_driver=False as `mtrl run` starts its own Ray (sweep_cli.connect_ray): workers' output
+    # log_to_driver=False as `mtrl run` starts its own Ray (ray_connect.ray_connected): workers' output
     # stays off the console, where a dying worker's interpreter-shutdown noise could land.
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     yield

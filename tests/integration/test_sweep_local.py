@@ -40,7 +40,7 @@ def local_ray():
         for name, value in fault_environment(f"{VICTIM}@400").items():
             if os.environ.get(name) != value:
                 env.setenv(name, value)
-        # log_to_driver=False as `mtrl run` starts its own Ray (sweep_cli.connect_ray): workers' output
+        # log_to_driver=False as `mtrl run` starts its own Ray (ray_connect.ray_connected): workers' output
         # stays off the console, where a dying worker's interpreter-shutdown noise could land.
         ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=False)

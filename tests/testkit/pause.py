@@ -4,7 +4,8 @@ Run ``mtrl run`` with :func:`environment` (``MTRL_TRIAL_HOOK=testkit.pause:pause
 ``MTRL_PAUSE_AT=<run_key>@<step>``): when that trial has reported ``step`` (an epoch without a
 checkpoint: its trackers and progress record hold the step, its Parquet and checkpoint the one
 before), it writes the marker ``<sweep>/.paused/<run_key>@<step>`` and sleeps for
-:data:`PAUSE_S` seconds or until the test kills it. The marker keeps a rerun from pausing again.
+:data:`PAUSE_S` seconds (``MTRL_PAUSE_S`` to change it) or until the test kills it, then trains on.
+The marker keeps a rerun from pausing again.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from orchestrator.storage import resolve_filesystem, write_bytes_atomically
 from orchestrator.trial_hook import TRIAL_HOOK_VARIABLE, Train
 
 ENV_VAR = "MTRL_PAUSE_AT"
+SECONDS_VAR = "MTRL_PAUSE_S"
 HOOK = "testkit.pause:pause"
 MARKER_DIR = ".paused"
 PAUSE_S = 180.0
@@ -64,4 +66,4 @@ class PausingCheckpointer:
         self.inner.report(metrics)
         if metrics.get("step") == self.step and self.fs.get_file_info(self.marker).type == pafs.FileType.NotFound:
             write_bytes_atomically(self.fs, self.marker, b"paused")
-            time.sleep(PAUSE_S)
+            time.sleep(float(os.environ.get(SECONDS_VAR) or PAUSE_S))
