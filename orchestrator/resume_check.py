@@ -19,8 +19,8 @@ deleted, and the trial gets one line saying what happened. The run's temporary f
 cut short by a full disk or a kill) are deleted: they never hold a whole file. A checkpoint of
 another trial that passes its zip CRCs is found by the trial itself when it loads it
 (:meth:`orchestrator.checkpoint.DirectoryCheckpointer.load`): set aside, and the previous one used.
-Segment names are step ranges fixed by the config, so a trial sent back to checkpoint ``S`` rewrites exactly the names
-after ``S``.
+Segment names are step ranges fixed by the config, so a trial sent back to checkpoint ``S``
+rewrites exactly the names after ``S``.
 """
 
 from __future__ import annotations
