@@ -132,6 +132,9 @@ class DirectoryCheckpointer:
             step, path = found[index]
             data = read_bytes(self.fs, path)
             try:
+                # torch.load does not check every member's CRC: a flipped bit in a tensor would load.
+                if not checkpoint_intact(data or b""):
+                    raise ValueError("a zip CRC fails, or it is not a whole archive")
                 state = load_state_bytes(data or b"")
                 if int(state["progress"]["step"]) != step:
                     raise ValueError(f"it holds step {state['progress']['step']}")

@@ -16,7 +16,7 @@ import pytest
 from analysis.cli import mtrl
 from analysis.load import load_evals
 from mtrl_plasticity.errors import AnalysisError
-from orchestrator.checkpoint import DirectoryCheckpointer
+from orchestrator.checkpoint import DirectoryCheckpointer, checkpoint_intact
 from orchestrator.resume_check import check_trial, trial_checkpoint_dir
 from orchestrator.sink import ParquetSink
 from orchestrator.spec import expand, validate_spec
@@ -130,3 +130,19 @@ def test_analysis_refuses_a_damaged_file_in_one_line_naming_it(folder, capsys):
     assert mtrl(["analyze", root, "--out", os.path.join(root, "..", "report"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("mtrl analyze: error: ") and path in err
+
+
+def test_a_flipped_bit_in_a_checkpoint_is_still_caught(folder):
+    """Checkpoints keep their zip CRCs: one flipped bit fails the driver's check and the trial's load."""
+    root, trials = folder
+    checkpoints = DirectoryCheckpointer(trial_checkpoint_dir(root, trials[0].run_key))
+    step, path = checkpoints.steps()[-1]
+    data = bytearray(open(path, "rb").read())
+    assert checkpoint_intact(bytes(data))
+    data[len(data) // 2] ^= 0x01
+    with open(path, "wb") as f:
+        f.write(data)
+    assert not checkpoint_intact(bytes(data))
+    lines: list[str] = []
+    DirectoryCheckpointer(checkpoints.directory, aside_root=root, on_warning=lines.append).load()
+    assert len(lines) == 1 and f"step-{step:09d}.pt is damaged" in lines[0] and not os.path.exists(path)
