@@ -13,7 +13,8 @@ The readers here
 * push ``filters`` (pandas/pyarrow DNF tuples or a ``pyarrow.compute.Expression``) and the
   column projection down to pyarrow, so partition filters prune whole directories;
 * refuse rows whose ``schema_version`` is not one of
-  :data:`orchestrator.schema.READABLE_SCHEMA_VERSIONS`, and unreadable files, with an
+  :data:`orchestrator.schema.READABLE_SCHEMA_VERSIONS`, and unreadable files (cut short, not
+  Parquet, a page of a column read whose CRC fails), with an
   :class:`~mtrl_plasticity.errors.AnalysisError` naming the file (a version 1 row reads
   ``axes`` as ``""`` and ``discounted_return_mean`` as null);
 * take the union of the columns over the files: a treatment's declared counters
@@ -64,6 +65,10 @@ IDENTITY_COLUMNS = ("schema_version", "sweep", "run_key", "benchmark", "arch", "
 """Columns every loaded frame carries whatever ``columns`` asks for (and each grid axis's column)."""
 
 _PARTITION_SCHEMA = pa.schema([pa.field(name, pa.string()) for name in PARTITION_COLUMNS])
+
+PARQUET_VERIFIED = ds.ParquetFileFormat(
+    default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True))
+"""Parquet that checks the CRC of every page it decodes (files without CRCs, from earlier versions, read as before)."""
 
 
 def load_evals(results_dir: PathLike, filters: Filters = None, columns: Iterable[str] | None = None) -> pd.DataFrame:
@@ -160,7 +165,7 @@ def _load(results_dir: PathLike, kind: str, filters: Filters, columns: Iterable[
                            axis_columns=axis_names)
         return frame
 
-    dataset = ds.dataset(files, schema=full_schema, format="parquet", filesystem=fs,
+    dataset = ds.dataset(files, schema=full_schema, format=PARQUET_VERIFIED, filesystem=fs,
                          partitioning=ds.partitioning(_PARTITION_SCHEMA, flavor="hive"),
                          partition_base_dir=base)
     try:  # binding the filter to the schema happens here, before any file is read
@@ -238,9 +243,13 @@ def _raise_for_bad_file(fs: pafs.FileSystem, base: str, files: list[str], file_s
     """Find the file that makes the scan fail and raise an AnalysisError naming it."""
     for path in files:
         try:
-            ds.dataset(path, schema=file_schema, format="parquet", filesystem=fs).to_table()
+            ds.dataset(path, schema=file_schema, format=PARQUET_VERIFIED, filesystem=fs).to_table()
         except (pa.ArrowException, OSError) as file_exc:
-            raise AnalysisError(f"cannot read Parquet file {path}: {_one_line(file_exc)}") from file_exc
+            reason = _one_line(file_exc)
+            if "CRC checksum verification failed" in reason:
+                reason = ("damaged: a page fails its checksum (in a sweep folder, `mtrl run` sets it aside and "
+                          "redoes its trial)")
+            raise AnalysisError(f"cannot read Parquet file {path}: {reason}") from file_exc
     raise AnalysisError(f"cannot read the Parquet dataset under {base}: {_one_line(exc)}") from exc
 
 

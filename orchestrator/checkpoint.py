@@ -7,8 +7,9 @@ been handed. ``run_trial`` only sees the :class:`Checkpointer` protocol; the
 storage layer (a local path, NFS or ``s3://``): ``mtrl trial`` uses it directly, and
 ``orchestrator.tune_glue`` uses it on the sweep folder and reports progress to Tune.
 
-A checkpoint that cannot be loaded (cut short, corrupt, another step inside) is moved aside
-with one warning line, and the previous one is used; with none left the trial starts over.
+A checkpoint that cannot be loaded (cut short, corrupt, another step inside) or that its trial
+does not accept (another trial's or configuration's, copied in) is moved aside with one warning
+line, and the previous one is used; with none left the trial starts over.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from orchestrator.storage import (
     list_files,
     move_aside,
     read_bytes,
+    remove_temporaries,
     resolve_filesystem,
     write_bytes_atomically,
 )
@@ -42,9 +44,13 @@ Metrics = dict[str, Any]
 """What a trial reports after an epoch: ``step``, ``epoch``, ``run_key`` and the metric columns."""
 
 
+Accept = Callable[[State], None]
+"""Raises (``ValueError``, ...) when a loaded state is not one its trial can continue from."""
+
+
 class Checkpointer(Protocol):
-    def load(self) -> State | None:
-        """The latest complete checkpoint's state, or ``None`` for a fresh start."""
+    def load(self, accept: Accept | None = None) -> State | None:
+        """The latest complete checkpoint's state that ``accept`` takes, or ``None`` for a fresh start."""
 
     def save(self, state: State, metrics: Metrics) -> None:
         """Persist ``state`` (the rows up to it are already in Parquet) and report ``metrics``."""
@@ -110,23 +116,36 @@ class DirectoryCheckpointer:
                  if (m := CHECKPOINT_NAME.match(info.base_name))]
         return sorted(found)
 
+    def remove_temporaries(self) -> list[str]:
+        """Delete the partial checkpoints (``.step-<step>.pt.tmp``) a failed or killed write left."""
+        return remove_temporaries(self.fs, self.path, lambda name: CHECKPOINT_NAME.match(name) is not None)
+
     def latest_step(self) -> int | None:
         steps = self.steps()
         return steps[-1][0] if steps else None
 
-    def load(self) -> State | None:
-        for step, path in reversed(self.steps()):
+    def load(self, accept: Accept | None = None) -> State | None:
+        """The newest checkpoint that loads, holds the step of its name and that ``accept`` (the trial's
+        own check: its configuration) takes; each one before it is moved aside with one line."""
+        found = self.steps()
+        for index in range(len(found) - 1, -1, -1):
+            step, path = found[index]
             data = read_bytes(self.fs, path)
             try:
+                # torch.load does not check every member's CRC: a flipped bit in a tensor would load.
+                if not checkpoint_intact(data or b""):
+                    raise ValueError("a zip CRC fails, or it is not a whole archive")
                 state = load_state_bytes(data or b"")
                 if int(state["progress"]["step"]) != step:
                     raise ValueError(f"it holds step {state['progress']['step']}")
+                if accept is not None:
+                    accept(state)
                 return state
-            except Exception as exc:  # cut short, corrupt or foreign: never trusted, never deleted
+            except Exception as exc:  # cut short, corrupt or another trial's: never trusted, never deleted
                 reason = str(exc).strip().splitlines()[-1][:120] if str(exc).strip() else type(exc).__name__
                 moved = move_aside(self.fs, self.aside_root, path)
-                self.on_warning(f"checkpoint {path} is damaged ({reason}); moved to {moved}; "
-                                f"using the previous one")
+                then = "using the previous one" if index else "starting over"
+                self.on_warning(f"checkpoint {path} is damaged ({reason}); moved to {moved}; {then}")
         return None
 
     def save(self, state: State, metrics: Metrics) -> None:

@@ -149,6 +149,9 @@ def main(args: argparse.Namespace) -> int:
     sink = ParquetSink.for_config(args.results, config)
     tracked = open_trackers(trackers, TrackerRun(config, args.results), warn=warn)
     with DirectoryCheckpointer(checkpoints).exclusive(f"trial {config.run_key} in {args.results}"):
+        # Partial files of a write a full disk or a kill cut short: never whole, so never kept.
+        sink.remove_temporaries()
+        DirectoryCheckpointer(checkpoints).remove_temporaries()
         if args.quiet:
             result = _train(config, sink, DirectoryCheckpointer(checkpoints), tracked)
         else:

@@ -5,17 +5,22 @@ Before ``mtrl run`` schedules anything, and again when a trial (re)starts on its
 layer, reading only Parquet and checking checkpoints' zip CRCs (nothing is unpickled, torch is
 not imported):
 
-* every Parquet file of the run must be readable, carry only this run's rows, only steps of
-  its name's range, each key once, and only keys a finished trial has;
+* every Parquet file of the run must be readable with every page's CRC intact (all columns are
+  decoded; pages of files from earlier versions, written without CRCs, read unchecked), carry
+  only this run's rows, only steps of its name's range, each key once, and only keys a finished
+  trial has;
 * a trial is **done** when each dataset is one compacted file holding exactly the expected
   keys (every evaluation point x task, every epoch);
 * otherwise it continues from its newest intact checkpoint whose steps are all covered by
   good rows, or from scratch when there is none.
 
 A damaged file (and a checkpoint past the damage) is moved to ``<sweep>/set-aside/``, never
-deleted, and the trial gets one line saying what happened. Segment names are step ranges
-fixed by the config, so a trial sent back to checkpoint ``S`` rewrites exactly the names
-after ``S``.
+deleted, and the trial gets one line saying what happened. The run's temporary files (a write
+cut short by a full disk or a kill) are deleted: they never hold a whole file. A checkpoint of
+another trial that passes its zip CRCs is found by the trial itself when it loads it
+(:meth:`orchestrator.checkpoint.DirectoryCheckpointer.load`): set aside, and the previous one used.
+Segment names are step ranges fixed by the config, so a trial sent back to checkpoint ``S``
+rewrites exactly the names after ``S``.
 
 One process at a time reads, repairs or writes a trial's files: :func:`trial_lock` (a ``flock`` on
 ``checkpoints/<run_key>/.lock``, the one ``mtrl trial`` takes too) is held by the trial's worker for
@@ -36,7 +41,6 @@ from dataclasses import dataclass, field
 
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from mtrl_plasticity.benchmarks import get_benchmark
 from mtrl_plasticity.errors import ResultsDirError
@@ -53,7 +57,15 @@ from orchestrator import schema
 from orchestrator.checkpoint import LOCK_FILE, DirectoryCheckpointer, checkpoint_intact
 from orchestrator.config import TrialConfig
 from orchestrator.sink import ParquetSink
-from orchestrator.storage import LockHeld, exclusive_lock, join, move_aside, read_bytes, resolve_filesystem
+from orchestrator.storage import (
+    LockHeld,
+    exclusive_lock,
+    join,
+    move_aside,
+    read_bytes,
+    read_table_verified,
+    resolve_filesystem,
+)
 
 TRIAL_LOCK_WAIT_S = 60.0
 """Longest wait for another process's hold on a trial's files (:func:`trial_lock`). A worker of a
@@ -109,9 +121,12 @@ def _file_problem(fs: pafs.FileSystem, path: str, dataset: str, run_key: str,
         return "a file not named like a segment", set()
     columns = list(schema.dataset_keys(dataset))
     try:
-        table = pq.read_table(path, filesystem=fs, columns=columns)
-    except Exception as exc:  # cut short, not Parquet, wrong columns
+        # Every column is decoded, so that every page's CRC is checked, not only the keys'.
+        table = read_table_verified(fs, path).select(columns)
+    except Exception as exc:  # cut short, not Parquet, wrong columns, a page that fails its CRC
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "CRC checksum verification failed" in text:
+            return "damaged (a page fails its checksum)", set()
         return f"unreadable ({text.rsplit(chr(39) + ': ', 1)[-1][:80]})", set()
     if table.num_rows == 0:
         return "empty", set()
@@ -139,6 +154,10 @@ def check_trial(root: str, config: TrialConfig) -> TrialCheck:
     problems: list[str] = []
     have: dict[str, StepKeys] = {d: set() for d in DATASETS}
     files: dict[str, list[str]] = {}
+    checkpointer = DirectoryCheckpointer(trial_checkpoint_dir(root, run_key))
+    # What a write cut short left behind (a full disk, a kill) is never a whole file: removed, not set aside.
+    sink.remove_temporaries()
+    checkpointer.remove_temporaries()
     for dataset in DATASETS:
         files[dataset] = []
         for path in sink.run_files(dataset):
@@ -156,7 +175,6 @@ def check_trial(root: str, config: TrialConfig) -> TrialCheck:
     def covered(step: int) -> bool:
         return all({k for k in expected[d] if k[0] <= step} <= have[d] for d in DATASETS)
 
-    checkpointer = DirectoryCheckpointer(trial_checkpoint_dir(root, run_key))
     resume_step = None
     for step, path in reversed(checkpointer.steps()):
         if resume_step is not None:

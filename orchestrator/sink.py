@@ -22,7 +22,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from mtrl_plasticity.results import (
     DATASETS,
@@ -35,7 +34,13 @@ from mtrl_plasticity.results import (
 from mtrl_plasticity.treatments import treatment_spec
 from orchestrator import schema
 from orchestrator.config import TrialConfig, axis_type
-from orchestrator.storage import list_files, resolve_filesystem, write_table_atomically
+from orchestrator.storage import (
+    list_files,
+    read_table_verified,
+    remove_temporaries,
+    resolve_filesystem,
+    write_table_atomically,
+)
 
 Row = dict[str, Any]
 
@@ -73,6 +78,12 @@ class ParquetSink:
         """Every file of this run in ``dataset`` (segments and a compacted file), sorted."""
         return [f.path for f in list_files(self.fs, self.dirs[dataset]) if is_run_file(f.base_name, self.run_key)]
 
+    def remove_temporaries(self) -> list[str]:
+        """Delete this run's partial files (``.<segment>.tmp``) a failed or killed write left; other
+        runs' files in the shared partition folders are left alone."""
+        return [path for dataset in DATASETS for path in remove_temporaries(
+            self.fs, self.dirs[dataset], lambda name: is_run_file(name, self.run_key))]
+
     def is_compacted(self) -> bool:
         """True when each dataset of the run is its one compacted file (no segments left)."""
         return all([posixpath.basename(f) for f in self.run_files(dataset)] == [compacted_name(self.run_key)]
@@ -83,7 +94,8 @@ class ParquetSink:
         files = self.run_files(dataset)
         if not files:
             return self.schemas[dataset].empty_table()
-        tables = [pq.read_table(f, filesystem=self.fs, schema=self.schemas[dataset]) for f in files]
+        # Verified: a damaged page must fail here, not be copied into a compacted file with a fresh CRC.
+        tables = [read_table_verified(self.fs, f, schema=self.schemas[dataset]) for f in files]
         table = pa.concat_tables(tables)
         keys = self.keys[dataset]
         # Keep the last occurrence of each key: later files hold the newer copy of a row.

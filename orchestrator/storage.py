@@ -9,7 +9,10 @@ Guarantees:
 
 * a file written through :func:`atomic_output_stream` (and the helpers built on it) appears
   whole or not at all: it is written under a hidden temporary name (``.<name>.tmp``, which
-  pyarrow, pandas and DuckDB globs skip) and renamed into place;
+  pyarrow, pandas and DuckDB globs skip) and renamed into place; a write that fails removes its
+  temporary file, and a rerun removes the ones a killed process left (:func:`remove_temporaries`);
+* every Parquet file it writes carries a CRC per page of every column, which
+  :func:`read_table_verified` checks;
 * :func:`move_aside` never deletes: a damaged file goes to ``<root>/set-aside/`` under its
   relative path and a unique suffix, so a user can inspect or restore it;
 * a folder is this tool's only if it carries the marker (:data:`~mtrl_plasticity.results.MARKER`)
@@ -32,8 +35,8 @@ import os
 import posixpath
 import stat
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from typing import IO, Any
 
 import pyarrow as pa
@@ -87,15 +90,51 @@ def file_type(root: str) -> pafs.FileType:
 
 
 # --- writing -----------------------------------------------------------------------------------
+def temporary_name(name: str) -> str:
+    """The hidden name a file is written under before it is renamed to ``name``."""
+    return f".{name}.tmp"
+
+
+def final_name(name: str) -> str | None:
+    """The file name whose temporary name (:func:`temporary_name`) ``name`` is, or ``None``."""
+    if len(name) > len("..tmp") and name.startswith(".") and name.endswith(".tmp"):
+        return name[1:-len(".tmp")]
+    return None
+
+
+def remove_temporaries(fs: pafs.FileSystem, directory: str, owns: Callable[[str], bool]) -> list[str]:
+    """Delete the temporary files in ``directory`` whose final name ``owns`` accepts; their paths.
+
+    They are what a write cut short left (a full disk, a killed process): never a whole file,
+    and never read. Only this tool's temporary names are looked at, so a user's file is never touched.
+    """
+    removed = []
+    for info in list_files(fs, directory):
+        final = final_name(info.base_name)
+        if final is not None and owns(final):
+            with suppress(FileNotFoundError):  # its writer may have renamed or removed it meanwhile
+                fs.delete_file(info.path)
+                removed.append(info.path)
+    return removed
+
+
 @contextmanager
 def atomic_output_stream(fs: pafs.FileSystem, path: str) -> Iterator[pa.NativeFile]:
-    """A stream to a hidden temporary name beside ``path``, renamed onto it once written."""
+    """A stream to a hidden temporary name beside ``path``, renamed onto it once written.
+
+    A write that fails (a full disk, an interrupt) removes its temporary file, so it keeps no space.
+    """
     directory, name = posixpath.split(path)
     fs.create_dir(directory, recursive=True)
-    tmp = posixpath.join(directory, f".{name}.tmp")
-    with fs.open_output_stream(tmp) as stream:
-        yield stream
-    fs.move(tmp, path)
+    tmp = posixpath.join(directory, temporary_name(name))
+    try:
+        with fs.open_output_stream(tmp) as stream:
+            yield stream
+        fs.move(tmp, path)
+    except BaseException:
+        with suppress(OSError):  # already gone, or the storage refuses even that: the rerun removes it
+            fs.delete_file(tmp)
+        raise
 
 
 def write_bytes_atomically(fs: pafs.FileSystem, path: str, data: bytes) -> None:
@@ -105,9 +144,22 @@ def write_bytes_atomically(fs: pafs.FileSystem, path: str, data: bytes) -> None:
 
 
 def write_table_atomically(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
-    """A Parquet file through :func:`atomic_output_stream`."""
+    """A Parquet file through :func:`atomic_output_stream`, every page (data and dictionary, of every
+    column) with its CRC, which :func:`read_table_verified` checks."""
     with atomic_output_stream(fs, path) as stream:
-        pq.write_table(table, stream)
+        pq.write_table(table, stream, write_page_checksum=True)
+
+
+def read_table_verified(fs: pafs.FileSystem, path: str, schema: pa.Schema | None = None) -> pa.Table:
+    """Every column of the Parquet file ``path`` (as ``schema`` when given), the CRC of every page
+    checked (``OSError`` on a mismatch); pages written without one (files of earlier versions of
+    this tool) read unchecked."""
+    if schema is not None:  # missing columns (an older schema version's file) read as nulls
+        return pq.read_table(path, filesystem=fs, schema=schema, page_checksum_verification=True)
+    # One thread and no dataset layer: for a trial's small files about half the CPU of pq.read_table,
+    # which matters to the resume check of a whole sweep folder.
+    with fs.open_input_file(path) as handle:
+        return pq.ParquetFile(handle, page_checksum_verification=True).read(use_threads=False)
 
 
 # --- reading and listing ---------------------------------------------------------------------

@@ -138,11 +138,21 @@ class _Trial:
             },
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def check_state(self, state: dict) -> None:
+        """``ValueError`` unless ``state`` is a checkpoint of this very trial; changes nothing."""
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}")
-        if TrialConfig.from_json(state["config"]) != self.config:
-            raise ValueError(f"checkpoint belongs to a different configuration of {self.config.run_key}")
+        try:
+            config = TrialConfig.from_json(state["config"])
+        except Exception:  # a key missing, not JSON, not a config: not this trial's either
+            raise ValueError("it holds no configuration of this tool") from None
+        if config.run_key != self.config.run_key:
+            raise ValueError(f"it belongs to trial {config.run_key}, not {self.config.run_key}")
+        if config != self.config:
+            raise ValueError(f"it belongs to a different configuration of {self.config.run_key}")
+
+    def load_state_dict(self, state: dict) -> None:
+        self.check_state(state)
         progress = state["progress"]
         self.step, self.epoch = int(progress["step"]), int(progress["epoch"])
         self.wall_seconds = float(progress["wall_seconds"])
@@ -243,12 +253,22 @@ def run_trial(config: TrialConfig, sink: ParquetSink, checkpointer: Checkpointer
     """
     run_started, cpu_started = time.perf_counter(), time.thread_time()
     trial = _Trial(config)
+
+    def accept(state: dict) -> None:
+        # A checkpoint the trial refuses goes aside like a corrupt one, and the previous one is tried.
+        nonlocal trial
+        trial.check_state(state)
+        try:
+            trial.load_state_dict(state)
+        except Exception:
+            trial = _Trial(config)  # a state loaded half-way must not leak into the next try
+            raise
+
     resumed_from = None
-    state = checkpointer.load()
+    state = checkpointer.load(accept)
     eval_rows: list[dict] = []
     train_rows: list[dict] = []
     if state is not None:
-        trial.load_state_dict(state)
         resumed_from = trial.step
     trackers.start(resumed_from)
     finished = False

@@ -10,6 +10,7 @@ Disk full and the traceback of a bug run ``python -m orchestrator.cli`` itself.
 
 from __future__ import annotations
 
+import glob
 import os
 import resource
 import subprocess
@@ -278,7 +279,19 @@ def test_disk_full_is_one_line_and_a_rerun_resumes(tmp_path, file_size, failing)
     assert written.endswith(failing)
     assert line.endswith("; nothing written before was lost: rerun the same command with --resume once there "
                          "is room; it continues from the last checkpoint")
+    # The partial file of the failed write keeps no space.
+    assert glob.glob(str(tmp_path / "r" / "**" / ".*.tmp"), recursive=True) == []
+    # What a killed write leaves (no cleanup ran) is removed by the rerun; a user's file stays.
+    run_key = "Empty-5x5-v0-single-dense-s00"
+    checkpoints = tmp_path / "r" / "trials" / run_key / "checkpoints"
+    partition = tmp_path / "r" / "metrics" / "train" / "benchmark=Empty-5x5-v0" / "arch=single" / "treatment=dense"
+    stale = [checkpoints / ".step-000000400.pt.tmp", partition / f".{run_key}__000000200-000000400.parquet.tmp"]
+    users = [checkpoints / ".notes.tmp", partition / ".notes.parquet.tmp"]
+    for path in stale + users:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"partial")
     assert mtrl(SMALL_TRIAL + ["--resume"], tmp_path).returncode == 0
+    assert [p for p in stale if p.exists()] == [] and all(p.exists() for p in users)
     for dataset, rows in (("evals", [0, 200, 400]), ("train", [100, 200, 300, 400])):
         steps = ds.dataset(tmp_path / "r" / "metrics" / dataset, partitioning="hive").to_table()["step"]
         assert sorted(steps.to_pylist()) == rows

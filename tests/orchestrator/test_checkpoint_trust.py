@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pandas as pd
 
@@ -58,3 +59,53 @@ def test_two_resumes_of_one_trial_are_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "is being run by another process" in err and RUN_KEY in err
+
+
+def test_a_checkpoint_of_another_trial_is_set_aside(tmp_path, capsys):
+    """A checkpoint copied in from another trial (zip CRCs intact) is damage like any other: set aside
+    with one line, and the trial continues from its own previous checkpoint to the rows of a clean run."""
+    other, results = str(tmp_path / "other"), str(tmp_path / "r")
+    assert mtrl([*ARGS, "--seed", "1", "--results", other]) == 0
+    assert mtrl([*ARGS, "--results", results]) == 0
+    expected = rows(results)
+    checkpoints = os.path.join(results, "trials", RUN_KEY, "checkpoints")
+    foreign = os.path.join(other, "trials", RUN_KEY.replace("-s00", "-s01"), "checkpoints", "step-000000600.pt")
+    # The trial stopped before its last checkpoint; the other trial's step 600 copied in its place.
+    os.remove(os.path.join(checkpoints, "step-000000600.pt"))
+    shutil.copy(foreign, checkpoints)
+    capsys.readouterr()
+    assert mtrl([*ARGS, "--results", results, "--resume"]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if "moved to" in line]
+    assert len(warnings) == 1, captured.err
+    assert "step-000000600.pt" in warnings[0] and f"belongs to trial {RUN_KEY.replace('-s00', '-s01')}" in warnings[0]
+    assert "previous one" in warnings[0]
+    assert "resumed from step 400" in captured.out and "Traceback" not in captured.err
+    aside = os.listdir(os.path.join(results, "trials", RUN_KEY, SET_ASIDE_DIR, "checkpoints"))
+    assert len(aside) == 1 and aside[0].startswith("step-000000600.pt.")
+    after = rows(results)
+    for dataset in expected:
+        pd.testing.assert_frame_equal(after[dataset], expected[dataset])
+
+
+def test_a_foreign_only_checkpoint_means_starting_over(tmp_path, capsys):
+    """With no checkpoint of its own left, the trial starts over (one line) and ends with a clean run's rows."""
+    other, results = str(tmp_path / "other"), str(tmp_path / "r")
+    short = [*ARGS, "--total-steps", "400"]
+    assert mtrl([*short, "--set", "gamma=0.9", "--results", other]) == 0  # the same run_key, another config
+    assert mtrl([*short, "--results", results]) == 0
+    expected = rows(results)
+    checkpoints = os.path.join(results, "trials", RUN_KEY, "checkpoints")
+    for name in os.listdir(checkpoints):
+        if name.endswith(".pt"):
+            os.remove(os.path.join(checkpoints, name))
+    shutil.copy(os.path.join(other, "trials", RUN_KEY, "checkpoints", "step-000000400.pt"), checkpoints)
+    capsys.readouterr()
+    assert mtrl([*short, "--results", results, "--resume"]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if "moved to" in line]
+    assert len(warnings) == 1 and "a different configuration" in warnings[0] and "starting over" in warnings[0]
+    assert "resumed" not in captured.out
+    after = rows(results)
+    for dataset in expected:
+        pd.testing.assert_frame_equal(after[dataset], expected[dataset])

@@ -110,8 +110,8 @@ class StopAt:
     def __init__(self, inner: DirectoryCheckpointer, step: int) -> None:
         self.inner, self.step = inner, step
 
-    def load(self):
-        return self.inner.load()
+    def load(self, accept=None):
+        return self.inner.load(accept)
 
     def save(self, state, metrics):
         self.inner.save(state, metrics)

@@ -25,7 +25,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from orchestrator.checkpoint import Checkpointer, Metrics, State
+from orchestrator.checkpoint import Accept, Checkpointer, Metrics, State
 from orchestrator.config import TrialConfig
 from orchestrator.sink import ParquetSink
 from orchestrator.storage import resolve_filesystem
@@ -80,8 +80,8 @@ class FaultInjectingCheckpointer:
         self.fs, root = resolve_filesystem(sweep_root)
         self.marker = posixpath.join(root, MARKER_DIR, f"{run_key}@{step}")
 
-    def load(self) -> State | None:
-        return self.inner.load()
+    def load(self, accept: Accept | None = None) -> State | None:
+        return self.inner.load(accept)
 
     def save(self, state: State, metrics: Metrics) -> None:
         self._maybe_fail(metrics)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from orchestrator.checkpoint import Checkpointer, Metrics, State
+from orchestrator.checkpoint import Accept, Checkpointer, Metrics, State
 from orchestrator.config import TrialConfig
 from orchestrator.sink import ParquetSink
 from orchestrator.storage import resolve_filesystem, write_bytes_atomically
@@ -56,8 +56,8 @@ class PausingCheckpointer:
         self.inner, self.step, self.marker = inner, step, marker
         self.fs = pafs.LocalFileSystem()
 
-    def load(self) -> State | None:
-        return self.inner.load()
+    def load(self, accept: Accept | None = None) -> State | None:
+        return self.inner.load(accept)
 
     def save(self, state: State, metrics: Metrics) -> None:
         self.inner.save(state, metrics)
