@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.table import Table
 
+from mtrl_plasticity.results import Cell, axis_label
+
 STATES = ("done", "running", "pending", "failed")
 _TUNE_TO_STATE = {"TERMINATED": "done", "RUNNING": "running", "PENDING": "pending",
                   "PAUSED": "pending", "ERROR": "failed"}
@@ -38,9 +40,12 @@ def make_console() -> Console:
 
 
 def cell_label_of(trial) -> str:
-    """``"MT3 / moe / dense"`` from a Tune trial's config."""
+    """The cell label of a Tune trial's config, as ``mtrl status`` and the sweep's cell order name it:
+    ``"MT3 / moe / dense"``, ``"MT3 / moe / redo.tau-0.001 / actor_lr=0.001"`` (a variant's label and
+    the grid-axis values)."""
     config = json.loads(trial.config["trial"]["config"])
-    return f"{config['benchmark']} / {config['arch']} / {config['treatment']}"
+    axes = axis_label({name: config[name] for name in config.get("axis_fields", ())})
+    return Cell(config["benchmark"], config["arch"], config.get("label") or config["treatment"], axes).label()
 
 
 def state_of(trial) -> str:

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from mtrl_plasticity.errors import UserError
+from mtrl_plasticity.results import Cell
 from orchestrator.checkpoint import DirectoryCheckpointer
 from orchestrator.sink import ParquetSink
 from orchestrator.spec import expand, validate_spec
@@ -145,6 +146,19 @@ def test_progress_table_counts_per_cell():
     assert cells["MT3 / moe / dense"].retries == 1
     assert summary_line(cells) == "1/5 done, 1 running, 2 pending, 1 failed"
     assert render_table(cells, "t").row_count == 3
+
+
+def test_the_live_table_names_cells_by_label_and_axis_values_as_status_does():
+    data = tiny_spec_data(seeds=1)
+    data["treatments"] = ["dense", {"redo": {"tau": 0.001}}, {"redo": {"tau": 0.1}, "label": "redo-high"}]
+    data["axes"] = {"actor_lr": [3e-4, 1e-3]}
+    configs = expand(validate_spec(data, "s.yaml"))
+    trials = [SimpleNamespace(config={"trial": {"config": c.to_json()}}, status="RUNNING",
+                              run_metadata=SimpleNamespace(num_failures=0)) for c in configs]
+    cells = tally(trials)
+    assert list(cells) == [Cell.of(c).label() for c in configs]
+    assert "Empty-5x5-v0 / single / redo.tau-0.001 / actor_lr=0.001" in cells
+    assert len(cells) == 6 and all(counts.counts["running"] == 1 for counts in cells.values())
 
 
 def test_progress_table_survives_tune_pickling_it():
