@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 from mtrl_plasticity.errors import UserError, clip, write_error_message
 from mtrl_plasticity.plugins import load_entry_points
 from orchestrator import local_trial, sweep_cli
+from orchestrator.interrupts import RERUN, interrupted_line, sigterm_as_ctrl_c
 
 MAX_MESSAGE = 1_000
 """Longest error line printed (a backstop: messages quote user input through errors.brief)."""
@@ -60,8 +61,6 @@ def build_parser(commands: Sequence[Register] = COMMANDS) -> argparse.ArgumentPa
     return parser
 
 
-RERUN = {"trial": "rerun the same command with --resume", "run": "rerun the same command"}
-"""How each command goes on after a failed write (these two continue from their last checkpoint)."""
 
 
 def one_line_error(exc: BaseException, command: str) -> str | None:
@@ -82,13 +81,12 @@ def main(argv: list[str] | None = None, commands: Sequence[Register] = COMMANDS)
     command = argv[0] if argv else ""
     # `mtrl run` stops on SIGTERM as on Ctrl-C from its first statement (SLURM's time limit, docker
     # stop), so a signal during start-up also ends in the rerun line and 130.
-    stops = sweep_cli.sigterm_as_ctrl_c() if command == "run" else contextlib.nullcontext()
+    stops = sigterm_as_ctrl_c() if command == "run" else contextlib.nullcontext()
     try:
         with stops:
             return _main(argv, commands)
     except KeyboardInterrupt:
-        rerun = f"; {RERUN[command]} to resume" if command in RERUN else ""
-        print(f"mtrl {command}: interrupted{rerun}", file=sys.stderr)
+        print(interrupted_line(command), file=sys.stderr)
         return 130
 
 

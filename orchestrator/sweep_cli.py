@@ -20,9 +20,7 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 from collections import Counter
 from typing import Any
 
@@ -33,6 +31,7 @@ from mtrl_plasticity.plugins import load_entry_points, runtime_env_for
 from mtrl_plasticity.results import HISTORY_DIR, Cell
 from orchestrator import estimate
 from orchestrator.config import TrialConfig
+from orchestrator.interrupts import sigterm_as_ctrl_c
 from orchestrator.preflight import check_plugin_parts
 from orchestrator.progress import (
     TrialWork,
@@ -221,32 +220,6 @@ def remaining_trials(trials: list[TrialConfig], folder: SweepFolder) -> tuple[li
             print(printable(check.line(folder.root) or ""), file=sys.stderr, flush=True)  # it names files
     remaining = [t for t, check in zip(trials, checks, strict=True) if not check.done]
     return remaining, {check.run_key: check.resume_step or 0 for check in checks if not check.done}
-
-
-@contextlib.contextmanager
-def sigterm_as_ctrl_c():
-    """Within the block, SIGTERM stops the sweep as Ctrl-C does: Tune stops the trials and
-    `mtrl run` exits 130. The previous handler (the default if it was not Python's) comes back after.
-
-    Only the first SIGTERM counts: SLURM signals every process of a job and the batch script
-    forwards the signal too, and a second SIGINT would make Tune quit without saving. Nested
-    blocks share that one SIGTERM: an inner block leaves the outer one's handler in place.
-    """
-    current = signal.getsignal(signal.SIGTERM)
-    if threading.current_thread() is not threading.main_thread() or getattr(current, "ctrl_c", False):
-        yield  # signal handlers belong to the main thread; or an outer block already handles SIGTERM
-        return
-
-    def interrupt(signum, frame) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.raise_signal(signal.SIGINT)
-
-    interrupt.ctrl_c = True  # type: ignore[attr-defined]
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def plugin_runtime_env(spec: SweepSpec) -> dict | None:

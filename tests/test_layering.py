@@ -22,6 +22,8 @@ FLOORS = {"mtrl_plasticity": 0, "agents": 1, "envs": 1, "orchestrator": 2, "anal
 HEAVY = {"torch", "ray", "matplotlib", "rliable", "pandas", "scipy", "gymnasium", "minigrid",
          "wandb", "mlflow"}
 """Third-party packages whose import a command's start-up does without (W&B and MLflow: an optional extra)."""
+CONSOLE_ENTRY = "analysis.console"
+"""The console script's module: it installs its SIGTERM handler, then imports the commands inside its function."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,8 @@ def test_imports_inside_functions_only_keep_heavy_modules_out_of_start_up():
     heavy = heavy_modules(EDGES)
     bad = [f"{e.source}:{e.line} imports {e.target} inside a function"
            + ("" if e.commented else " without a comment saying why")
-           for e in EDGES if e.local and (not e.commented or (e.target not in HEAVY and e.target not in heavy))]
+           for e in EDGES if e.local and (not e.commented or (e.target not in HEAVY and e.target not in heavy
+                                                               and e.source != CONSOLE_ENTRY))]
     assert bad == []
 
 

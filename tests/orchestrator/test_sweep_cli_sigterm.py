@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
+import tomllib
 
 import pytest
 
-from orchestrator.sweep_cli import sigterm_as_ctrl_c
+from orchestrator.interrupts import sigterm_as_ctrl_c
+from testkit.sweep import REPO
 
 
 def test_first_sigterm_interrupts_like_ctrl_c_later_ones_are_ignored_and_the_handler_comes_back():
@@ -32,3 +36,33 @@ def test_first_sigterm_interrupts_like_ctrl_c_later_ones_are_ignored_and_the_han
             signal.signal(signal.SIGINT, signal.default_int_handler)
         assert seen == ["SIGINT"]
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+# The `mtrl` console script's entry, run in a child that sends itself SIGTERM the moment the
+# commands begin to load (the slow part of start-up): deterministic, no sleeps.
+SIGTERM_WHILE_LOADING = """
+import os, signal, sys
+
+class SigtermOnLoad:
+    def find_spec(self, name, path=None, target=None):
+        if name == "orchestrator.cli":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return None
+
+sys.meta_path.insert(0, SigtermOnLoad())
+sys.argv = ["mtrl", "run", "never-read.yaml"]
+from analysis.console import mtrl
+mtrl()
+"""
+
+
+def test_a_sigterm_while_the_commands_load_ends_in_the_rerun_line():
+    done = subprocess.run([sys.executable, "-c", SIGTERM_WHILE_LOADING], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert (done.returncode, done.stderr.splitlines()) == (130, ["mtrl run: interrupted; rerun the same command to "
+                                                                  "resume"])
+
+
+def test_the_console_script_is_the_entry_that_handles_sigterm_first():
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+        assert tomllib.load(f)["project"]["scripts"]["mtrl"] == "analysis.console:mtrl"
