@@ -332,8 +332,9 @@ def read_marker(root: str) -> dict[str, Any] | None:
         raise ResultsDirError(f"{join(root, MARKER)} was not written by this tool")
     # A folder keeps the version of its marker: rows of a newer version are added to an older folder
     # beside its own, each row saying which it is (schema_version), and the older files stay as they are.
-    if marker.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
-        raise ResultsDirError(f"{root} holds results of schema version {marker.get('schema_version')!r}, this tool "
+    version = marker.get("schema_version")
+    if type(version) is not int or version not in READABLE_SCHEMA_VERSIONS:  # true and 1.0 equal 1 in Python
+        raise ResultsDirError(f"{root} holds results of schema version {version!r}, this tool "
                               f"reads versions {', '.join(map(str, READABLE_SCHEMA_VERSIONS))}")
     return marker
 

@@ -69,6 +69,10 @@ ODD_MARKERS = {  # valid JSON of other shapes than the marker's
     "nested 2,000 deep": ("[" * 2000 + "]" * 2000, "/mtrl-results.json is unreadable (nested too deeply)"),
     "an infinite version": ('{"kind": "mtrl-results", "layout": "sweep", "schema_version": 1e400}',
                             " holds results of schema version inf, this tool reads versions 1, 2"),
+    "true for the version": ('{"kind": "mtrl-results", "layout": "sweep", "schema_version": true}',
+                             " holds results of schema version True, this tool reads versions 1, 2"),
+    "1.0 for the version": ('{"kind": "mtrl-results", "layout": "sweep", "schema_version": 1.0}',
+                            " holds results of schema version 1.0, this tool reads versions 1, 2"),
 }
 
 CASES: dict[str, Case] = {
