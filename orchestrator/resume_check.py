@@ -199,14 +199,16 @@ def check_trial(root: str, config: TrialConfig) -> TrialCheck:
 
 
 @contextlib.contextmanager
-def trial_lock(root: str, run_key: str, wait_s: float = TRIAL_LOCK_WAIT_S) -> Iterator[None]:
+def trial_lock(root: str, run_key: str, wait_s: float = TRIAL_LOCK_WAIT_S, announce: bool = True) -> Iterator[None]:
     """Hold the lock on the trial ``run_key``'s files in the sweep folder ``root`` for the block.
 
     A ``flock`` on ``checkpoints/<run_key>/.lock`` (local and NFS paths; released by the kernel
     when its process dies), waited for at most ``wait_s`` seconds, then :class:`LockHeld` naming
-    the holder. Object stores have no locks: there the block runs unlocked.
+    the holder. ``announce``: write this process into the lock file for others' messages (a
+    trial's worker); the driver's check does not, so a finished trial's files stay untouched.
+    Object stores have no locks: there the block runs unlocked.
     """
-    holder = f"pid {os.getpid()} on {socket.gethostname()}"
+    holder = f"pid {os.getpid()} on {socket.gethostname()}" if announce else ""
     with exclusive_lock(trial_checkpoint_dir(root, run_key), LOCK_FILE, holder=holder, patience_s=wait_s):
         yield
 
@@ -220,7 +222,7 @@ def check_sweep(root: str, trials: list[TrialConfig], wait_s: float = TRIAL_LOCK
     checks = []
     for config in trials:
         try:
-            with trial_lock(root, config.run_key, wait_s):
+            with trial_lock(root, config.run_key, wait_s, announce=False):
                 checks.append(check_trial(root, config))
         except LockHeld as held:
             raise ResultsDirError(f"trial {config.run_key} in {root} is still being written by {held.holder} (a "

@@ -386,7 +386,8 @@ class LockHeld(Exception):
 
 @contextmanager
 def exclusive_lock(root: str, name: str, holder: str = "", patience_s: float = 0.0) -> Iterator[None]:
-    """Hold a ``flock`` on ``<root>/<name>`` for the block (local and NFS paths), writing ``holder`` into it.
+    """Hold a ``flock`` on ``<root>/<name>`` for the block (local and NFS paths), writing ``holder`` into it
+    (and erasing it after); without a ``holder`` the file's bytes and times stay as they were.
 
     The kernel releases it when the process exits or is killed. :class:`LockHeld` when another
     process still holds it after ``patience_s`` seconds. Object stores have no locks: there the
@@ -400,16 +401,19 @@ def exclusive_lock(root: str, name: str, holder: str = "", patience_s: float = 0
         if not _try_lock(handle, fcntl.LOCK_EX, patience_s):
             handle.seek(0)
             raise LockHeld(handle.read().strip() or "another process")
-        handle.seek(0)
-        handle.truncate()
+        # Without a holder the file is left as it is (a truncate updates its mtime even when empty):
+        # checking a finished trial under its lock does not touch any of its files.
         if holder:
+            handle.seek(0)
+            handle.truncate()
             handle.write(f"{holder}\n")
             handle.flush()
         try:
             yield
         finally:
-            handle.seek(0)
-            handle.truncate()
+            if holder:
+                handle.seek(0)
+                handle.truncate()
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
