@@ -26,6 +26,7 @@ from orchestrator.sink import ParquetSink, segment_name
 from orchestrator.spec import load_spec
 from orchestrator.sweep_folder import SweepFolder, claimed
 from orchestrator.trial import run_trial
+from testkit.damage import StopAt
 from testkit.ray import (
     assert_rows_exactly_once,
     kill_ray_processes,
@@ -48,19 +49,6 @@ class Payload:
 
     def __reduce__(self):
         return (open, (self.marker, "w"))
-
-
-class StopAt(DirectoryCheckpointer):
-    """Saves checkpoints like the sweep does, then stops the trial after the one at ``step``."""
-
-    def __init__(self, directory: str, step: int) -> None:
-        super().__init__(directory)
-        self.stop = step
-
-    def save(self, state, metrics):
-        super().save(state, metrics)
-        if state["progress"]["step"] == self.stop:
-            raise KeyboardInterrupt
 
 
 def build(root: str, config, stop: int | None = None) -> None:

@@ -18,7 +18,7 @@ from orchestrator.sink import ParquetSink, segment_name
 from orchestrator.spec import load_spec
 from orchestrator.sweep_folder import SweepFolder, claimed
 from orchestrator.trial import run_trial
-from testkit.damage import flip_bit_in_column
+from testkit.damage import StopAt, flip_bit_in_column
 from testkit.ray import (
     assert_rows_exactly_once,
     mtrl_command,
@@ -30,19 +30,6 @@ from testkit.ray import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-class StopAt(DirectoryCheckpointer):
-    """Saves checkpoints like the sweep does, then stops the trial after the one at ``step``."""
-
-    def __init__(self, directory: str, step: int) -> None:
-        super().__init__(directory)
-        self.stop = step
-
-    def save(self, state, metrics):
-        super().save(state, metrics)
-        if state["progress"]["step"] == self.stop:
-            raise KeyboardInterrupt
 
 
 def test_foreign_checkpoint_flipped_bit_and_stale_temporaries_are_repaired(tmp_path, ray_tmp):

@@ -4,6 +4,21 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 
+from orchestrator.checkpoint import DirectoryCheckpointer
+
+
+class StopAt(DirectoryCheckpointer):
+    """Saves checkpoints like the sweep does, then stops the trial after the one at ``step``."""
+
+    def __init__(self, directory: str, step: int) -> None:
+        super().__init__(directory)
+        self.stop = step
+
+    def save(self, state, metrics):
+        super().save(state, metrics)
+        if state["progress"]["step"] == self.stop:
+            raise KeyboardInterrupt
+
 
 def flip_bit_in_column(path: str, column: str) -> int:
     """Flip one bit inside a page of ``column`` in the Parquet file ``path`` (its dictionary page's
