@@ -15,8 +15,8 @@ import sys
 from orchestrator.interrupts import interrupted_line, sigterm_as_ctrl_c
 
 
-def mtrl() -> None:
-    """The ``mtrl`` command (:func:`analysis.cli.mtrl`), with SIGTERM handled from its first statement."""
+def mtrl() -> int:
+    """The ``mtrl`` command (:func:`analysis.cli.mtrl`), SIGTERM handled first; returns its exit code."""
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     with sigterm_as_ctrl_c() if command == "run" else contextlib.nullcontext():
         try:
@@ -24,4 +24,4 @@ def mtrl() -> None:
         except KeyboardInterrupt:
             print(interrupted_line(command), file=sys.stderr)
             sys.exit(130)
-        whole_command()
+        return whole_command()

@@ -63,6 +63,13 @@ def test_a_sigterm_while_the_commands_load_ends_in_the_rerun_line():
                                                                   "resume"])
 
 
+def test_the_console_script_passes_on_the_exit_code(tmp_path):
+    done = subprocess.run([sys.executable, "-c", "import sys; from analysis.console import mtrl; sys.exit(mtrl())",
+                           "status", str(tmp_path / "nothing-here")], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+
+
 def test_the_console_script_is_the_entry_that_handles_sigterm_first():
     with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
         assert tomllib.load(f)["project"]["scripts"]["mtrl"] == "analysis.console:mtrl"
