@@ -41,10 +41,14 @@ def silent_port():
 def start(sweep: str, storage, address: str, tmp_path, **env: str) -> subprocess.Popen:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
+    environment = subprocess_env(HOME=str(home), **env)
+    # An in-process `mtrl run` of an earlier test sets RAY_AUTH_MODE=token for its local Ray (a local
+    # instance only): with it, ray.init refuses any address for want of a token before reaching it.
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        environment.pop(name, None)
     return subprocess.Popen(mtrl_command("run", sweep, "--storage", str(storage), *(("--address", address)
                                                                                    if address else ())),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=subprocess_env(HOME=str(home), **env))
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
 
 
 def finish(driver: subprocess.Popen, timeout: float) -> tuple[int, str]:
