@@ -37,7 +37,7 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -173,7 +173,7 @@ def read_bytes(fs: pafs.FileSystem, path: str, limit: int = -1) -> bytes | None:
     if found == pafs.FileType.NotFound:
         return None
     if found != pafs.FileType.File:
-        raise ResultsDirError(f"{path} is {_kind_of(fs, path)}, not a regular file; move it out of the folder")
+        _refuse_special(path, _kind_of(fs, path))
     with fs.open_input_stream(path) as stream:
         return stream.read() if limit < 0 else stream.read(limit)
 
@@ -206,9 +206,12 @@ def list_files(fs: pafs.FileSystem, directory: str, recursive: bool = False,
     if special != "skip":
         odd = [i for i in infos if i.type not in (pafs.FileType.File, pafs.FileType.Directory)]
         if odd:
-            raise ResultsDirError(f"{odd[0].path} is {_kind_of(fs, odd[0].path)}, not a regular file; move it out of "
-                                  f"the folder")
+            _refuse_special(odd[0].path, _kind_of(fs, odd[0].path))
     return sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path)
+
+
+def _refuse_special(path: str, kind: str) -> NoReturn:
+    raise ResultsDirError(f"{path} is {kind}, not a regular file; move it out of the folder")
 
 
 def _kind_of(fs: pafs.FileSystem, path: str) -> str:
@@ -232,7 +235,7 @@ def kind_of(mode: int) -> str:
 
 
 # --- links and special files inside a results folder -------------------------------------------
-def _refuse_link(path: str) -> None:
+def _refuse_link(path: str) -> NoReturn:
     try:
         target = os.readlink(path)
     except OSError:
@@ -289,8 +292,7 @@ def refuse_odd_entries(root: str) -> None:
             if entry.is_dir(follow_symlinks=False):
                 pending.append(entry.path)
             elif not entry.is_file(follow_symlinks=False):
-                raise ResultsDirError(f"{entry.path} is {kind_of(entry.stat(follow_symlinks=False).st_mode)}, not a "
-                                      f"regular file; move it out of the folder")
+                _refuse_special(entry.path, kind_of(entry.stat(follow_symlinks=False).st_mode))
 
 
 # --- damaged files ----------------------------------------------------------------------------
@@ -444,7 +446,7 @@ def _open_lock_file(path: str, flags: int) -> IO[str]:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise ResultsDirError(f"{path} is {kind_of(mode)}, not a regular file; move it out of the folder")
+        _refuse_special(path, kind_of(mode))
     os.set_blocking(fd, True)
     return os.fdopen(fd, "r+" if flags & os.O_RDWR else "r")
 

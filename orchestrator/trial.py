@@ -152,7 +152,7 @@ class _Trial:
             raise ValueError(f"it belongs to a different configuration of {self.config.run_key}")
 
     def load_state_dict(self, state: dict) -> None:
-        self.check_state(state)
+        """Restore a checkpoint that :meth:`check_state` accepted (``run_trial`` checks it first)."""
         progress = state["progress"]
         self.step, self.epoch = int(progress["step"]), int(progress["epoch"])
         self.wall_seconds = float(progress["wall_seconds"])
